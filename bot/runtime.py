@@ -1,0 +1,71 @@
+"""Builds the objects the commands need from the settings: database, engine, worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from conversations.engine import Engine
+from conversations.flows import default_flows
+from conversations.ports import Outbound
+from storage import migrate
+from storage.db import Database
+from bot.delivery import DeliveryWorker
+from bot.settings import Settings
+
+
+class StartupError(Exception):
+    """The bot cannot start; the message says what to do."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    engine: Engine
+    worker: DeliveryWorker
+    adapters: dict[str, Outbound] = field(default_factory=dict)
+
+
+async def prepare_database(db: Database, *, upgrade_empty: bool = True) -> None:
+    """Upgrade an empty database; refuse to run on one that is behind (say what to run)."""
+    current = await migrate.current_revision(db)
+    head = migrate.head_revision()
+    if current == head:
+        return
+    if current is None and upgrade_empty:
+        await migrate.upgrade(db)
+        return
+    raise StartupError(
+        f"the database schema is at revision {current or 'none'}, this version needs {head}: "
+        "run `brm-bot db upgrade` first"
+    )
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) -> AsyncIterator[Runtime]:
+    db = Database.connect(settings.database_url)
+    try:
+        try:
+            await prepare_database(db)
+        except (OSError, ConnectionError) as exc:
+            raise StartupError(f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})") from None
+        holder: list[DeliveryWorker] = []
+        engine = Engine(
+            db,
+            default_flows(),
+            clock=utcnow,
+            default_timezone=settings.timezone,
+            on_queued=lambda: holder[0].wake() if holder else None,
+        )
+        worker = DeliveryWorker(db, {}, clock=utcnow, fallback=fallback)
+        holder.append(worker)
+        yield Runtime(settings=settings, db=db, engine=engine, worker=worker)
+    finally:
+        await db.dispose()

@@ -1,0 +1,118 @@
+"""Settings from the environment (and an optional ``.env``). Only ``bot/`` reads them.
+
+A wrong value stops the start with one line naming the variable, never a traceback::
+
+    brm-bot: BRM_BOT_TIMEZONE: 'Mars/Olympus' is not a time zone (try Europe/Berlin or UTC)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names the variable and the fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Field(default="sqlite+aiosqlite:///brm-bot.db", alias="DATABASE_URL")
+    timezone: str = Field(default="UTC", alias="BRM_BOT_TIMEZONE")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="BRM_BOT_LOG_LEVEL")
+    port: int = Field(default=3978, alias="PORT", ge=1, le=65535)
+    host: str = Field(default="0.0.0.0", alias="HOST")  # noqa: S104 - platforms must reach the webhook
+
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")
+
+    microsoft_app_id: str | None = Field(default=None, alias="MICROSOFT_APP_ID")
+    microsoft_app_password: SecretStr | None = Field(default=None, alias="MICROSOFT_APP_PASSWORD")
+    microsoft_app_tenant_id: str | None = Field(default=None, alias="MICROSOFT_APP_TENANT_ID")
+    microsoft_app_type: Literal["MultiTenant", "SingleTenant", "UserAssignedMSI"] = Field(
+        default="MultiTenant", alias="MICROSOFT_APP_TYPE"
+    )
+    teams_local_mode: bool = Field(default=False, alias="TEAMS_LOCAL_MODE")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = sa.make_url(value)
+        except sa.exc.ArgumentError:
+            raise ValueError("is not a database URL (e.g. sqlite+aiosqlite:///brm-bot.db)") from None
+        if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise ValueError(
+                f"driver {url.drivername!r} is not supported: use sqlite+aiosqlite:///file.db "
+                "or postgresql+asyncpg://user@host/db"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone (try Europe/Berlin or UTC)") from None
+        return value
+
+    @field_validator(
+        "slack_bot_token", "slack_signing_secret", "slack_app_token", "microsoft_app_password", mode="before"
+    )
+    @classmethod
+    def _blank_secret_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("slack_api_url", "microsoft_app_id", "microsoft_app_tenant_id", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _platforms(self) -> Settings:
+        slack = {"SLACK_BOT_TOKEN": self.slack_bot_token, "SLACK_SIGNING_SECRET": self.slack_signing_secret}
+        given = [k for k, v in slack.items() if v is not None]
+        if (given or self.slack_app_token) and len(given) < len(slack):
+            missing = ", ".join(k for k, v in slack.items() if v is None)
+            raise ValueError(f"Slack is partly configured: set {missing} too (or unset the other SLACK_ variables)")
+        if self.microsoft_app_id and self.teams_local_mode:
+            raise ValueError(
+                "MICROSOFT_APP_ID and TEAMS_LOCAL_MODE=true are both set: local mode turns authentication off, "
+                "so it is only for a bot without an app id. Unset one of them"
+            )
+        if self.microsoft_app_id and self.microsoft_app_type != "UserAssignedMSI" and not self.microsoft_app_password:
+            raise ValueError("MICROSOFT_APP_ID is set: set MICROSOFT_APP_PASSWORD too")
+        if self.microsoft_app_type == "SingleTenant" and self.microsoft_app_id and not self.microsoft_app_tenant_id:
+            raise ValueError("MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_TENANT_ID")
+        return self
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None and self.slack_signing_secret is not None
+
+    @property
+    def teams_enabled(self) -> bool:
+        return bool(self.microsoft_app_id) or self.teams_local_mode
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, or raise :class:`SettingsError` with one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = error.get("loc", ())
+            field = str(where[0]) if where else ""
+            alias = Settings.model_fields[field].alias if field in Settings.model_fields else field
+            message = str(error.get("msg", "")).removeprefix("Value error, ")
+            problems.append(f"{alias}: {message}" if alias else message)
+        raise SettingsError("; ".join(problems)) from None

@@ -1,0 +1,425 @@
+"""The conversation engine: one turn in, replies out, state saved once.
+
+A turn runs inside one database transaction: the inbound event id is claimed (a platform
+retry of it does nothing), the person is resolved, the active flow's step runs, and its
+domain writes, queued notifications and the new conversation state are committed together.
+Turns of one conversation are serialised by a per-key lock in this process and by a version
+check on the state row across processes; a turn that loses the race is run again on the
+fresh state.
+
+Example::
+
+    engine = Engine(db, flows=default_flows(), clock=lambda: datetime.now(UTC))
+    replies = await engine.handle(Inbound(key=key, event_id="e1", text="new request"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import unicodedata
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conversations import codec
+from conversations.messages import ConversationKey, Inbound, Reply, Sender, TextStyle
+from storage import queries as q
+from storage.db import Database
+from storage.models import Person, Role
+
+log = logging.getLogger(__name__)
+
+JSONValue = Any
+STATE_TTL = timedelta(hours=24)
+MAX_TURN_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What a flow returns. ``next`` None ends the flow; flows never save state themselves."""
+
+    replies: tuple[Reply, ...]
+    next: str | None = None
+    data: Mapping[str, JSONValue] = field(default_factory=dict)
+    handoff: tuple[str, str] | None = None  # (flow, argument) to start next; ("", text) re-reads text
+
+    @classmethod
+    def end(cls, *replies: Reply) -> Step:
+        return cls(replies=tuple(replies), next=None, data={})
+
+    @classmethod
+    def hand_to(cls, flow: str, argument: str = "", *replies: Reply) -> Step:
+        """End this flow and start ``flow`` (or, with ``""``, read the text afresh)."""
+        return cls(replies=tuple(replies), next=None, data={}, handoff=(flow, argument))
+
+
+@dataclass(frozen=True, slots=True)
+class FlowState:
+    flow: str
+    step: str
+    data: Mapping[str, JSONValue]
+
+
+@dataclass(slots=True)
+class Turn:
+    """Everything a flow may use for one turn. ``session`` is the turn's transaction."""
+
+    session: AsyncSession
+    person: Person
+    inbound: Inbound
+    now: datetime
+    tz: ZoneInfo
+    queued: int = 0
+
+    @property
+    def text(self) -> str:
+        return self.inbound.text
+
+    async def notify(self, *, recipient_id: int, kind: str, subject: str, reply: Reply, period: str = "") -> bool:
+        """Queue a message the bot starts, committed with this turn (or not at all)."""
+        added = await q.enqueue(
+            self.session,
+            kind=kind,
+            subject=subject,
+            period=period,
+            recipient_id=recipient_id,
+            payload=codec.reply_to_json(reply),
+            now=self.now,
+        )
+        self.queued += int(added)
+        return added
+
+    def local(self, moment: datetime) -> str:
+        """A time shown in the reader's own time zone."""
+        return moment.astimezone(self.tz).strftime("%d %b %Y %H:%M %Z")
+
+
+class Flow(Protocol):
+    """A small state machine. See ``docs/flows/`` for the diagrams."""
+
+    name: ClassVar[str]
+    triggers: ClassVar[frozenset[str]]
+    title: ClassVar[str]
+
+    async def start(self, turn: Turn, argument: str) -> Step: ...
+
+    async def step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step: ...
+
+    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]: ...
+
+
+class FormFlow(Flow, Protocol):
+    """A flow that can also take all its input at once from a form (a modal, a card)."""
+
+    async def open_form(self, turn: Turn, prefill: Mapping[str, str]) -> Step: ...
+
+    async def submit_form(self, turn: Turn, values: Mapping[str, str]) -> Step: ...
+
+
+GLOBAL_CANCEL = frozenset({"cancel", "stop", "quit", "abort", "exit"})
+GLOBAL_HELP = frozenset({"help", "?", "menu", "commands"})
+MENU = "menu"
+FORM_OPEN = "open"
+FORM_SUBMIT = "submit"
+
+
+def clean_text(raw: str) -> str:
+    """NFC-normalised text without control characters (newlines and tabs kept), stripped."""
+    text = unicodedata.normalize("NFC", raw)
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))
+    return text.strip()
+
+
+class Engine:
+    """Runs flows for neutral inbound messages. One per process, shared by all adapters."""
+
+    def __init__(
+        self,
+        db: Database,
+        flows: Sequence[Flow],
+        *,
+        clock: Callable[[], datetime],
+        default_timezone: str = "UTC",
+        on_queued: Callable[[], None] | None = None,
+        state_ttl: timedelta = STATE_TTL,
+    ) -> None:
+        names = [f.name for f in flows]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two flows share a name: {sorted(names)}")
+        seen: dict[str, str] = {}
+        for flow in flows:
+            if ":" in flow.name:
+                raise ValueError(f"flow name {flow.name!r} must not contain ':'")
+            for trigger in flow.triggers:
+                if trigger in seen:
+                    raise ValueError(f"trigger {trigger!r} is claimed by both {seen[trigger]} and {flow.name}")
+                if trigger in GLOBAL_CANCEL or trigger in GLOBAL_HELP:
+                    raise ValueError(f"trigger {trigger!r} of {flow.name} is a global command")
+                seen[trigger] = flow.name
+        self.db = db
+        self.flows: dict[str, Flow] = {f.name: f for f in flows}
+        self._triggers = sorted(seen.items(), key=lambda kv: -len(kv[0]))
+        if MENU not in self.flows:
+            raise ValueError(f"the flows need a {MENU!r} flow: it answers help and anything unrecognised")
+        self._clock = clock
+        self._default_tz = _zone(default_timezone)
+        self._default_tz_name = default_timezone
+        self._on_queued = on_queued
+        self._ttl = state_ttl
+        self._locks: dict[ConversationKey, _KeyLock] = {}
+
+    # --- public ------------------------------------------------------------------------------
+
+    async def handle(self, inbound: Inbound) -> list[Reply]:
+        """Run one turn. Returns the replies to show; [] for a repeated event id."""
+        inbound = _cleaned(inbound)
+        async with self._lock(inbound.key):
+            for attempt in range(MAX_TURN_ATTEMPTS):
+                try:
+                    replies, queued = await self._turn(inbound)
+                except (q.StaleState, IntegrityError) as exc:
+                    log.debug("turn raced (%s), attempt %d", type(exc).__name__, attempt + 1)
+                    await asyncio.sleep(0.005 * (attempt + 1))
+                    continue
+                if queued and self._on_queued is not None:
+                    self._on_queued()
+                return replies
+        raise RuntimeError("conversation state kept changing under this turn")
+
+    async def home(self, key: ConversationKey, sender: Sender | None = None) -> Reply:
+        """The person's overview (App Home, a personal tab): no conversation state is touched."""
+        from conversations.flows.requests import overview
+
+        async with self.db.transaction() as session:
+            person = await self._person(session, key, sender)
+            return await overview(session, person, _zone(person.time_zone, self._default_tz))
+
+    async def known(self, *, platform: str, workspace: str, user_id: str) -> bool:
+        """Whether this platform user is already linked to a person (adapters skip profile look-ups)."""
+        async with self.db.session() as session:
+            person = await q.person_by_identity(session, platform=platform, workspace=workspace, user_id=user_id)
+            return person is not None
+
+    # --- one turn ------------------------------------------------------------------------------
+
+    async def _turn(self, inbound: Inbound) -> tuple[list[Reply], int]:
+        now = self._clock()
+        async with self.db.transaction() as session:
+            if not await q.claim_event(session, platform=inbound.key.platform, event_id=inbound.event_id, now=now):
+                log.info("duplicate event %s ignored", inbound.event_id)
+                return [], 0
+            person = await self._person(session, inbound.key, inbound.sender)
+            turn = Turn(session, person, inbound, now, _zone(person.time_zone, self._default_tz))
+            skey = _state_key(inbound.key)
+            row = await q.load_state(session, skey)
+            before = (row.flow, row.step or "", dict(row.data)) if row and row.flow else None
+            state = FlowState(*before) if before else None
+
+            replies: list[Reply] = []
+            if state and row and now - row.updated_at > self._ttl:
+                flow = self.flows.get(state.flow)
+                replies.append(
+                    Reply.text(
+                        f"Your unfinished {flow.title if flow else 'conversation'} expired after 24 hours of "
+                        "silence, so I discarded the draft. Nothing was submitted.",
+                        TextStyle.WARNING,
+                    )
+                )
+                state = None
+
+            step, owner = await self._route(turn, state, inbound)
+            replies.extend(step.replies)
+            after = (owner, step.next, dict(step.data)) if owner and step.next else None
+            # Save when something changed, and on every turn of an active flow (its silence clock).
+            if after != before or after is not None:
+                await q.save_state(
+                    session,
+                    skey,
+                    expected_version=row.version if row else None,
+                    flow=after[0] if after else None,
+                    step=after[1] if after else None,
+                    data=after[2] if after else {},
+                    now=now,
+                )
+            return replies, turn.queued
+
+    async def _route(self, turn: Turn, state: FlowState | None, inbound: Inbound) -> tuple[Step, str | None]:
+        step, owner = await self._route_once(turn, state, inbound)
+        if step.handoff is None:
+            return step, owner
+        target, argument = step.handoff
+        if target:
+            then, owner = await self.flows[target].start(turn, argument), target
+        else:
+            then, owner = await self._route_once(turn, None, inbound)
+        return Step(replies=step.replies + then.replies, next=then.next, data=then.data), owner
+
+    async def _route_once(self, turn: Turn, state: FlowState | None, inbound: Inbound) -> tuple[Step, str | None]:
+        """Pick what runs: a form, a global command, the active step, a trigger, or the menu.
+
+        Returns the step and the flow that owns ``step.next`` (None when nothing goes on).
+        """
+        action = inbound.action
+        if action is not None and inbound.form is not None:
+            return await self._form(turn, state, action.id, inbound.form)
+
+        words = inbound.text.casefold()
+        if action is None and words in GLOBAL_CANCEL:
+            if state is None:
+                return Step.end(Reply.text("There is nothing to cancel. Type *help* to see what I can do.")), None
+            title = self.flows[state.flow].title if state.flow in self.flows else "conversation"
+            return Step.end(Reply.text(f"Cancelled your {title}. Nothing was saved.")), None
+        if action is None and words in GLOBAL_HELP:
+            if state is not None and state.flow in self.flows and state.flow != MENU:
+                return await self._keep(turn, state, self.flows[MENU].help_text())  # type: ignore[attr-defined]
+            return await self.flows[MENU].start(turn, ""), MENU
+
+        if action is not None and action.id == f"{MENU}:pick":
+            # The menu's buttons (also on App Home) always work; they replace an unfinished flow.
+            step = await self.flows[MENU].step(turn, FlowState(MENU, "pick", {}), inbound)
+            if state is not None and state.flow not in (MENU, (step.handoff or ("",))[0]):
+                title = self.flows[state.flow].title if state.flow in self.flows else "conversation"
+                note = Reply.text(f"I set aside your unfinished {title}.", TextStyle.MUTED)
+                step = Step(replies=(note, *step.replies), next=step.next, data=step.data, handoff=step.handoff)
+            return step, MENU
+
+        if state is not None and state.flow in self.flows:
+            if action is not None and not _action_fits(action.id, state):
+                return await self._keep(
+                    turn, state, Reply.text("That button belongs to an earlier question, so I ignored it.", TextStyle.MUTED)
+                )
+            if action is None and not inbound.text:
+                return await self._keep(turn, state, Reply.text("I got an empty message.", TextStyle.MUTED))
+            return await self.flows[state.flow].step(turn, state, inbound), state.flow
+
+        if action is not None:
+            flow_name, _, rest = action.id.partition(":")
+            if rest == "start" and flow_name in self.flows:
+                return await self.flows[flow_name].start(turn, action.value), flow_name
+            note = Reply.text("That button belongs to a conversation that has already ended.", TextStyle.MUTED)
+            return Step.hand_to(MENU, "", note), None
+
+        if not inbound.text:
+            return await self.flows[MENU].start(turn, ""), MENU
+        for trigger, flow_name in self._triggers:
+            if words == trigger or words.startswith(trigger + " "):
+                argument = inbound.text[len(trigger) :].strip()
+                return await self.flows[flow_name].start(turn, argument), flow_name
+        return await self.flows[MENU].start(turn, inbound.text), MENU
+
+    async def _form(
+        self, turn: Turn, state: FlowState | None, action_id: str, values: Mapping[str, str]
+    ) -> tuple[Step, str | None]:
+        flow_name, _, what = action_id.partition(":")
+        flow = self.flows.get(flow_name)
+        if flow is None or not hasattr(flow, "submit_form") or what not in (FORM_OPEN, FORM_SUBMIT):
+            return Step.end(Reply.text("That form is not one I know.", TextStyle.WARNING)), None
+        form_flow: FormFlow = flow  # type: ignore[assignment]
+        step = await (form_flow.open_form(turn, values) if what == FORM_OPEN else form_flow.submit_form(turn, values))
+        if state is not None:
+            # A form stands beside the chat: whatever the chat was doing goes on as it was.
+            return Step(replies=step.replies, next=state.step, data=state.data), state.flow
+        return step, flow_name
+
+    async def _keep(self, turn: Turn, state: FlowState, note: Reply) -> tuple[Step, str]:
+        """Answer ``note``, ask the active question again and leave the state as it was."""
+        again = await self.flows[state.flow].reprompt(turn, state)
+        return Step(replies=(note, *again), next=state.step, data=state.data), state.flow
+
+    async def _person(self, session: AsyncSession, key: ConversationKey, sender: Sender | None) -> Person:
+        person = await q.person_by_identity(session, platform=key.platform, workspace=key.workspace, user_id=key.user)
+        if person is not None:
+            return person
+        email = (sender.email or "").strip().lower() if sender else ""
+        directory_id = sender.directory_id if sender else None
+        if directory_id:
+            person = await q.person_by_directory_id(session, directory_id)
+        if person is None and email:
+            person = await q.person_by_email(session, email)
+        if person is None:
+            tz = sender.time_zone if sender and sender.time_zone and _valid_zone(sender.time_zone) else None
+            person = Person(
+                name=(sender.name if sender and sender.name else key.user)[:200],
+                email=email or None,
+                role=Role.REQUESTER,
+                time_zone=tz or self._default_tz_name,
+            )
+            session.add(person)
+            await session.flush()
+        await q.add_identity(
+            session,
+            person_id=person.id,  # type: ignore[arg-type]
+            platform=key.platform,
+            workspace=key.workspace,
+            user_id=key.user,
+            directory_id=directory_id,
+        )
+        return person
+
+    @asynccontextmanager
+    async def _lock(self, key: ConversationKey) -> AsyncIterator[None]:
+        """Serialise turns of one conversation in this process; idle keys are forgotten."""
+        entry = self._locks.setdefault(key, _KeyLock(asyncio.Lock()))
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[key]
+
+
+@dataclass(slots=True)
+class _KeyLock:
+    lock: asyncio.Lock
+    users: int = 0
+
+
+def _action_fits(action_id: str, state: FlowState) -> bool:
+    flow_name, _, step = action_id.partition(":")
+    return flow_name == state.flow and step == state.step
+
+
+def _state_key(key: ConversationKey) -> q.StateKey:
+    return q.StateKey(key.platform, key.workspace, key.channel, key.user, key.thread or "")
+
+
+def _cleaned(inbound: Inbound) -> Inbound:
+    text = clean_text(inbound.text)
+    form = {k: clean_text(v) for k, v in inbound.form.items()} if inbound.form is not None else None
+    if text == inbound.text and form == inbound.form:
+        return inbound
+    return Inbound(
+        key=inbound.key,
+        event_id=inbound.event_id,
+        text=text,
+        action=inbound.action,
+        form=form,
+        sender=inbound.sender,
+        source=inbound.source,
+    )
+
+
+def _valid_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _zone(name: str, default: ZoneInfo | None = None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        if default is None:
+            raise
+        return default

@@ -1,0 +1,363 @@
+"""Demand intake: a short conversation (or one form) that files a complete demand request.
+
+The diagram is in ``docs/flows/intake.md``. Chat and form share one set of field rules,
+so a request filed from a Slack modal or a Teams card is held to the same limits as one
+typed in the terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, ClassVar
+
+from rapidfuzz import fuzz, utils
+
+from conversations.engine import FORM_SUBMIT, FlowState, Step, Turn
+from conversations.flows.common import SKIP_WORDS, check_text, not_an_option, parse_date, pick, question, warn
+from conversations.messages import Facts, Field, Form, Inbound, Option, Reply, Text, TextStyle
+from storage import queries as q
+from storage.models import BusinessPartner, Category, DemandRequest, Urgency
+
+TITLE_MAX = 200
+DESCRIPTION_MAX = 4000
+OUTCOME_MAX = 2000
+DUPLICATE_SCORE = 85.0
+NO_PARTNER = "none"
+
+FIELDS = ("title", "description", "outcome", "category", "urgency", "partner", "desired_date")
+LABELS = {
+    "title": "Title",
+    "description": "Description",
+    "outcome": "Business outcome",
+    "category": "Category",
+    "urgency": "Urgency",
+    "partner": "Business partner",
+    "desired_date": "Desired date",
+}
+CATEGORY_OPTIONS = tuple(Option(c.value, c.value.capitalize()) for c in Category)
+URGENCY_OPTIONS = tuple(Option(u.value, u.value.capitalize()) for u in Urgency)
+CONFIRM_OPTIONS = (
+    Option("submit", "Submit", primary=True),
+    Option("edit", "Edit a field"),
+    Option("cancel", "Cancel", danger=True),
+)
+DUPLICATE_OPTIONS = (
+    Option("submit", "Submit anyway", primary=True),
+    Option("edit", "Edit a field"),
+    Option("cancel", "Cancel", danger=True),
+)
+NO_DATE = Option("skip", "No particular date")
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    partners: Sequence[BusinessPartner]
+    own_partner_id: int | None
+    today: date
+
+    def partner_options(self) -> tuple[Option, ...]:
+        own = [p for p in self.partners if p.id == self.own_partner_id]
+        rest = [p for p in self.partners if p.id != self.own_partner_id]
+        options = [Option(str(p.id), p.name + (" (yours)" if p.id == self.own_partner_id else "")) for p in own]
+        options += [Option(str(p.id), p.name) for p in rest]
+        return (*options, Option(NO_PARTNER, "Not sure"))
+
+    def partner_name(self, partner_id: Any) -> str:
+        found = next((p.name for p in self.partners if p.id == partner_id), None)
+        return found or "Not sure (a BRM will assign it)"
+
+
+def validate(field: str, raw: str, ctx: _Context) -> tuple[Any, str | None]:
+    """The stored value of ``field`` read from ``raw``, or an error that says what to fix."""
+    text = raw.strip()
+    match field:
+        case "title":
+            return text, check_text("title", text, minimum=3, maximum=TITLE_MAX)
+        case "description":
+            if not text or text.casefold() in SKIP_WORDS:
+                return None, None
+            return text, check_text("description", text, minimum=1, maximum=DESCRIPTION_MAX)
+        case "outcome":
+            return text, check_text("business outcome", text, minimum=10, maximum=OUTCOME_MAX)
+        case "category" | "urgency":
+            options = CATEGORY_OPTIONS if field == "category" else URGENCY_OPTIONS
+            option = pick(text, options)
+            return (option.id, None) if option else (None, not_an_option(text, options))
+        case "partner":
+            options = ctx.partner_options()
+            option = pick(text, options)
+            if option is None:
+                return None, not_an_option(text, options)
+            return (None if option.id == NO_PARTNER else int(option.id)), None
+        case "desired_date":
+            if not text or text.casefold() in SKIP_WORDS | {NO_DATE.label.casefold()}:
+                return None, None
+            value, error = parse_date(text, today=ctx.today)
+            return (value.isoformat() if value else None), error
+    raise KeyError(field)
+
+
+class IntakeFlow:
+    name: ClassVar[str] = "intake"
+    title: ClassVar[str] = "demand request"
+    triggers: ClassVar[frozenset[str]] = frozenset(
+        {"new request", "request", "new", "demand", "new demand", "idea", "submit", "capture"}
+    )
+
+    # --- chat ---------------------------------------------------------------------------------
+
+    async def start(self, turn: Turn, argument: str) -> Step:
+        intro = Reply.text(
+            "Let's capture your demand request. It takes a few questions; type *cancel* at any time to stop."
+        )
+        ctx = await self._context(turn)
+        if argument:
+            title, error = validate("title", argument, ctx)
+            if error is None:
+                data = {"title": title}
+                return Step((intro, await self._ask(turn, "description", data, ctx)), "description", data)
+            return Step((intro, warn(error), await self._ask(turn, "title", {}, ctx)), "title", {})
+        return Step((intro, await self._ask(turn, "title", {}, ctx)), "title", {})
+
+    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
+        data = dict(state.data)
+        ctx = await self._context(turn)
+        if state.step in FIELDS:
+            return (await self._ask(turn, state.step, data, ctx),)
+        if state.step == "edit_value":
+            return (await self._ask(turn, data["editing"], data, ctx),)
+        if state.step == "edit_field":
+            return (self._which_field(),)
+        if state.step == "duplicate":
+            return (question("intake:duplicate", "Submit it anyway?", DUPLICATE_OPTIONS),)
+        return self._summary(data, ctx)
+
+    async def step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step:
+        data: dict[str, Any] = dict(state.data)
+        said = inbound.action.value if inbound.action else inbound.text
+        ctx = await self._context(turn)
+
+        if state.step in FIELDS or state.step == "edit_value":
+            field = data["editing"] if state.step == "edit_value" else state.step
+            value, error = validate(field, said, ctx)
+            if error is not None:
+                return Step((warn(error), await self._ask(turn, field, data, ctx)), state.step, data)
+            data[field] = value
+            data.pop("editing", None)
+            following = FIELDS[FIELDS.index(field) + 1] if field != FIELDS[-1] else None
+            if state.step == "edit_value" or following is None:
+                return Step(self._summary(data, ctx), "confirm", data)
+            return Step((await self._ask(turn, following, data, ctx),), following, data)
+
+        if state.step == "edit_field":
+            options = self._field_options()
+            option = pick(said, options)
+            if option is None:
+                return Step((warn(not_an_option(said, options)), self._which_field()), "edit_field", data)
+            data["editing"] = option.id
+            return Step((await self._ask(turn, option.id, data, ctx),), "edit_value", data)
+
+        options = CONFIRM_OPTIONS if state.step == "confirm" else DUPLICATE_OPTIONS
+        option = pick(said, options)
+        if option is None:
+            return Step((warn(not_an_option(said, options)), *await self.reprompt(turn, state)), state.step, data)
+        if option.id == "cancel":
+            return Step.end(Reply.text("Cancelled your demand request. Nothing was saved."))
+        if option.id == "edit":
+            return Step((self._which_field(),), "edit_field", data)
+        return await self._submit(turn, data, ctx, allow_duplicate=state.step == "duplicate")
+
+    # --- form ---------------------------------------------------------------------------------
+
+    async def open_form(self, turn: Turn, prefill: Mapping[str, str]) -> Step:
+        ctx = await self._context(turn)
+        return Step.end(Reply.of(self._form(ctx, prefill, errors={}, context=_form_context(prefill))))
+
+    async def submit_form(self, turn: Turn, values: Mapping[str, str]) -> Step:
+        ctx = await self._context(turn)
+        data: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for field in FIELDS:
+            raw = values.get(field, "") or ""
+            if field == "partner" and not raw:
+                raw = NO_PARTNER
+            value, error = validate(field, raw, ctx)
+            if error is not None:
+                errors[field] = error
+            data[field] = value
+        if errors:
+            return Step.end(Reply.of(self._form(ctx, values, errors=errors, context=_form_context(values))))
+        data["source_link"] = values.get("source_link") or None
+        data["source_channel"] = values.get("source_channel") or None
+        duplicate = await self._duplicate(turn, data)
+        if duplicate is not None and values.get("duplicate_ok") != duplicate.key:
+            context = {**_form_context(values), "duplicate_ok": duplicate.key}
+            error = (
+                f"This looks like {duplicate.key} “{duplicate.title}” ({duplicate.status}). "
+                "Submit again to file yours anyway, or change the title."
+            )
+            return Step.end(Reply.of(self._form(ctx, values, errors={"title": error}, context=context)))
+        return await self._submit(turn, data, ctx, allow_duplicate=True)
+
+    def _form(
+        self, ctx: _Context, values: Mapping[str, str], *, errors: Mapping[str, str], context: Mapping[str, str]
+    ) -> Form:
+        partner_initial = values.get("partner") or (str(ctx.own_partner_id) if ctx.own_partner_id else None)
+        return Form(
+            id=f"{self.name}:{FORM_SUBMIT}",
+            title="New demand request",
+            submit_label="Submit",
+            errors=dict(errors),
+            context=dict(context),
+            fields=(
+                Field("title", "Title", required=True, max_length=TITLE_MAX, initial=values.get("title") or None,
+                      placeholder="A short name for what you need"),
+                Field("description", "Description", kind="multiline", max_length=DESCRIPTION_MAX,
+                      initial=values.get("description") or None, placeholder="Context, who is affected"),
+                Field("outcome", "Business outcome", kind="multiline", required=True, max_length=OUTCOME_MAX,
+                      initial=values.get("outcome") or None,
+                      hint="What will be better for the business when this is done?"),
+                Field("category", "Category", kind="select", required=True, options=CATEGORY_OPTIONS,
+                      initial=values.get("category") or None),
+                Field("urgency", "Urgency", kind="select", required=True, options=URGENCY_OPTIONS,
+                      initial=values.get("urgency") or "medium"),
+                Field("partner", "Business partner", kind="select", options=ctx.partner_options(),
+                      initial=partner_initial),
+                Field("desired_date", "Desired date", kind="date", initial=values.get("desired_date") or None),
+            ),
+        )
+
+    # --- shared -------------------------------------------------------------------------------
+
+    async def _context(self, turn: Turn) -> _Context:
+        return _Context(
+            partners=await q.partners(turn.session),
+            own_partner_id=turn.person.partner_id,
+            today=turn.now.astimezone(turn.tz).date(),
+        )
+
+    async def _ask(self, turn: Turn, field: str, data: Mapping[str, Any], ctx: _Context) -> Reply:
+        match field:
+            case "title":
+                return Reply.text(f"What do you need? Give it a short title (up to {TITLE_MAX} characters).")
+            case "description":
+                return Reply.text("Describe it in a few sentences: the context and who is affected. (Type *skip* to leave it out.)")
+            case "outcome":
+                return Reply.text("What will be better for the business when this is done? That is the business outcome.")
+            case "category":
+                return question("intake:category", "Which category fits best?", CATEGORY_OPTIONS)
+            case "urgency":
+                return question("intake:urgency", "How urgent is it?", URGENCY_OPTIONS)
+            case "partner":
+                options = ctx.partner_options()
+                intro = (f"Your own business partner is {ctx.partner_name(ctx.own_partner_id)}.",)
+                return question("intake:partner", "Which business partner is this for?", options,
+                                *(intro if ctx.own_partner_id else ()))
+            case "desired_date":
+                return question(
+                    "intake:desired_date",
+                    "By when do you need it? Type a date like 2026-12-31, or press the button.",
+                    (NO_DATE,),
+                )
+        raise KeyError(field)
+
+    @staticmethod
+    def _field_options() -> tuple[Option, ...]:
+        return tuple(Option(f, LABELS[f]) for f in FIELDS)
+
+    def _which_field(self) -> Reply:
+        return question("intake:edit_field", "Which field do you want to change?", self._field_options())
+
+    @staticmethod
+    def _facts(data: Mapping[str, Any], ctx: _Context) -> Facts:
+        desired = data.get("desired_date")
+        return Facts(
+            items=(
+                (LABELS["title"], data.get("title") or ""),
+                (LABELS["description"], data.get("description") or "—"),
+                (LABELS["outcome"], data.get("outcome") or ""),
+                (LABELS["category"], str(data.get("category", "")).capitalize()),
+                (LABELS["urgency"], str(data.get("urgency", "")).capitalize()),
+                (LABELS["partner"], ctx.partner_name(data.get("partner"))),
+                (LABELS["desired_date"], desired or "No particular date"),
+            )
+        )
+
+    def _summary(self, data: Mapping[str, Any], ctx: _Context) -> tuple[Reply, ...]:
+        return (
+            Reply.of(Text("Here is your request:", TextStyle.HEADING), self._facts(data, ctx)),
+            question("intake:confirm", "Submit it?", CONFIRM_OPTIONS),
+        )
+
+    async def _duplicate(self, turn: Turn, data: Mapping[str, Any]) -> DemandRequest | None:
+        partner_id = data.get("partner")
+        if partner_id is None:
+            return None
+        best: tuple[float, DemandRequest] | None = None
+        for other in await q.open_requests_of_partner(turn.session, partner_id):
+            score = fuzz.token_set_ratio(data["title"], other.title, processor=utils.default_process)
+            if score >= DUPLICATE_SCORE and (best is None or score > best[0]):
+                best = (score, other)
+        return best[1] if best else None
+
+    async def _submit(self, turn: Turn, data: Mapping[str, Any], ctx: _Context, *, allow_duplicate: bool) -> Step:
+        if not allow_duplicate:
+            duplicate = await self._duplicate(turn, data)
+            if duplicate is not None:
+                found = Reply.of(
+                    Text(f"This looks like a request that is already open, {duplicate.key}:", TextStyle.WARNING),
+                    Facts(items=(("Title", duplicate.title), ("Status", duplicate.status.capitalize()),
+                                 ("Submitted", turn.local(duplicate.created_at)))),
+                )
+                return Step((found, question("intake:duplicate", "Submit yours anyway?", DUPLICATE_OPTIONS)),
+                            "duplicate", dict(data))
+        source = turn.inbound.source
+        desired = data.get("desired_date")
+        request = await q.create_request(
+            turn.session,
+            q.NewRequest(
+                title=data["title"],
+                description=data.get("description"),
+                outcome=data["outcome"],
+                category=data["category"],
+                urgency=data["urgency"],
+                partner_id=data.get("partner"),
+                requester_id=turn.person.id,  # type: ignore[arg-type]
+                desired_date=date.fromisoformat(desired) if desired else None,
+                source_platform=turn.inbound.key.platform,
+                source_channel=data.get("source_channel") or (source.channel if source else None)
+                or turn.inbound.key.channel,
+                source_link=data.get("source_link") or (source.link if source else None),
+            ),
+            now=turn.now,
+        )
+        facts = self._facts(data, ctx)
+        brm = await q.get_person(turn.session, request.brm_id) if request.brm_id else None
+        if brm is not None and brm.id != turn.person.id:
+            await turn.notify(
+                recipient_id=brm.id,  # type: ignore[arg-type]
+                kind="request_submitted",
+                subject=request.key,
+                reply=Reply.of(
+                    Text(f"New demand request {request.key} from {turn.person.name}", TextStyle.HEADING),
+                    facts,
+                    Text(f"Type *status {request.key}* to see it."),
+                ),
+            )
+        owner = f"{brm.name}, the BRM for {ctx.partner_name(request.partner_id)}, has been notified." if brm else (
+            "No BRM owns this business partner yet, so it waits for triage by the BRM team."
+        )
+        return Step.end(
+            Reply.of(
+                Text(f"Submitted as {request.key}. Thank you!", TextStyle.SUCCESS),
+                facts,
+                Text(f"{owner} Type *status {request.key}* any time to follow it."),
+            )
+        )
+
+
+def _form_context(values: Mapping[str, str]) -> dict[str, str]:
+    keep = ("source_link", "source_channel", "duplicate_ok")
+    return {k: values[k] for k in keep if values.get(k)}

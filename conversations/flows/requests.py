@@ -1,0 +1,167 @@
+"""Reading requests: *my requests*, *status DR-42*, and the overview (App Home)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import ClassVar
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conversations.engine import FlowState, Step, Turn
+from conversations.flows.common import pick, question, warn
+from conversations.messages import Choices, Facts, Inbound, Option, Reply, Text, TextStyle
+from storage import queries as q
+from storage.models import DemandRequest, Person, Role
+
+KEY_PATTERN = re.compile(r"^\s*(?:dr\s*-?\s*)?#?(\d{1,9})\s*$", re.IGNORECASE)
+LIST_LIMIT = 20
+
+
+def parse_key(text: str) -> int | None:
+    """The id in ``DR-42``, ``dr42``, ``#42`` or ``42``; None for anything else."""
+    match = KEY_PATTERN.match(text)
+    return int(match.group(1)) if match else None
+
+
+def _line(request: DemandRequest, tz: ZoneInfo) -> str:
+    when = request.updated_at.astimezone(tz).strftime("%d %b %Y")
+    return f"{request.key} · {request.title} — {request.status.capitalize()} (updated {when})"
+
+
+def request_list(title: str, requests: Sequence[DemandRequest], tz: ZoneInfo) -> Reply:
+    lines = [_line(r, tz) for r in requests]
+    return Reply.of(Text(title, TextStyle.HEADING), Text("\n".join(f"• {line}" for line in lines)))
+
+
+class MyRequestsFlow:
+    name: ClassVar[str] = "mine"
+    title: ClassVar[str] = "request list"
+    triggers: ClassVar[frozenset[str]] = frozenset({"my requests", "mine", "list", "my demand", "requests"})
+
+    async def start(self, turn: Turn, argument: str) -> Step:
+        mine = await q.visible_requests(turn.session, turn.person, mine_only=True, limit=LIST_LIMIT)
+        if not mine:
+            return Step.end(
+                Reply.text("You have no demand requests yet."),
+                question("intake:start", "Want to file one?", (Option("new", "New request", primary=True),)),
+            )
+        replies = [request_list(f"Your requests ({len(mine)} most recent)" if len(mine) == LIST_LIMIT
+                                else "Your requests", mine, turn.tz)]
+        if turn.person.role == Role.BRM:
+            partners_open = [
+                r for r in await q.visible_requests(turn.session, turn.person, only_open=True, limit=LIST_LIMIT)
+                if r.requester_id != turn.person.id
+            ]
+            if partners_open:
+                replies.append(request_list("Open demand of your business partners", partners_open, turn.tz))
+        replies.append(Reply.text("Type *status DR-…* with a key for the details.", TextStyle.MUTED))
+        return Step.end(*replies)
+
+    async def step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step:
+        return await self.start(turn, "")
+
+    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
+        return ()
+
+
+class StatusFlow:
+    name: ClassVar[str] = "status"
+    title: ClassVar[str] = "status check"
+    triggers: ClassVar[frozenset[str]] = frozenset({"status", "show", "track"})
+
+    async def start(self, turn: Turn, argument: str) -> Step:
+        if not argument:
+            return Step(await self.reprompt(turn, FlowState(self.name, "key", {})), "key", {})
+        return await self._show(turn, argument)
+
+    async def step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step:
+        if inbound.action is not None:
+            return await self._show(turn, inbound.action.value, retry=True)
+        option = pick(inbound.text, await self._recent(turn))
+        return await self._show(turn, option.id if option else inbound.text, retry=True)
+
+    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
+        options = await self._recent(turn)
+        if not options:
+            return (Reply.text("Which request? Type its key, like DR-42."),)
+        return (question("status:key", "Which request? Type its key (like DR-42) or pick one.", options),)
+
+    async def _recent(self, turn: Turn) -> tuple[Option, ...]:
+        recent = await q.visible_requests(turn.session, turn.person, limit=5)
+        return tuple(Option(r.key, f"{r.key} {r.title}"[:75]) for r in recent)
+
+    async def _show(self, turn: Turn, said: str, *, retry: bool = False) -> Step:
+        request_id = parse_key(said)
+        shown = said if len(said) <= 40 else said[:40] + "…"
+        if request_id is None:
+            error = f"“{shown}” is not a request key. Keys look like DR-42."
+            if retry:
+                return Step((warn(error), *await self.reprompt(turn, FlowState(self.name, "key", {}))), "key", {})
+            return Step.end(warn(error))
+        request = await q.visible_request(turn.session, turn.person, request_id)
+        if request is None:
+            return Step.end(warn(f"I couldn't find DR-{request_id} among the requests you can see."))
+        return Step.end(await describe(turn.session, request, turn.tz))
+
+
+async def describe(session: AsyncSession, request: DemandRequest, tz: ZoneInfo) -> Reply:
+    requester = await q.get_person(session, request.requester_id)
+    partner = await q.get_partner(session, request.partner_id) if request.partner_id else None
+    brm = await q.get_person(session, request.brm_id) if request.brm_id else None
+    history = await q.status_history(session, request.id)  # type: ignore[arg-type]
+    facts = Facts(
+        title=f"{request.key} · {request.title}",
+        items=(
+            ("Status", request.status.capitalize()),
+            ("Business outcome", request.outcome),
+            ("Category", request.category.capitalize()),
+            ("Urgency", request.urgency.capitalize()),
+            ("Business partner", partner.name if partner else "Not assigned yet"),
+            ("BRM", brm.name if brm else "Not assigned yet"),
+            ("Requested by", requester.name if requester else "?"),
+            ("Desired date", request.desired_date.isoformat() if request.desired_date else "No particular date"),
+            ("Submitted", request.created_at.astimezone(tz).strftime("%d %b %Y %H:%M %Z")),
+        ),
+    )
+    lines = [
+        f"{c.at.astimezone(tz).strftime('%d %b %Y %H:%M')}: {(c.from_status or 'new').capitalize()} → "
+        f"{c.to_status.capitalize()}" + (f" ({c.note})" if c.note else "")
+        for c in history[-5:]
+    ]
+    blocks: list[Text | Facts] = [facts]
+    if request.description:
+        blocks.insert(0, Text(f"{request.key} · {request.title}", TextStyle.HEADING))
+        blocks[1] = Facts(items=(("Description", request.description), *facts.items))
+    blocks.append(Text("History\n" + "\n".join(lines), TextStyle.MUTED))
+    return Reply(blocks=tuple(blocks))
+
+
+async def overview(session: AsyncSession, person: Person, tz: ZoneInfo) -> Reply:
+    """What a person sees first: their requests, and a BRM's or leader's open demand."""
+    blocks: list[Text | Facts | Choices] = [Text(f"Hello {person.name}", TextStyle.HEADING)]
+    mine = await q.visible_requests(session, person, mine_only=True, limit=10)
+    if mine:
+        blocks.append(Text("Your requests", TextStyle.HEADING))
+        blocks.append(Text("\n".join(f"• {_line(r, tz)}" for r in mine)))
+    else:
+        blocks.append(Text("You have no demand requests yet. Send me *new request* to file one."))
+    if person.role in (Role.BRM, Role.LEADER, Role.ADMIN):
+        open_demand = [
+            r for r in await q.visible_requests(session, person, only_open=True, limit=25)
+            if r.requester_id != person.id
+        ]
+        heading = "Open demand of your business partners" if person.role == Role.BRM else "Open demand"
+        blocks.append(Text(heading, TextStyle.HEADING))
+        blocks.append(
+            Text("\n".join(f"• {_line(r, tz)}" for r in open_demand) if open_demand else "Nothing open right now.")
+        )
+    blocks.append(
+        Choices(
+            id="menu:pick",
+            prompt="What would you like to do?",
+            options=(Option("intake", "New request", primary=True), Option("mine", "My requests")),
+        )
+    )
+    return Reply(blocks=tuple(blocks))

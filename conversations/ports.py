@@ -1,0 +1,38 @@
+"""The outbound port: how the bot speaks first, whatever the platform.
+
+Each adapter implements :class:`Outbound`. The delivery worker (in ``bot/``) reads queued
+messages from the outbox, resolves the recipient to an :class:`Address` on a platform the
+person uses, and calls ``send``.
+
+Example::
+
+    delivered = await slack.send(Address("slack", "T1", user="U1"), Reply.text("Hi"))
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from conversations.messages import Address, Delivered, Platform, Reply
+
+
+class DeliveryError(Exception):
+    """A send failed. ``retry_after`` (seconds) when the platform said when to try again."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Unreachable(DeliveryError):
+    """The platform cannot reach this person or channel (never seen, uninstalled, blocked)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class Outbound(Protocol):
+    platform: Platform
+
+    async def send(self, to: Address, reply: Reply) -> Delivered: ...

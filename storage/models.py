@@ -1,0 +1,242 @@
+"""SQLModel tables.
+
+Every time is stored timezone-aware in UTC (:class:`UTCDateTime`). Enumerations are stored
+as short strings, so adding a value never needs a database enum migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from storage.types import UTCDateTime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Role(StrEnum):
+    REQUESTER = "requester"
+    BRM = "brm"
+    LEADER = "leader"
+    ADMIN = "admin"
+
+
+class Maturity(StrEnum):
+    AD_HOC = "ad hoc"
+    ORDER_TAKER = "order taker"
+    TRUSTED_ADVISOR = "trusted advisor"
+    STRATEGIC_PARTNER = "strategic partner"
+
+
+class Category(StrEnum):
+    IDEA = "idea"
+    PROJECT = "project"
+    ENHANCEMENT = "enhancement"
+    SERVICE_REQUEST = "service request"
+    PROBLEM = "problem"
+
+
+class Urgency(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class Status(StrEnum):
+    SUBMITTED = "submitted"
+    TRIAGED = "triaged"
+    SHAPING = "shaping"
+    APPROVED = "approved"
+    DEFERRED = "deferred"
+    REJECTED = "rejected"
+    IN_DELIVERY = "in delivery"
+    DELIVERED = "delivered"
+    VALUE_REALIZED = "value realized"
+
+
+OPEN_STATUSES: frozenset[Status] = frozenset(
+    {Status.SUBMITTED, Status.TRIAGED, Status.SHAPING, Status.APPROVED, Status.DEFERRED, Status.IN_DELIVERY}
+)
+
+
+def _enum(name: str, length: int = 20) -> Any:
+    return sa.Column(name, sa.String(length), nullable=False)
+
+
+class BusinessPartner(SQLModel, table=True):
+    """A business unit or function the provider organisation serves."""
+
+    __tablename__ = "business_partner"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.String(120), nullable=False, unique=True))
+    executive: str | None = Field(default=None, max_length=120)
+    maturity: str = Field(default=Maturity.AD_HOC, sa_column=_enum("maturity"))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Person(SQLModel, table=True):
+    __tablename__ = "person"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    email: str | None = Field(default=None, sa_column=sa.Column(sa.String(320), unique=True))
+    role: str = Field(default=Role.REQUESTER, sa_column=_enum("role"))
+    time_zone: str = Field(default="UTC", max_length=64)
+    partner_id: int | None = Field(default=None, foreign_key="business_partner.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Identity(SQLModel, table=True):
+    """A person's account on one platform: one person can be on Slack and on Teams."""
+
+    __tablename__ = "identity"
+    __table_args__ = (sa.UniqueConstraint("platform", "workspace", "user_id", name="uq_identity_platform_user"),)
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    platform: str = Field(max_length=16)
+    workspace: str = Field(max_length=64)
+    user_id: str = Field(max_length=128)
+    directory_id: str | None = Field(default=None, max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Relationship(SQLModel, table=True):
+    """A BRM's relationship with a business partner; the primary one owns the partner's demand."""
+
+    __tablename__ = "relationship"
+    __table_args__ = (
+        sa.UniqueConstraint("partner_id", "brm_id", name="uq_relationship_partner_brm"),
+        sa.Index(
+            "uq_relationship_one_primary",
+            "partner_id",
+            unique=True,
+            sqlite_where=sa.text("is_primary"),
+            postgresql_where=sa.text("is_primary"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="business_partner.id")
+    brm_id: int = Field(foreign_key="person.id", index=True)
+    is_primary: bool = True
+    cadence_days: int = 14
+    last_touchpoint_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DemandRequest(SQLModel, table=True):
+    """A demand request. Its human key is ``DR-<id>``."""
+
+    __tablename__ = "demand_request"
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=200)
+    description: str | None = Field(default=None, sa_type=sa.Text)
+    outcome: str = Field(sa_type=sa.Text)
+    category: str = Field(sa_column=_enum("category"))
+    urgency: str = Field(sa_column=_enum("urgency"))
+    desired_date: date | None = None
+    requester_id: int = Field(foreign_key="person.id", index=True)
+    partner_id: int | None = Field(default=None, foreign_key="business_partner.id", index=True)
+    brm_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    status: str = Field(default=Status.SUBMITTED, sa_column=_enum("status"))
+    source_platform: str = Field(max_length=16)
+    source_channel: str | None = Field(default=None, max_length=128)
+    source_link: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    @property
+    def key(self) -> str:
+        return f"DR-{self.id}"
+
+
+class StatusChange(SQLModel, table=True):
+    __tablename__ = "status_change"
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="demand_request.id", index=True)
+    by_person_id: int | None = Field(default=None, foreign_key="person.id")
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    from_status: str | None = Field(default=None, max_length=20)
+    to_status: str = Field(max_length=20)
+    note: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class ConversationState(SQLModel, table=True):
+    """The active flow of one conversation. ``version`` guards concurrent turns."""
+
+    __tablename__ = "conversation_state"
+    platform: str = Field(primary_key=True, max_length=16)
+    workspace: str = Field(primary_key=True, max_length=64)
+    channel: str = Field(primary_key=True, max_length=128)
+    user_id: str = Field(primary_key=True, max_length=128)
+    thread: str = Field(default="", primary_key=True, max_length=64)
+    flow: str | None = Field(default=None, max_length=32)
+    step: str | None = Field(default=None, max_length=32)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    version: int = 0
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """One row per inbound event id: a platform retry of the same event is not run twice."""
+
+    __tablename__ = "processed_event"
+    platform: str = Field(primary_key=True, max_length=16)
+    event_id: str = Field(primary_key=True, max_length=200)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a worker until next_attempt_at; then due again
+    SENT = "sent"
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message the bot starts. Unique per (kind, subject, period, recipient)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("kind", "subject", "period", "recipient_id", name="uq_outbox_message"),
+        sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=40)
+    subject: str = Field(max_length=120)
+    period: str = Field(default="", max_length=40)
+    recipient_id: int = Field(foreign_key="person.id")
+    payload: dict[str, Any] = Field(sa_type=sa.JSON)
+    status: str = Field(default=OutboxStatus.PENDING, sa_column=_enum("status"))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    platform_message_id: str | None = Field(default=None, max_length=200)
+
+
+class ConversationReference(SQLModel, table=True):
+    """What a platform needs to message a person or a channel later (proactive messages).
+
+    Teams needs the full conversation reference (service URL, tenant, conversation id) that
+    only an inbound activity or an install event provides. ``reference`` is that JSON.
+    """
+
+    __tablename__ = "conversation_reference"
+    __table_args__ = (
+        sa.UniqueConstraint("platform", "workspace", "scope", "target", name="uq_conversation_reference"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    workspace: str = Field(max_length=64)
+    scope: str = Field(max_length=16)  # "user" or "channel"
+    target: str = Field(max_length=200)  # platform user id or channel/conversation id
+    reference: dict[str, Any] = Field(sa_type=sa.JSON)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
