@@ -40,7 +40,10 @@ class Chat:
 
     async def press(self, option_label: str) -> str:
         """Press the button labelled ``option_label`` in the last choices shown."""
-        choices = self.last_choices
+        return await self.press_in(self.last_choices, option_label)
+
+    async def press_in(self, choices: Choices, option_label: str) -> str:
+        """Press a button of ``choices``, which may be an older message's."""
         option = next(o for o in choices.options if o.label == option_label)
         self.replies = await self.engine.handle(self._inbound(action=Action(choices.id, option.id)))
         return self.text

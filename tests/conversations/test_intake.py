@@ -1,0 +1,215 @@
+"""Demand intake, as a person would type it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from conversations.engine import Engine
+from conversations.flows import default_flows
+from conversations.messages import Source
+from storage import queries as q
+from storage.models import DemandRequest, OutboxMessage
+from tests.helpers import Chat, file_request
+
+
+async def _requests(engine: Engine) -> list[DemandRequest]:
+    async with engine.db.session() as session:
+        return list((await session.execute(sa.select(DemandRequest).order_by(DemandRequest.id))).scalars())
+
+
+async def _outbox(engine: Engine) -> list[OutboxMessage]:
+    async with engine.db.session() as session:
+        return list(await q.outbox_messages(session))
+
+
+async def test_a_full_intake_stores_the_request_and_notifies_the_brm(engine: Engine) -> None:
+    chat = Chat(engine)
+    assert "short title" in await chat.say("new request")
+    assert "Describe it" in await chat.say("Invoice OCR for accounts payable")
+    assert "business outcome" in await chat.say("Suppliers complain about slow payments")
+    assert "category" in await chat.say("Invoices are booked without manual typing")
+    assert "urgent" in await chat.press("Project")
+    text = await chat.say("3")  # typed number: High
+    assert "Your own business partner is Finance" in text
+    assert "By when" in await chat.say("Finance (yours)")
+    summary = await chat.say("2027-03-31")
+    assert "Urgency: High" in summary and "Business partner: Finance" in summary
+    done = await chat.press("Submit")
+    assert "Submitted as DR-13" in done
+    assert "Alice Moreno, the BRM for Finance, has been notified" in done
+
+    stored = (await _requests(engine))[-1]
+    assert (stored.title, stored.category, stored.urgency) == ("Invoice OCR for accounts payable", "project", "high")
+    assert stored.description == "Suppliers complain about slow payments"
+    assert stored.desired_date is not None and stored.desired_date.isoformat() == "2027-03-31"
+    assert stored.status == "submitted" and stored.source_platform == "console"
+    outbox = await _outbox(engine)
+    assert [(m.kind, m.subject) for m in outbox] == [("request_submitted", "DR-13")]
+    assert "New demand request DR-13 from Dana Whitfield" in str(outbox[0].payload)
+
+
+async def test_the_title_can_come_with_the_command_and_any_field_can_be_edited(engine: Engine) -> None:
+    chat = Chat(engine)
+    assert "Describe it" in await chat.say("request Shift planning for the night crew")
+    for line in ("skip", "Supervisors plan a week in an hour", "idea", "low", "Not sure", "skip"):
+        await chat.say(line)
+    assert "Which field" in await chat.press("Edit a field")
+    assert "urgent" in await chat.say("Urgency")
+    summary = await chat.say("critical")
+    assert "Urgency: Critical" in summary and "Submit it?" in summary
+    done = await chat.say("submit")
+    assert "No BRM owns this business partner yet" in done
+    stored = (await _requests(engine))[-1]
+    assert stored.partner_id is None and stored.brm_id is None and stored.urgency == "critical"
+    assert await _outbox(engine) == []
+
+
+async def test_cancel_at_any_point_saves_nothing(engine: Engine) -> None:
+    chat = Chat(engine)
+    before = len(await _requests(engine))
+    await chat.say("new request")
+    await chat.say("Something half done")
+    assert "Cancelled your demand request. Nothing was saved." in await chat.say("cancel")
+    assert len(await _requests(engine)) == before
+    assert "nothing to cancel" in (await chat.say("cancel")).lower()
+
+
+async def test_bad_answers_get_a_friendly_explanation_and_the_same_question(engine: Engine) -> None:
+    chat = Chat(engine)
+    await chat.say("new request")
+    text = await chat.say("x" * 50_000)
+    assert "50,000 characters long; the limit is 200" in text and "short title" in text
+    assert "empty message" in await chat.say("   \t ")
+    await chat.say("Badge readers at the Leeds site")
+    await chat.say("skip")
+    assert "a little short" in await chat.say("faster")
+    await chat.say("Staff get in without queueing at 9am")
+    text = await chat.say("9")
+    assert "There is no option 9: pick a number from 1 to 5" in text and "category" in text
+    text = await chat.say("maybe")
+    assert "is not one of the options" in text
+    await chat.say("problem")
+    await chat.say("medium")
+    await chat.say("1")
+    assert "couldn't read that date" in await chat.say("next tuesday-ish")
+    assert "is in the past" in await chat.say("2020-01-01")
+    assert "Submit it?" in await chat.say("skip")
+    assert len(await _requests(engine)) == 12  # only the demo's: nothing half-written
+
+
+async def test_hostile_and_international_text_is_stored_as_typed_minus_control_characters(engine: Engine) -> None:
+    chat = Chat(engine)
+    title = "Robert'); DROP TABLE demand_request;-- <b>📈</b> שלום \x00\x07"
+    await chat.say(f"request {title}")
+    for line in ("<script>alert(1)</script>", "Ledger reconciles itself every night", "2", "2", "1", "skip"):
+        await chat.say(line)
+    assert "Submitted as" in await chat.say("submit")
+    stored = (await _requests(engine))[-1]
+    assert stored.title == "Robert'); DROP TABLE demand_request;-- <b>📈</b> שלום"
+    assert stored.description == "<script>alert(1)</script>"
+    assert len(await _requests(engine)) == 13
+
+
+async def test_a_close_match_of_an_open_request_asks_before_submitting(engine: Engine) -> None:
+    chat = Chat(engine)
+    # The demo has "Automate month-end accruals" open for Finance.
+    text = await file_request(chat, title="Automate the month-end accruals")
+    assert "already open, DR-1" in text and "Submit yours anyway?" in text
+    assert len(await _requests(engine)) == 12
+    assert "Submitted as DR-13" in await chat.press("Submit anyway")
+    assert len(await _requests(engine)) == 13
+
+
+async def test_help_mid_flow_keeps_the_draft_and_asks_again(engine: Engine) -> None:
+    chat = Chat(engine)
+    await chat.say("new request")
+    await chat.say("Data warehouse for HR")
+    text = await chat.say("help")
+    assert "*status DR-42*" in text and "Describe it" in text
+    assert "business outcome" in await chat.say("skip")
+
+
+async def test_a_stale_button_is_ignored_and_the_current_question_repeated(engine: Engine) -> None:
+    chat = Chat(engine)
+    await chat.say("request Data catalogue")
+    await chat.say("skip")
+    await chat.say("Analysts find data in minutes")
+    await chat.say("idea")
+    old_choices = chat.last_choices  # urgency question
+    await chat.say("low")  # now on the partner question
+    text = await chat.press_in(old_choices, "Critical")  # too late
+    assert "earlier question, so I ignored it" in text and "Which business partner" in text
+    await chat.say("1")
+    await chat.say("skip")
+    assert "Urgency: Low" in chat.text
+
+
+async def test_a_draft_survives_a_restart_and_expires_after_24_hours_of_silence(engine: Engine, clock) -> None:
+    chat = Chat(engine)
+    await chat.say("request Mobile approvals")
+    restarted = Engine(engine.db, default_flows(), clock=clock)
+    chat.engine = restarted
+    assert "business outcome" in await chat.say("skip")
+    clock.advance(timedelta(hours=23))
+    assert "category" in await chat.say("Managers approve from their phones")
+    clock.advance(timedelta(hours=24, seconds=1))
+    text = await chat.say("idea")
+    assert "expired after 24 hours of silence" in text
+    assert "Nothing was submitted" in text
+    assert len(await _requests(engine)) == 12
+
+
+async def test_the_form_refuses_bad_fields_with_messages_and_stores_nothing(engine: Engine) -> None:
+    chat = Chat(engine, platform="slack")
+    (reply,) = await chat.submit("intake:open", {"title": "From a message", "source_link": "https://x.test/p1"})
+    assert reply.form is not None and reply.form.context == {"source_link": "https://x.test/p1"}
+    title_field = next(f for f in reply.form.fields if f.name == "title")
+    assert title_field.initial == "From a message"
+    (refused,) = await chat.submit(
+        "intake:submit", {"title": "x" * 201, "outcome": "short", "category": "nonsense", "urgency": "high"}
+    )
+    assert refused.form is not None
+    assert set(refused.form.errors) == {"title", "outcome", "category"}
+    assert "limit is 200" in refused.form.errors["title"]
+    assert len(await _requests(engine)) == 12
+
+
+async def test_a_valid_form_files_the_request_with_its_source_link(engine: Engine) -> None:
+    chat = Chat(engine, platform="slack")
+    values = {
+        "title": "Quarterly forecast template",
+        "outcome": "Controllers stop rebuilding the same sheet",
+        "category": "enhancement",
+        "urgency": "medium",
+        "partner": "",
+        "desired_date": "",
+        "source_link": "https://example.slack.com/archives/C1/p123",
+    }
+    replies = await chat.submit("intake:submit", values)
+    assert "Submitted as DR-13" in "\n".join(r.plain_text() for r in replies)
+    stored = (await _requests(engine))[-1]
+    assert stored.source_link == "https://example.slack.com/archives/C1/p123"
+    assert stored.source_platform == "slack"
+
+
+async def test_a_form_duplicate_is_flagged_once_then_accepted(engine: Engine) -> None:
+    chat = Chat(engine, platform="slack")
+    values = {"title": "Automate month end accruals", "outcome": "Close the books two days faster",
+              "category": "project", "urgency": "high", "partner": "1"}
+    (flagged,) = await chat.submit("intake:submit", values)
+    assert flagged.form is not None and "DR-1" in flagged.form.errors["title"]
+    assert len(await _requests(engine)) == 12
+    replies = await chat.submit("intake:submit", {**values, **flagged.form.context})
+    assert "Submitted as DR-13" in replies[0].plain_text()
+
+
+async def test_where_a_request_came_from_is_recorded(engine: Engine) -> None:
+    chat = Chat(engine, platform="slack", channel="D123")
+    await chat.say("request Expense policy bot", source=Source(channel="D123", link="https://x.test/m/1"))
+    for line in ("skip", "Fewer policy questions to finance", "idea", "low", "1", "skip"):
+        await chat.say(line)
+    await chat.say("submit")
+    stored = (await _requests(engine))[-1]
+    assert (stored.source_platform, stored.source_channel) == ("slack", "D123")
