@@ -73,9 +73,12 @@ def _run(coro: Coroutine[Any, Any, int | None]) -> None:
 @app.command()
 def chat(
     as_email: Annotated[
-        str | None, typer.Option("--as", help="Chat as this person (email). Default: a demo requester or you.")
+        str | None,
+        typer.Option("--as", help="Chat as this person (email). Default: a demo requester or you."),
     ] = None,
-    demo: Annotated[bool, typer.Option("--demo", help="Load a demo organisation into an empty database.")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load a demo organisation into an empty database.")
+    ] = False,
 ) -> None:
     """Chat with the bot in this terminal (works on a pipe too)."""
     settings = _settings()
@@ -141,7 +144,9 @@ async def _serve(settings: Settings) -> int:
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()
         except OSError as exc:
-            raise StartupError(f"PORT: cannot listen on {settings.host}:{settings.port} ({exc.strerror})") from None
+            raise StartupError(
+                f"PORT: cannot listen on {settings.host}:{settings.port} ({exc.strerror})"
+            ) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -182,7 +187,11 @@ async def _db_upgrade(settings: Settings) -> int:
         raise StartupError(f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})") from None
     finally:
         await db.dispose()
-    typer.echo(f"Database schema: {before or 'empty'} -> {after}" if before != after else f"Database schema is up to date ({after}).")
+    typer.echo(
+        f"Database schema: {before or 'empty'} -> {after}"
+        if before != after
+        else f"Database schema is up to date ({after})."
+    )
     return 0
 
 
@@ -192,15 +201,29 @@ class ExportFormat(StrEnum):
 
 
 EXPORT_FIELDS = (
-    "key", "title", "description", "outcome", "category", "urgency", "desired_date", "status",
-    "requester_email", "requester_name", "business_partner", "brm_email", "source_platform", "source_channel",
-    "source_link", "created_at", "updated_at",
+    "key",
+    "title",
+    "description",
+    "outcome",
+    "category",
+    "urgency",
+    "desired_date",
+    "status",
+    "requester_email",
+    "requester_name",
+    "business_partner",
+    "brm_email",
+    "source_platform",
+    "source_channel",
+    "source_link",
+    "created_at",
+    "updated_at",
 )
 
 
 @export_app.command("requests")
 def export_requests(
-    format: Annotated[ExportFormat, typer.Option("--format", help="csv or json")] = ExportFormat.json,  # noqa: A002
+    format: Annotated[ExportFormat, typer.Option("--format", help="csv or json")] = ExportFormat.json,
 ) -> None:
     """All demand requests, with the requester's email, as CSV or a JSON array."""
     settings = _settings()

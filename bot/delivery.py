@@ -35,7 +35,7 @@ MAX_ATTEMPTS = 8
 def backoff(attempt: int, *, retry_after: float | None = None) -> timedelta:
     """Exponential backoff with full jitter, at least what the platform asked for."""
     ceiling = min(30 * 2**attempt, 3600)
-    wait = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+    wait = random.uniform(ceiling / 2, ceiling)
     return timedelta(seconds=max(wait, retry_after or 0))
 
 
@@ -123,7 +123,7 @@ class DeliveryWorker:
             except DeliveryError as exc:
                 status, error = self._retry_or_fail(message, exc.retryable), str(exc)
                 retry_at = now + backoff(message.attempts, retry_after=exc.retry_after)
-            except Exception as exc:  # noqa: BLE001 - an adapter bug must not stop the worker
+            except Exception as exc:
                 log.warning("sending outbox message %s failed: %s", message.id, type(exc).__name__)
                 status, error = self._retry_or_fail(message, True), type(exc).__name__
                 retry_at = now + backoff(message.attempts)

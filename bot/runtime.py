@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bot.delivery import DeliveryWorker
+from bot.settings import Settings
 from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.ports import Outbound
 from storage import migrate
 from storage.db import Database
-from bot.delivery import DeliveryWorker
-from bot.settings import Settings
 
 
 class StartupError(Exception):
@@ -55,7 +55,9 @@ async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) 
         try:
             await prepare_database(db)
         except (OSError, ConnectionError) as exc:
-            raise StartupError(f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})") from None
+            raise StartupError(
+                f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})"
+            ) from None
         holder: list[DeliveryWorker] = []
         engine = Engine(
             db,

@@ -82,7 +82,9 @@ class Turn:
     def text(self) -> str:
         return self.inbound.text
 
-    async def notify(self, *, recipient_id: int, kind: str, subject: str, reply: Reply, period: str = "") -> bool:
+    async def notify(
+        self, *, recipient_id: int, kind: str, subject: str, reply: Reply, period: str = ""
+    ) -> bool:
         """Queue a message the bot starts, committed with this turn (or not at all)."""
         added = await q.enqueue(
             self.session,
@@ -133,7 +135,9 @@ FORM_SUBMIT = "submit"
 def clean_text(raw: str) -> str:
     """NFC-normalised text without control characters (newlines and tabs kept), stripped."""
     text = unicodedata.normalize("NFC", raw)
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))
+    text = "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co")
+    )
     return text.strip()
 
 
@@ -159,7 +163,9 @@ class Engine:
                 raise ValueError(f"flow name {flow.name!r} must not contain ':'")
             for trigger in flow.triggers:
                 if trigger in seen:
-                    raise ValueError(f"trigger {trigger!r} is claimed by both {seen[trigger]} and {flow.name}")
+                    raise ValueError(
+                        f"trigger {trigger!r} is claimed by both {seen[trigger]} and {flow.name}"
+                    )
                 if trigger in GLOBAL_CANCEL or trigger in GLOBAL_HELP:
                     raise ValueError(f"trigger {trigger!r} of {flow.name} is a global command")
                 seen[trigger] = flow.name
@@ -204,7 +210,9 @@ class Engine:
     async def known(self, *, platform: str, workspace: str, user_id: str) -> bool:
         """Whether this platform user is already linked to a person (adapters skip profile look-ups)."""
         async with self.db.session() as session:
-            person = await q.person_by_identity(session, platform=platform, workspace=workspace, user_id=user_id)
+            person = await q.person_by_identity(
+                session, platform=platform, workspace=workspace, user_id=user_id
+            )
             return person is not None
 
     # --- one turn ------------------------------------------------------------------------------
@@ -212,7 +220,9 @@ class Engine:
     async def _turn(self, inbound: Inbound) -> tuple[list[Reply], int]:
         now = self._clock()
         async with self.db.transaction() as session:
-            if not await q.claim_event(session, platform=inbound.key.platform, event_id=inbound.event_id, now=now):
+            if not await q.claim_event(
+                session, platform=inbound.key.platform, event_id=inbound.event_id, now=now
+            ):
                 log.info("duplicate event %s ignored", inbound.event_id)
                 return [], 0
             person = await self._person(session, inbound.key, inbound.sender)
@@ -261,7 +271,9 @@ class Engine:
             then, owner = await self._route_once(turn, None, inbound)
         return Step(replies=step.replies + then.replies, next=then.next, data=then.data), owner
 
-    async def _route_once(self, turn: Turn, state: FlowState | None, inbound: Inbound) -> tuple[Step, str | None]:
+    async def _route_once(
+        self, turn: Turn, state: FlowState | None, inbound: Inbound
+    ) -> tuple[Step, str | None]:
         """Pick what runs: a form, a global command, the active step, a trigger, or the menu.
 
         Returns the step and the flow that owns ``step.next`` (None when nothing goes on).
@@ -273,7 +285,9 @@ class Engine:
         words = inbound.text.casefold()
         if action is None and words in GLOBAL_CANCEL:
             if state is None:
-                return Step.end(Reply.text("There is nothing to cancel. Type *help* to see what I can do.")), None
+                return Step.end(
+                    Reply.text("There is nothing to cancel. Type *help* to see what I can do.")
+                ), None
             title = self.flows[state.flow].title if state.flow in self.flows else "conversation"
             return Step.end(Reply.text(f"Cancelled your {title}. Nothing was saved.")), None
         if action is None and words in GLOBAL_HELP:
@@ -287,13 +301,19 @@ class Engine:
             if state is not None and state.flow not in (MENU, (step.handoff or ("",))[0]):
                 title = self.flows[state.flow].title if state.flow in self.flows else "conversation"
                 note = Reply.text(f"I set aside your unfinished {title}.", TextStyle.MUTED)
-                step = Step(replies=(note, *step.replies), next=step.next, data=step.data, handoff=step.handoff)
+                step = Step(
+                    replies=(note, *step.replies), next=step.next, data=step.data, handoff=step.handoff
+                )
             return step, MENU
 
         if state is not None and state.flow in self.flows:
             if action is not None and not _action_fits(action.id, state):
                 return await self._keep(
-                    turn, state, Reply.text("That button belongs to an earlier question, so I ignored it.", TextStyle.MUTED)
+                    turn,
+                    state,
+                    Reply.text(
+                        "That button belongs to an earlier question, so I ignored it.", TextStyle.MUTED
+                    ),
                 )
             if action is None and not inbound.text:
                 return await self._keep(turn, state, Reply.text("I got an empty message.", TextStyle.MUTED))
@@ -303,7 +323,9 @@ class Engine:
             flow_name, _, rest = action.id.partition(":")
             if rest == "start" and flow_name in self.flows:
                 return await self.flows[flow_name].start(turn, action.value), flow_name
-            note = Reply.text("That button belongs to a conversation that has already ended.", TextStyle.MUTED)
+            note = Reply.text(
+                "That button belongs to a conversation that has already ended.", TextStyle.MUTED
+            )
             return Step.hand_to(MENU, "", note), None
 
         if not inbound.text:
@@ -322,7 +344,9 @@ class Engine:
         if flow is None or not hasattr(flow, "submit_form") or what not in (FORM_OPEN, FORM_SUBMIT):
             return Step.end(Reply.text("That form is not one I know.", TextStyle.WARNING)), None
         form_flow: FormFlow = flow  # type: ignore[assignment]
-        step = await (form_flow.open_form(turn, values) if what == FORM_OPEN else form_flow.submit_form(turn, values))
+        step = await (
+            form_flow.open_form(turn, values) if what == FORM_OPEN else form_flow.submit_form(turn, values)
+        )
         if state is not None:
             # A form stands beside the chat: whatever the chat was doing goes on as it was.
             return Step(replies=step.replies, next=state.step, data=state.data), state.flow
@@ -334,7 +358,9 @@ class Engine:
         return Step(replies=(note, *again), next=state.step, data=state.data), state.flow
 
     async def _person(self, session: AsyncSession, key: ConversationKey, sender: Sender | None) -> Person:
-        person = await q.person_by_identity(session, platform=key.platform, workspace=key.workspace, user_id=key.user)
+        person = await q.person_by_identity(
+            session, platform=key.platform, workspace=key.workspace, user_id=key.user
+        )
         if person is not None:
             return person
         email = (sender.email or "").strip().lower() if sender else ""

@@ -68,7 +68,7 @@ class Database:
             async with self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
             return True
-        except Exception:  # noqa: BLE001 - any failure means "not answering"
+        except Exception:
             return False
 
     async def dispose(self) -> None:

@@ -27,33 +27,136 @@ PEOPLE = (
 )
 # BRM email -> partner indexes owned, with touchpoint cadence in days
 OWNERSHIP = {"alice@example.com": ((0, 14), (3, 30)), "ben@example.com": ((1, 14), (2, 21))}
-_FLOW = (Status.TRIAGED, Status.SHAPING, Status.APPROVED, Status.IN_DELIVERY, Status.DELIVERED, Status.VALUE_REALIZED)
+_FLOW = (
+    Status.TRIAGED,
+    Status.SHAPING,
+    Status.APPROVED,
+    Status.IN_DELIVERY,
+    Status.DELIVERED,
+    Status.VALUE_REALIZED,
+)
 # title, outcome, category, urgency, requester email, partner index, final status, days ago
 REQUESTS = (
-    ("Automate month-end accruals", "Close the books two days faster each month", "project", "high",
-     "dana@example.com", 0, Status.SHAPING, 40),
-    ("Expense report approvals on mobile", "Managers approve expenses within a day", "enhancement", "medium",
-     "dana@example.com", 0, Status.SUBMITTED, 3),
-    ("Vendor master data clean-up", "Fewer duplicate payments to suppliers", "service request", "medium",
-     "dana@example.com", 0, Status.DELIVERED, 120),
-    ("CRM lead scoring", "Sales reps call the most promising leads first", "idea", "medium",
-     "eli@example.com", 1, Status.TRIAGED, 12),
-    ("Campaign dashboard for regional teams", "Regions see campaign ROI weekly without asking analysts",
-     "project", "high", "eli@example.com", 1, Status.APPROVED, 60),
-    ("Quote tool crashes on large orders", "Reps can quote orders over 500 lines without errors", "problem",
-     "critical", "eli@example.com", 1, Status.IN_DELIVERY, 8),
-    ("Warehouse scanner refresh", "Pickers lose no time to failing scanners", "project", "medium",
-     "fatima@example.com", 2, Status.DEFERRED, 90),
-    ("Shift planning in one tool", "Supervisors plan shifts in an hour instead of a day", "idea", "low",
-     "fatima@example.com", 2, Status.SUBMITTED, 1),
-    ("Predictive maintenance pilot", "Unplanned line stops fall by a fifth", "project", "high",
-     "fatima@example.com", 2, Status.VALUE_REALIZED, 300),
-    ("Onboarding checklist automation", "New hires have laptops and access on day one", "enhancement", "high",
-     "gus@example.com", 3, Status.SHAPING, 25),
-    ("Employee survey tool replacement", "Survey results within a week instead of a month", "project", "low",
-     "gus@example.com", 3, Status.REJECTED, 75),
-    ("Learning portal single sign-on", "Staff reach training without a second password", "service request",
-     "medium", "gus@example.com", 3, Status.TRIAGED, 6),
+    (
+        "Automate month-end accruals",
+        "Close the books two days faster each month",
+        "project",
+        "high",
+        "dana@example.com",
+        0,
+        Status.SHAPING,
+        40,
+    ),
+    (
+        "Expense report approvals on mobile",
+        "Managers approve expenses within a day",
+        "enhancement",
+        "medium",
+        "dana@example.com",
+        0,
+        Status.SUBMITTED,
+        3,
+    ),
+    (
+        "Vendor master data clean-up",
+        "Fewer duplicate payments to suppliers",
+        "service request",
+        "medium",
+        "dana@example.com",
+        0,
+        Status.DELIVERED,
+        120,
+    ),
+    (
+        "CRM lead scoring",
+        "Sales reps call the most promising leads first",
+        "idea",
+        "medium",
+        "eli@example.com",
+        1,
+        Status.TRIAGED,
+        12,
+    ),
+    (
+        "Campaign dashboard for regional teams",
+        "Regions see campaign ROI weekly without asking analysts",
+        "project",
+        "high",
+        "eli@example.com",
+        1,
+        Status.APPROVED,
+        60,
+    ),
+    (
+        "Quote tool crashes on large orders",
+        "Reps can quote orders over 500 lines without errors",
+        "problem",
+        "critical",
+        "eli@example.com",
+        1,
+        Status.IN_DELIVERY,
+        8,
+    ),
+    (
+        "Warehouse scanner refresh",
+        "Pickers lose no time to failing scanners",
+        "project",
+        "medium",
+        "fatima@example.com",
+        2,
+        Status.DEFERRED,
+        90,
+    ),
+    (
+        "Shift planning in one tool",
+        "Supervisors plan shifts in an hour instead of a day",
+        "idea",
+        "low",
+        "fatima@example.com",
+        2,
+        Status.SUBMITTED,
+        1,
+    ),
+    (
+        "Predictive maintenance pilot",
+        "Unplanned line stops fall by a fifth",
+        "project",
+        "high",
+        "fatima@example.com",
+        2,
+        Status.VALUE_REALIZED,
+        300,
+    ),
+    (
+        "Onboarding checklist automation",
+        "New hires have laptops and access on day one",
+        "enhancement",
+        "high",
+        "gus@example.com",
+        3,
+        Status.SHAPING,
+        25,
+    ),
+    (
+        "Employee survey tool replacement",
+        "Survey results within a week instead of a month",
+        "project",
+        "low",
+        "gus@example.com",
+        3,
+        Status.REJECTED,
+        75,
+    ),
+    (
+        "Learning portal single sign-on",
+        "Staff reach training without a second password",
+        "service request",
+        "medium",
+        "gus@example.com",
+        3,
+        Status.TRIAGED,
+        6,
+    ),
 )
 
 
@@ -67,7 +170,9 @@ async def load_demo(session: AsyncSession, *, now: datetime) -> bool:
     people: dict[str, Person] = {}
     for name, email, role, partner_index, tz in PEOPLE:
         partner_id = partners[partner_index].id if partner_index is not None else None
-        people[email] = Person(name=name, email=email, role=role, partner_id=partner_id, time_zone=tz, created_at=now)
+        people[email] = Person(
+            name=name, email=email, role=role, partner_id=partner_id, time_zone=tz, created_at=now
+        )
     session.add_all(people.values())
     await session.flush()
     for email, owned in OWNERSHIP.items():
@@ -100,9 +205,16 @@ async def load_demo(session: AsyncSession, *, now: datetime) -> bool:
             now=created,
         )
         brm_id = request.brm_id
-        path = (Status.TRIAGED, Status.DEFERRED) if final == Status.DEFERRED else (
-            (Status.TRIAGED, Status.REJECTED) if final == Status.REJECTED else
-            _FLOW[: _FLOW.index(final) + 1] if final in _FLOW else ()
+        path = (
+            (Status.TRIAGED, Status.DEFERRED)
+            if final == Status.DEFERRED
+            else (
+                (Status.TRIAGED, Status.REJECTED)
+                if final == Status.REJECTED
+                else _FLOW[: _FLOW.index(final) + 1]
+                if final in _FLOW
+                else ()
+            )
         )
         for step_no, status in enumerate(path, 1):
             moment = min(created + timedelta(days=step_no * max(days // (len(path) + 1), 1)), now)

@@ -471,11 +471,22 @@ async def outbox_messages(session: AsyncSession) -> Sequence[OutboxMessage]:
 
 
 async def save_reference(
-    session: AsyncSession, *, platform: str, workspace: str, scope: str, target: str, reference: dict[str, Any]
+    session: AsyncSession,
+    *,
+    platform: str,
+    workspace: str,
+    scope: str,
+    target: str,
+    reference: dict[str, Any],
 ) -> None:
     now = utcnow()
     stmt = _insert(session, ConversationReference).values(
-        platform=platform, workspace=workspace, scope=scope, target=target, reference=reference, updated_at=now
+        platform=platform,
+        workspace=workspace,
+        scope=scope,
+        target=target,
+        reference=reference,
+        updated_at=now,
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["platform", "workspace", "scope", "target"],

@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
+import storage.models  # noqa: F401  (registers the tables)
 from conversations.engine import Engine
 from conversations.flows import default_flows
-import storage.models  # noqa: F401  (registers the tables)
 from storage import migrate
 from storage.db import Database
 from storage.demo import load_demo
@@ -51,8 +51,12 @@ async def _create_pg_database() -> str:
     url = sa.make_url(POSTGRES_URL)
     name = f"brm_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
-        password=url.password, database=url.database or "postgres", timeout=5,
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.database or "postgres",
+        timeout=5,
     )
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -72,8 +76,12 @@ async def _drop_pg_database(test_url: str) -> None:
 
     url = sa.make_url(POSTGRES_URL)
     conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
-        password=url.password, database=url.database or "postgres", timeout=5,
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.database or "postgres",
+        timeout=5,
     )
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{sa.make_url(test_url).database}" WITH (FORCE)')
@@ -85,9 +93,10 @@ async def _drop_pg_database(test_url: str) -> None:
 def postgres_url() -> Iterator[str | None]:
     try:
         test_url = asyncio.run(_create_pg_database())
-    except Exception as exc:  # noqa: BLE001 - any failure means the leg cannot run here
-        _pg_status["skipped"] = f"cannot use PostgreSQL at {sa.make_url(POSTGRES_URL).render_as_string()}: " + (
-            f"{type(exc).__name__}: {exc}".splitlines()[0]
+    except Exception as exc:
+        _pg_status["skipped"] = (
+            f"cannot use PostgreSQL at {sa.make_url(POSTGRES_URL).render_as_string()}: "
+            + (f"{type(exc).__name__}: {exc}".splitlines()[0])
         )
         yield None
         return

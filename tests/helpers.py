@@ -66,7 +66,14 @@ class Chat:
 async def file_request(chat: Chat, title: str = "Invoice OCR for accounts payable") -> str:
     """Run a whole intake with typical answers; returns the final reply text."""
     for line in (
-        "new request", title, "skip", "Invoices are booked without manual typing", "Project", "High", "1", "skip",
+        "new request",
+        title,
+        "skip",
+        "Invoices are booked without manual typing",
+        "Project",
+        "High",
+        "1",
+        "skip",
     ):
         await chat.say(line)
     return await chat.say("submit")

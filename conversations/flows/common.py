@@ -55,7 +55,10 @@ def parse_date(text: str, *, today: date) -> tuple[date | None, str | None]:
         if value < today:
             return None, f"{value.isoformat()} is in the past. Give a date from today on, or type *skip*."
         if value.year > today.year + 10:
-            return None, f"{value.isoformat()} is more than ten years away. Give a nearer date, or type *skip*."
+            return (
+                None,
+                f"{value.isoformat()} is more than ten years away. Give a nearer date, or type *skip*.",
+            )
         return value, None
     return None, "I couldn't read that date. Use a form like 2026-12-31 or 31 Dec 2026, or type *skip*."
 

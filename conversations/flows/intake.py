@@ -60,7 +60,9 @@ class _Context:
     def partner_options(self) -> tuple[Option, ...]:
         own = [p for p in self.partners if p.id == self.own_partner_id]
         rest = [p for p in self.partners if p.id != self.own_partner_id]
-        options = [Option(str(p.id), p.name + (" (yours)" if p.id == self.own_partner_id else "")) for p in own]
+        options = [
+            Option(str(p.id), p.name + (" (yours)" if p.id == self.own_partner_id else "")) for p in own
+        ]
         options += [Option(str(p.id), p.name) for p in rest]
         return (*options, Option(NO_PARTNER, "Not sure"))
 
@@ -162,7 +164,9 @@ class IntakeFlow:
         options = CONFIRM_OPTIONS if state.step == "confirm" else DUPLICATE_OPTIONS
         option = pick(said, options)
         if option is None:
-            return Step((warn(not_an_option(said, options)), *await self.reprompt(turn, state)), state.step, data)
+            return Step(
+                (warn(not_an_option(said, options)), *await self.reprompt(turn, state)), state.step, data
+            )
         if option.id == "cancel":
             return Step.end(Reply.text("Cancelled your demand request. Nothing was saved."))
         if option.id == "edit":
@@ -202,7 +206,12 @@ class IntakeFlow:
         return await self._submit(turn, data, ctx, allow_duplicate=True)
 
     def _form(
-        self, ctx: _Context, values: Mapping[str, str], *, errors: Mapping[str, str], context: Mapping[str, str]
+        self,
+        ctx: _Context,
+        values: Mapping[str, str],
+        *,
+        errors: Mapping[str, str],
+        context: Mapping[str, str],
     ) -> Form:
         partner_initial = values.get("partner") or (str(ctx.own_partner_id) if ctx.own_partner_id else None)
         return Form(
@@ -212,20 +221,57 @@ class IntakeFlow:
             errors=dict(errors),
             context=dict(context),
             fields=(
-                Field("title", "Title", required=True, max_length=TITLE_MAX, initial=values.get("title") or None,
-                      placeholder="A short name for what you need"),
-                Field("description", "Description", kind="multiline", max_length=DESCRIPTION_MAX,
-                      initial=values.get("description") or None, placeholder="Context, who is affected"),
-                Field("outcome", "Business outcome", kind="multiline", required=True, max_length=OUTCOME_MAX,
-                      initial=values.get("outcome") or None,
-                      hint="What will be better for the business when this is done?"),
-                Field("category", "Category", kind="select", required=True, options=CATEGORY_OPTIONS,
-                      initial=values.get("category") or None),
-                Field("urgency", "Urgency", kind="select", required=True, options=URGENCY_OPTIONS,
-                      initial=values.get("urgency") or "medium"),
-                Field("partner", "Business partner", kind="select", options=ctx.partner_options(),
-                      initial=partner_initial),
-                Field("desired_date", "Desired date", kind="date", initial=values.get("desired_date") or None),
+                Field(
+                    "title",
+                    "Title",
+                    required=True,
+                    max_length=TITLE_MAX,
+                    initial=values.get("title") or None,
+                    placeholder="A short name for what you need",
+                ),
+                Field(
+                    "description",
+                    "Description",
+                    kind="multiline",
+                    max_length=DESCRIPTION_MAX,
+                    initial=values.get("description") or None,
+                    placeholder="Context, who is affected",
+                ),
+                Field(
+                    "outcome",
+                    "Business outcome",
+                    kind="multiline",
+                    required=True,
+                    max_length=OUTCOME_MAX,
+                    initial=values.get("outcome") or None,
+                    hint="What will be better for the business when this is done?",
+                ),
+                Field(
+                    "category",
+                    "Category",
+                    kind="select",
+                    required=True,
+                    options=CATEGORY_OPTIONS,
+                    initial=values.get("category") or None,
+                ),
+                Field(
+                    "urgency",
+                    "Urgency",
+                    kind="select",
+                    required=True,
+                    options=URGENCY_OPTIONS,
+                    initial=values.get("urgency") or "medium",
+                ),
+                Field(
+                    "partner",
+                    "Business partner",
+                    kind="select",
+                    options=ctx.partner_options(),
+                    initial=partner_initial,
+                ),
+                Field(
+                    "desired_date", "Desired date", kind="date", initial=values.get("desired_date") or None
+                ),
             ),
         )
 
@@ -243,9 +289,13 @@ class IntakeFlow:
             case "title":
                 return Reply.text(f"What do you need? Give it a short title (up to {TITLE_MAX} characters).")
             case "description":
-                return Reply.text("Describe it in a few sentences: the context and who is affected. (Type *skip* to leave it out.)")
+                return Reply.text(
+                    "Describe it in a few sentences: the context and who is affected. (Type *skip* to leave it out.)"
+                )
             case "outcome":
-                return Reply.text("What will be better for the business when this is done? That is the business outcome.")
+                return Reply.text(
+                    "What will be better for the business when this is done? That is the business outcome."
+                )
             case "category":
                 return question("intake:category", "Which category fits best?", CATEGORY_OPTIONS)
             case "urgency":
@@ -253,8 +303,12 @@ class IntakeFlow:
             case "partner":
                 options = ctx.partner_options()
                 intro = (f"Your own business partner is {ctx.partner_name(ctx.own_partner_id)}.",)
-                return question("intake:partner", "Which business partner is this for?", options,
-                                *(intro if ctx.own_partner_id else ()))
+                return question(
+                    "intake:partner",
+                    "Which business partner is this for?",
+                    options,
+                    *(intro if ctx.own_partner_id else ()),
+                )
             case "desired_date":
                 return question(
                     "intake:desired_date",
@@ -302,17 +356,29 @@ class IntakeFlow:
                 best = (score, other)
         return best[1] if best else None
 
-    async def _submit(self, turn: Turn, data: Mapping[str, Any], ctx: _Context, *, allow_duplicate: bool) -> Step:
+    async def _submit(
+        self, turn: Turn, data: Mapping[str, Any], ctx: _Context, *, allow_duplicate: bool
+    ) -> Step:
         if not allow_duplicate:
             duplicate = await self._duplicate(turn, data)
             if duplicate is not None:
                 found = Reply.of(
-                    Text(f"This looks like a request that is already open, {duplicate.key}:", TextStyle.WARNING),
-                    Facts(items=(("Title", duplicate.title), ("Status", duplicate.status.capitalize()),
-                                 ("Submitted", turn.local(duplicate.created_at)))),
+                    Text(
+                        f"This looks like a request that is already open, {duplicate.key}:", TextStyle.WARNING
+                    ),
+                    Facts(
+                        items=(
+                            ("Title", duplicate.title),
+                            ("Status", duplicate.status.capitalize()),
+                            ("Submitted", turn.local(duplicate.created_at)),
+                        )
+                    ),
                 )
-                return Step((found, question("intake:duplicate", "Submit yours anyway?", DUPLICATE_OPTIONS)),
-                            "duplicate", dict(data))
+                return Step(
+                    (found, question("intake:duplicate", "Submit yours anyway?", DUPLICATE_OPTIONS)),
+                    "duplicate",
+                    dict(data),
+                )
         source = turn.inbound.source
         desired = data.get("desired_date")
         request = await q.create_request(
@@ -327,7 +393,8 @@ class IntakeFlow:
                 requester_id=turn.person.id,  # type: ignore[arg-type]
                 desired_date=date.fromisoformat(desired) if desired else None,
                 source_platform=turn.inbound.key.platform,
-                source_channel=data.get("source_channel") or (source.channel if source else None)
+                source_channel=data.get("source_channel")
+                or (source.channel if source else None)
                 or turn.inbound.key.channel,
                 source_link=data.get("source_link") or (source.link if source else None),
             ),
@@ -346,8 +413,10 @@ class IntakeFlow:
                     Text(f"Type *status {request.key}* to see it."),
                 ),
             )
-        owner = f"{brm.name}, the BRM for {ctx.partner_name(request.partner_id)}, has been notified." if brm else (
-            "No BRM owns this business partner yet, so it waits for triage by the BRM team."
+        owner = (
+            f"{brm.name}, the BRM for {ctx.partner_name(request.partner_id)}, has been notified."
+            if brm
+            else ("No BRM owns this business partner yet, so it waits for triage by the BRM team.")
         )
         return Step.end(
             Reply.of(

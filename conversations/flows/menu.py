@@ -43,11 +43,15 @@ class MenuFlow:
         return Step((Reply.of(Text(f"Hi {turn.person.name}!"), Text(HELP)), self._question()), "pick", {})
 
     async def step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step:
-        said = inbound.action.value if inbound.action else inbound.text
-        option = pick(said, MENU_OPTIONS)
+        if inbound.action is not None:
+            option = next((o for o in MENU_OPTIONS if o.id == inbound.action.value), None)
+            if option is None:
+                return Step((self._question(),), "pick", {})
+            return Step.hand_to(option.id, "")
+        option = pick(inbound.text, MENU_OPTIONS)
         if option is None:
             # Not a menu answer: read it afresh, as if no menu had been shown.
-            return Step.hand_to("", said)
+            return Step.hand_to("", inbound.text)
         return Step.hand_to(option.id, "")
 
     async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:

@@ -42,20 +42,25 @@ class MyRequestsFlow:
 
     async def start(self, turn: Turn, argument: str) -> Step:
         mine = await q.visible_requests(turn.session, turn.person, mine_only=True, limit=LIST_LIMIT)
-        if not mine:
-            return Step.end(
-                Reply.text("You have no demand requests yet."),
-                question("intake:start", "Want to file one?", (Option("new", "New request", primary=True),)),
+        replies: list[Reply] = []
+        if mine:
+            heading = (
+                f"Your requests ({LIST_LIMIT} most recent)" if len(mine) == LIST_LIMIT else "Your requests"
             )
-        replies = [request_list(f"Your requests ({len(mine)} most recent)" if len(mine) == LIST_LIMIT
-                                else "Your requests", mine, turn.tz)]
+            replies.append(request_list(heading, mine, turn.tz))
         if turn.person.role == Role.BRM:
             partners_open = [
-                r for r in await q.visible_requests(turn.session, turn.person, only_open=True, limit=LIST_LIMIT)
+                r
+                for r in await q.visible_requests(turn.session, turn.person, only_open=True, limit=LIST_LIMIT)
                 if r.requester_id != turn.person.id
             ]
             if partners_open:
                 replies.append(request_list("Open demand of your business partners", partners_open, turn.tz))
+        if not replies:
+            return Step.end(
+                Reply.text("You have no demand requests yet."),
+                question("intake:start", "Want to file one?", (Option("new", "New request", primary=True),)),
+            )
         replies.append(Reply.text("Type *status DR-…* with a key for the details.", TextStyle.MUTED))
         return Step.end(*replies)
 
@@ -98,7 +103,9 @@ class StatusFlow:
         if request_id is None:
             error = f"“{shown}” is not a request key. Keys look like DR-42."
             if retry:
-                return Step((warn(error), *await self.reprompt(turn, FlowState(self.name, "key", {}))), "key", {})
+                return Step(
+                    (warn(error), *await self.reprompt(turn, FlowState(self.name, "key", {}))), "key", {}
+                )
             return Step.end(warn(error))
         request = await q.visible_request(turn.session, turn.person, request_id)
         if request is None:
@@ -121,7 +128,10 @@ async def describe(session: AsyncSession, request: DemandRequest, tz: ZoneInfo) 
             ("Business partner", partner.name if partner else "Not assigned yet"),
             ("BRM", brm.name if brm else "Not assigned yet"),
             ("Requested by", requester.name if requester else "?"),
-            ("Desired date", request.desired_date.isoformat() if request.desired_date else "No particular date"),
+            (
+                "Desired date",
+                request.desired_date.isoformat() if request.desired_date else "No particular date",
+            ),
             ("Submitted", request.created_at.astimezone(tz).strftime("%d %b %Y %H:%M %Z")),
         ),
     )
@@ -149,13 +159,18 @@ async def overview(session: AsyncSession, person: Person, tz: ZoneInfo) -> Reply
         blocks.append(Text("You have no demand requests yet. Send me *new request* to file one."))
     if person.role in (Role.BRM, Role.LEADER, Role.ADMIN):
         open_demand = [
-            r for r in await q.visible_requests(session, person, only_open=True, limit=25)
+            r
+            for r in await q.visible_requests(session, person, only_open=True, limit=25)
             if r.requester_id != person.id
         ]
         heading = "Open demand of your business partners" if person.role == Role.BRM else "Open demand"
         blocks.append(Text(heading, TextStyle.HEADING))
         blocks.append(
-            Text("\n".join(f"• {_line(r, tz)}" for r in open_demand) if open_demand else "Nothing open right now.")
+            Text(
+                "\n".join(f"• {_line(r, tz)}" for r in open_demand)
+                if open_demand
+                else "Nothing open right now."
+            )
         )
     blocks.append(
         Choices(

@@ -41,7 +41,11 @@ async def test_a_full_intake_stores_the_request_and_notifies_the_brm(engine: Eng
     assert "Alice Moreno, the BRM for Finance, has been notified" in done
 
     stored = (await _requests(engine))[-1]
-    assert (stored.title, stored.category, stored.urgency) == ("Invoice OCR for accounts payable", "project", "high")
+    assert (stored.title, stored.category, stored.urgency) == (
+        "Invoice OCR for accounts payable",
+        "project",
+        "high",
+    )
     assert stored.description == "Suppliers complain about slow payments"
     assert stored.desired_date is not None and stored.desired_date.isoformat() == "2027-03-31"
     assert stored.status == "submitted" and stored.source_platform == "console"
@@ -99,7 +103,9 @@ async def test_bad_answers_get_a_friendly_explanation_and_the_same_question(engi
     assert len(await _requests(engine)) == 12  # only the demo's: nothing half-written
 
 
-async def test_hostile_and_international_text_is_stored_as_typed_minus_control_characters(engine: Engine) -> None:
+async def test_hostile_and_international_text_is_stored_as_typed_minus_control_characters(
+    engine: Engine,
+) -> None:
     chat = Chat(engine)
     title = "Robert'); DROP TABLE demand_request;-- <b>📈</b> שלום \x00\x07"
     await chat.say(f"request {title}")
@@ -146,7 +152,9 @@ async def test_a_stale_button_is_ignored_and_the_current_question_repeated(engin
     assert "Urgency: Low" in chat.text
 
 
-async def test_a_draft_survives_a_restart_and_expires_after_24_hours_of_silence(engine: Engine, clock) -> None:
+async def test_a_draft_survives_a_restart_and_expires_after_24_hours_of_silence(
+    engine: Engine, clock
+) -> None:
     chat = Chat(engine)
     await chat.say("request Mobile approvals")
     restarted = Engine(engine.db, default_flows(), clock=clock)
@@ -163,7 +171,9 @@ async def test_a_draft_survives_a_restart_and_expires_after_24_hours_of_silence(
 
 async def test_the_form_refuses_bad_fields_with_messages_and_stores_nothing(engine: Engine) -> None:
     chat = Chat(engine, platform="slack")
-    (reply,) = await chat.submit("intake:open", {"title": "From a message", "source_link": "https://x.test/p1"})
+    (reply,) = await chat.submit(
+        "intake:open", {"title": "From a message", "source_link": "https://x.test/p1"}
+    )
     assert reply.form is not None and reply.form.context == {"source_link": "https://x.test/p1"}
     title_field = next(f for f in reply.form.fields if f.name == "title")
     assert title_field.initial == "From a message"
@@ -196,8 +206,13 @@ async def test_a_valid_form_files_the_request_with_its_source_link(engine: Engin
 
 async def test_a_form_duplicate_is_flagged_once_then_accepted(engine: Engine) -> None:
     chat = Chat(engine, platform="slack")
-    values = {"title": "Automate month end accruals", "outcome": "Close the books two days faster",
-              "category": "project", "urgency": "high", "partner": "1"}
+    values = {
+        "title": "Automate month end accruals",
+        "outcome": "Close the books two days faster",
+        "category": "project",
+        "urgency": "high",
+        "partner": "1",
+    }
     (flagged,) = await chat.submit("intake:submit", values)
     assert flagged.form is not None and "DR-1" in flagged.form.errors["title"]
     assert len(await _requests(engine)) == 12

@@ -1,0 +1,74 @@
+"""Who sees what: requesters their own, BRMs their partners', leaders everything."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from conversations.engine import Engine
+from conversations.messages import Sender
+from storage.models import Person
+from tests.helpers import Chat
+
+
+async def test_a_requester_sees_only_their_own_requests(engine: Engine) -> None:
+    dana = Chat(engine, email="dana@example.com")
+    mine = await dana.say("my requests")
+    assert "DR-1 · Automate month-end accruals" in mine
+    assert "CRM lead scoring" not in mine  # Eli's
+    assert "Shaping" in await dana.say("status DR-1")
+    others = await dana.say("status DR-4")
+    missing = await dana.say("status DR-999")
+    assert others == "I couldn't find DR-4 among the requests you can see."
+    assert missing == "I couldn't find DR-999 among the requests you can see."
+
+
+async def test_a_brm_sees_the_requests_of_the_partners_they_own(engine: Engine) -> None:
+    alice = Chat(engine, email="alice@example.com")  # owns Finance and People & Culture
+    assert "Automate month-end accruals" in await alice.say("status DR-1")
+    assert "Onboarding checklist automation" in await alice.say("status DR-10")
+    assert "couldn't find DR-4" in await alice.say("status dr-4")  # Sales belongs to Ben
+    listing = await alice.say("mine")
+    assert "Open demand of your business partners" in listing and "DR-10" in listing and "DR-4" not in listing
+
+
+async def test_a_leader_sees_everything_and_keys_can_be_typed_loosely(engine: Engine) -> None:
+    priya = Chat(engine, email="priya@example.com")
+    for typed in ("status DR-4", "status dr4", "status #4", "status 4"):
+        assert "CRM lead scoring" in await priya.say(typed)
+
+
+async def test_status_without_a_key_asks_which_and_accepts_a_pick(engine: Engine) -> None:
+    dana = Chat(engine)
+    text = await dana.say("status")
+    assert "Which request?" in text and "DR-3 Vendor master data clean-up" in text
+    assert "Vendor master data clean-up" in await dana.press("DR-3 Vendor master data clean-up")
+    await dana.say("status")
+    assert "is not a request key" in await dana.say("the blue one")
+    assert "Automate month-end accruals" in await dana.say("DR-1")
+
+
+async def test_an_unknown_person_becomes_a_requester_on_first_contact(engine: Engine) -> None:
+    newcomer = Chat(engine, email="zoe@example.com", name="Zoe Park")
+    assert "Hi Zoe Park" in await newcomer.say("hello")
+    assert "no demand requests yet" in await newcomer.say("my requests")
+    assert "couldn't find DR-1" in await newcomer.say("status DR-1")
+    async with engine.db.session() as session:
+        zoe = (await session.execute(sa.select(Person).where(Person.email == "zoe@example.com"))).scalar_one()
+    assert zoe.role == "requester" and zoe.name == "Zoe Park"
+
+
+async def test_the_same_person_on_two_platforms_is_one_person(engine: Engine) -> None:
+    on_slack = Chat(engine, email="Dana@Example.com", platform="slack", channel="D1")
+    assert "DR-1 · Automate month-end accruals" in await on_slack.say("mine")
+    async with engine.db.session() as session:
+        count = (await session.execute(sa.select(sa.func.count()).select_from(Person))).scalar_one()
+    assert count == 7  # the demo's seven people, nobody new
+
+
+async def test_the_home_overview_shows_a_brm_their_partners_open_demand(engine: Engine) -> None:
+    alice = Chat(engine, email="alice@example.com")
+    home = (await engine.home(alice.key, Sender(email="alice@example.com"))).plain_text()
+    assert "Open demand of your business partners" in home
+    assert "Expense report approvals on mobile" in home  # Finance, submitted
+    assert "Vendor master data clean-up" not in home  # delivered: not open
+    assert "CRM lead scoring" not in home  # Sales: Ben's
