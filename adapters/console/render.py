@@ -18,7 +18,8 @@ def render(reply: Reply) -> str:
     for block in reply.blocks:
         match block:
             case Text(text=text, style=TextStyle.HEADING):
-                out.append(_plain(text).upper() if len(text) < 60 else _plain(text))
+                heading = _plain(text)
+                out.append(heading + "\n" + "─" * min(len(heading), 60))
             case Text(text=text, style=style):
                 out.append(_PREFIX.get(style, "") + _plain(text))
             case Facts(items=items, title=title):
