@@ -1,0 +1,545 @@
+"""The Slack adapter: slack-bolt's ``AsyncApp`` on our aiohttp server (or a Socket Mode socket).
+
+Every listener acknowledges Slack first and then does the slow work (the engine's
+transaction, the Web API calls), so Slack always has its answer within 3 seconds. The one
+exception is a modal submission: Slack wants the field errors in the acknowledgement itself,
+so the engine runs before ``ack`` there (one short transaction).
+
+A retried event never runs twice: engine turns claim the event id in their own transaction,
+and App Home refreshes claim it through :func:`storage.queries.claim_event`.
+
+Example::
+
+    slack = SlackAdapter(engine, bot_token=token, signing_secret=secret, http=session, clock=utcnow)
+    slack.mount(web_app)          # POST /slack/events
+    await slack.start()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.async_app import AsyncAck
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.request.internals import extract_content_type, parse_body
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.signature import SignatureVerifier
+
+from adapters.slack.client import web_client, webhook_client
+from adapters.slack.features import Features
+from adapters.slack.inbound import (
+    CAPTURE_SHORTCUT,
+    COMMAND,
+    INTAKE_OPEN,
+    PLATFORM,
+    ModalPlace,
+    command_words,
+    encode_metadata,
+    event_id,
+    malformed,
+    team_of,
+    to_inbound,
+)
+from adapters.slack.render import (
+    Message,
+    answered,
+    errors_fit,
+    field_errors,
+    messages,
+    render_home,
+    render_modal,
+)
+from conversations.engine import Engine
+from conversations.messages import (
+    Address,
+    ConversationKey,
+    Delivered,
+    Form,
+    Inbound,
+    Platform,
+    Reply,
+    Sender,
+    TextStyle,
+)
+from conversations.ports import DeliveryError, Unreachable
+from storage import queries as q
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+DM_SCOPE = "dm"
+CACHE_SIZE = 10_000
+CLOSE_GRACE_SECONDS = 10.0
+UNREACHABLE_ERRORS = frozenset(
+    {
+        "channel_not_found", "user_not_found", "not_in_channel", "is_archived", "account_inactive",
+        "cannot_dm_bot", "user_disabled", "user_not_visible", "team_access_not_granted", "messages_tab_disabled",
+    }
+)
+SLASH_HELP = (
+    "In any channel: */brm request* [title] opens the request form, */brm status DR-42* shows a request, "
+    "*/brm mine* lists yours. On any message: ⋮ → *Capture as demand request*."
+)
+SORRY = "Sorry, something went wrong on my side and I could not finish that. Please try again in a minute."
+
+
+class _Bounded(dict[Any, Any]):
+    """A dict that forgets its oldest entries beyond ``size`` (caches of ids, never unbounded)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        while len(self) > self._size:
+            del self[next(iter(self))]
+
+
+class SlackAdapter:
+    """Slack for the engine: chat, buttons, the ``/brm`` command, a shortcut, modals, App Home.
+
+    One per process. ``http`` is the bot's shared aiohttp session; ``api_url`` points at a
+    GovSlack-style host or a test fake; with ``app_token`` the adapter talks to Slack over
+    Socket Mode and serves no URL.
+    """
+
+    platform: Platform = PLATFORM
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        bot_token: str,
+        signing_secret: str,
+        http: aiohttp.ClientSession,
+        clock: Callable[[], datetime],
+        api_url: str | None = None,
+        app_token: str | None = None,
+        path: str = EVENTS_PATH,
+    ) -> None:
+        self._engine = engine
+        self._http = http
+        self._clock = clock
+        self._path = path
+        self._app_token = app_token
+        self._verifier = SignatureVerifier(signing_secret)
+        self.client = web_client(bot_token, api_url=api_url, http=http)
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=signing_secret,
+            process_before_response=False,
+            logger=logging.getLogger("adapters.slack.bolt"),
+        )
+        self.features = Features()
+        self._socket: AsyncSocketModeHandler | None = None
+        self._known: _Bounded = _Bounded(CACHE_SIZE)
+        self._dms: _Bounded = _Bounded(CACHE_SIZE)
+        self._bot_user_id: str | None = None
+        self._busy: set[asyncio.Task[Any]] = set()
+        self._register()
+
+    # --- ServedAdapter ------------------------------------------------------------------------------
+
+    @property
+    def socket_mode(self) -> bool:
+        return self._app_token is not None
+
+    def mount(self, app: web.Application) -> None:
+        """Serve ``POST /slack/events`` (events, commands, shortcuts, interactivity), unless in Socket Mode."""
+        if not self.socket_mode:
+            app.router.add_post(self._path, self.handle_http)
+
+    async def start(self) -> None:
+        """Check the token; in Socket Mode, open the socket (no public URL needed)."""
+        try:
+            auth = await self.client.auth_test()
+            self._bot_user_id = auth.get("user_id")
+            log.info("Slack: connected to workspace %s as %s", auth.get("team"), auth.get("user"))
+        except SlackApiError as exc:
+            log.error("Slack refused SLACK_BOT_TOKEN (%s): check the token in docs/slack.md", _error_code(exc))
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("Slack: cannot reach the Web API yet (%s); will retry on the first event", type(exc).__name__)
+        if self._app_token is not None:
+            self._socket = AsyncSocketModeHandler(self.app, self._app_token, web_client=self.client)
+            await self._socket.connect_async()
+            log.info("Slack: Socket Mode connected")
+
+    async def close(self) -> None:
+        """Close the socket and let work that was already acknowledged finish."""
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        try:
+            async with asyncio.timeout(CLOSE_GRACE_SECONDS):
+                await self.drain()
+        except TimeoutError:
+            log.warning("Slack: %d pieces of work were still running at shutdown", len(self._busy))
+
+    async def drain(self) -> None:
+        """Wait for the work of requests Slack was already answered for (shutdown, tests, bench)."""
+        while self._busy:
+            await asyncio.wait(set(self._busy))
+
+    # --- HTTP -----------------------------------------------------------------------------------------
+
+    async def handle_http(self, request: web.Request) -> web.Response:
+        """One request from Slack: malformed bodies get 400, bad signatures 401, the rest go to bolt."""
+        body = await request.text()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            payload = parse_body(body, extract_content_type({k: [v] for k, v in headers.items()}))
+            problem = malformed(payload)
+        except (ValueError, TypeError):
+            problem = "not JSON or form data"
+        if problem is not None:
+            if not self._verifier.is_valid_request(body, headers):
+                return web.Response(status=401)
+            log.warning("Slack: refused a malformed request (%s, %d bytes)", problem, len(body))
+            return web.Response(status=400, text="malformed request")
+        bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
+        response = await self.app.async_dispatch(bolt_request)
+        if response.status == 404 and payload.get("type") == "event_callback":
+            return web.Response(status=200)
+        return await to_aiohttp_response(response)
+
+    # --- registration -------------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        """Every listener, recorded in :attr:`features` (the manifest test compares the two)."""
+        self.features.event("message.im")
+        self.app.event("message")(self._on_message)
+        self.features.event("app_mention")
+        self.app.event("app_mention")(self._on_mention)
+        self.features.event("app_home_opened")
+        self.app.event("app_home_opened")(self._on_home)
+        self.features.command(COMMAND)
+        self.app.command(COMMAND)(self._on_command)
+        self.features.message_shortcut(CAPTURE_SHORTCUT)
+        self.app.shortcut(CAPTURE_SHORTCUT)(self._on_capture)
+        self.features.interactivity()
+        self.app.action(re.compile(r".\|\d+$"))(self._on_press)
+        self.app.view(re.compile(r"^[a-z_]+:submit$"))(self._on_submit)
+        # Events the app is sent but has no use for (a message edit, a reaction) still get 200.
+        self.app.event(re.compile(".*"))(self._ignore)
+
+    async def _ignore(self) -> None:
+        return None
+
+    # --- events ---------------------------------------------------------------------------------------
+
+    async def _on_message(self, body: dict[str, Any]) -> None:
+        inbound = to_inbound(body, bot_user_id=self._bot_user_id or _bot_of(body))
+        if inbound is None:
+            return
+        async with self._work("a direct message", apologise_to=(inbound.key.channel, None)):
+            await self._remember_dm(inbound.key.workspace, inbound.key.user, inbound.key.channel)
+            replies = await self._turn(inbound)
+            await self._post(inbound.key.channel, replies)
+
+    async def _on_mention(self, body: dict[str, Any]) -> None:
+        inbound = to_inbound(body, bot_user_id=self._bot_user_id or _bot_of(body))
+        if inbound is None:
+            return
+        async with self._work("a mention", apologise_to=(inbound.key.channel, inbound.key.thread)):
+            replies = await self._turn(inbound)
+            await self._post(inbound.key.channel, replies, thread=inbound.key.thread)
+
+    async def _on_home(self, body: dict[str, Any]) -> None:
+        event = body["event"]
+        if event.get("tab", "home") != "home" or not event.get("user"):
+            return
+        async with self._work("App Home"):
+            async with self._engine.db.transaction() as session:
+                fresh = await q.claim_event(session, platform=PLATFORM, event_id=event_id(body), now=self._clock())
+            if not fresh:
+                log.info("duplicate event %s ignored", event_id(body))
+                return
+            team, user = team_of(body) or str(body.get("team_id", "")), str(event["user"])
+            channel = str(event.get("channel") or "") or await self._dm_channel(team, user)
+            await self._remember_dm(team, user, channel)
+            sender = await self._sender(team, user)
+            home = await self._engine.home(ConversationKey(PLATFORM, team, channel, user), sender)
+            self._known[(team, user)] = True
+            await self.client.views_publish(user_id=user, view=render_home(home))
+
+    # --- the /brm command and the shortcut ----------------------------------------------------------
+
+    async def _on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        inbound = to_inbound(body)
+        if inbound is None:
+            return
+        async with self._work("/brm", respond_to=body.get("response_url")):
+            if inbound.action is not None and inbound.action.id == INTAKE_OPEN:
+                await self._open_form(str(body["trigger_id"]), inbound, response_url=body.get("response_url"))
+                return
+            replies = await self._turn(inbound)
+            if command_words(str(body.get("text") or ""))[0] in ("", "help"):
+                replies.append(Reply.text(SLASH_HELP, TextStyle.MUTED))
+            await self._respond(str(body["response_url"]), replies)
+
+    async def _on_capture(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        async with self._work("the capture shortcut", respond_to=body.get("response_url")):
+            channel = str((body.get("channel") or {}).get("id") or "")
+            ts = str(body["message"].get("ts") or body.get("message_ts") or "")
+            permalink: str | None = None
+            if channel and ts:
+                try:
+                    permalink = (await self.client.chat_getPermalink(channel=channel, message_ts=ts)).get("permalink")
+                except SlackApiError as exc:
+                    log.info("Slack: no permalink for a captured message (%s)", _error_code(exc))
+            inbound = to_inbound(body, permalink=permalink)
+            if inbound is not None:
+                await self._open_form(str(body["trigger_id"]), inbound, response_url=body.get("response_url"))
+
+    async def _open_form(self, trigger_id: str, inbound: Inbound, *, response_url: str | None) -> None:
+        replies = await self._turn(inbound)
+        form = next((r.form for r in replies if r.form is not None), None)
+        if form is None:
+            if response_url and replies:
+                await self._respond(response_url, replies)
+            return
+        place = ModalPlace(inbound.key.channel, inbound.key.thread, form.context)
+        view = render_modal(form, private_metadata=encode_metadata(place))
+        await self.client.views_open(trigger_id=trigger_id, view=view)
+
+    # --- interactivity ------------------------------------------------------------------------------
+
+    async def _on_press(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        async with self._work("a button"):
+            container = body.get("container") or {}
+            team, user = team_of(body), str(body["user"]["id"])
+            channel = await self._dm_channel(team, user) if container.get("type") == "view" else None
+            inbound = to_inbound(body, channel=channel)
+            if inbound is None:
+                return
+            await self._mark_answered(body)
+            replies = await self._turn(inbound)
+            if container.get("is_ephemeral") and body.get("response_url"):
+                await self._respond(str(body["response_url"]), replies)
+            else:
+                await self._post(inbound.key.channel, replies, thread=inbound.key.thread)
+
+    async def _mark_answered(self, body: Mapping[str, Any]) -> None:
+        """Replace the pressed question's buttons with "✓ label", so they can't be pressed twice."""
+        container = body.get("container") or {}
+        if container.get("type") != "message":
+            return  # App Home buttons are a menu: they stay
+        pressed = body["actions"][0]
+        label = str((pressed.get("text") or {}).get("text") or pressed.get("value") or "")
+        message = body.get("message") or {}
+        blocks = answered(message.get("blocks") or [], str(pressed.get("block_id") or ""), label)
+        if container.get("is_ephemeral"):
+            if body.get("response_url"):
+                hook = webhook_client(str(body["response_url"]), http=self._http)
+                await hook.send_dict({"replace_original": True, "blocks": blocks, "text": f"✓ {label}"})
+            return
+        await self.client.chat_update(
+            channel=str(container.get("channel_id") or (body.get("channel") or {}).get("id")),
+            ts=str(container.get("message_ts") or message.get("ts")),
+            blocks=blocks,
+            text=str(message.get("text") or f"✓ {label}"),
+        )
+
+    async def _on_submit(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        inbound = to_inbound(body)
+        if inbound is None:
+            await ack()
+            return
+        try:
+            replies = await self._turn(inbound)
+        except Exception:
+            log.exception("Slack: a form submission failed")
+            await ack(response_action="errors", errors={_first_field(body): SORRY})
+            return
+        refused: Form | None = next((r.form for r in replies if r.form is not None), None)
+        if refused is not None and refused.errors:
+            if errors_fit(refused, inbound.form or {}):
+                await ack(response_action="errors", errors=field_errors(refused))
+            else:
+                place = ModalPlace(inbound.key.channel, inbound.key.thread, refused.context)
+                view = render_modal(refused, private_metadata=encode_metadata(place), show_errors=True)
+                await ack(response_action="update", view=view)
+            return
+        await ack()
+        async with self._work("a form"):
+            team, user = inbound.key.workspace, inbound.key.user
+            await self._post(await self._dm_channel(team, user), [r for r in replies if r.form is None])
+
+    # --- proactive ----------------------------------------------------------------------------------
+
+    async def send(self, to: Address, reply: Reply) -> Delivered:
+        """Post a message the bot starts to a person's DM (``to.user``) or a channel."""
+        try:
+            if to.channel:
+                channel = to.channel
+            elif to.user:
+                channel = await self._dm_channel(to.workspace, to.user)
+            else:
+                raise Unreachable("the address names neither a user nor a channel")
+            posted = await self._post(channel, [reply])
+        except SlackApiError as exc:
+            code = _error_code(exc)
+            if code in UNREACHABLE_ERRORS:
+                raise Unreachable(f"Slack cannot reach {to.user or to.channel}: {code}") from None
+            retry_after = _retry_after(exc)
+            raise DeliveryError(f"Slack refused the message: {code}", retry_after=retry_after) from None
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"Slack could not be reached: {type(exc).__name__}") from None
+        return Delivered(message_id=f"{channel}:{posted}" if posted else None)
+
+    # --- shared -------------------------------------------------------------------------------------
+
+    async def _turn(self, inbound: Inbound) -> list[Reply]:
+        """One engine turn, with the sender's profile on first contact."""
+        team, user = inbound.key.workspace, inbound.key.user
+        sender = await self._sender(team, user)
+        replies = await self._engine.handle(dataclasses.replace(inbound, sender=sender) if sender else inbound)
+        self._known[(team, user)] = True
+        return replies
+
+    async def _sender(self, team: str, user: str) -> Sender | None:
+        """Who ``user`` is (name, email, time zone) from ``users.info``, only for people not yet linked."""
+        if (team, user) in self._known:
+            return None
+        if await self._engine.known(platform=PLATFORM, workspace=team, user_id=user):
+            self._known[(team, user)] = True
+            return None
+        try:
+            info = (await self.client.users_info(user=user)).get("user") or {}
+        except SlackApiError as exc:
+            log.info("Slack: no profile for a user (%s); they are linked without an email", _error_code(exc))
+            return None
+        profile = info.get("profile") or {}
+        return Sender(
+            name=profile.get("real_name") or info.get("real_name") or info.get("name") or None,
+            email=profile.get("email") or None,
+            time_zone=info.get("tz") or None,
+        )
+
+    async def _post(self, channel: str, replies: Sequence[Reply], *, thread: str | None = None) -> str | None:
+        """Post the replies of a turn; returns the first message's ts."""
+        first: str | None = None
+        for message in messages(replies):
+            posted = await self.client.chat_postMessage(
+                channel=channel, blocks=message.blocks, text=message.text, thread_ts=thread
+            )
+            first = first or posted.get("ts")
+        return first
+
+    async def _respond(self, response_url: str, replies: Sequence[Reply]) -> None:
+        """Answer through a ``response_url``: only the person who asked sees it."""
+        hook = webhook_client(response_url, http=self._http)
+        for message in messages(replies):
+            response = await hook.send_dict(_ephemeral(message))
+            if response.status_code >= 400:
+                log.warning("Slack: response_url answered %d", response.status_code)
+
+    async def _dm_channel(self, team: str, user: str) -> str:
+        """The bot's DM channel with ``user``: cached, stored, or opened with ``conversations.open``."""
+        cached = self._dms.get((team, user))
+        if cached:
+            return str(cached)
+        async with self._engine.db.session() as session:
+            stored = await q.load_reference(session, platform=PLATFORM, workspace=team, scope=DM_SCOPE, target=user)
+        if stored and stored.get("channel"):
+            self._dms[(team, user)] = stored["channel"]
+            return str(stored["channel"])
+        opened = await self.client.conversations_open(users=user)
+        channel = str((opened.get("channel") or {}).get("id") or "")
+        if not channel:
+            raise Unreachable("Slack opened no DM channel")
+        await self._remember_dm(team, user, channel)
+        return channel
+
+    async def _remember_dm(self, team: str, user: str, channel: str) -> None:
+        if not channel.startswith("D") or self._dms.get((team, user)) == channel:
+            return
+        async with self._engine.db.transaction() as session:
+            await q.save_reference(
+                session, platform=PLATFORM, workspace=team, scope=DM_SCOPE, target=user, reference={"channel": channel}
+            )
+        self._dms[(team, user)] = channel
+
+    @contextlib.asynccontextmanager
+    async def _work(
+        self,
+        what: str,
+        *,
+        apologise_to: tuple[str, str | None] | None = None,
+        respond_to: object = None,
+    ) -> AsyncIterator[None]:
+        """Work done after the ack: tracked (``close`` waits for it) and never silently lost.
+
+        A failure is logged by type (never with message content or tokens) and, where there
+        is somewhere to say so, the person is told.
+        """
+        task = asyncio.current_task()
+        if task is not None:
+            self._busy.add(task)
+        try:
+            yield
+        except Exception as exc:
+            log.exception("Slack: handling %s failed (%s)", what, type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await self._apologise(apologise_to, respond_to)
+        finally:
+            if task is not None:
+                self._busy.discard(task)
+
+    async def _apologise(self, where: tuple[str, str | None] | None, response_url: object) -> None:
+        sorry = Reply.text(SORRY, TextStyle.WARNING)
+        if isinstance(response_url, str) and response_url:
+            await self._respond(response_url, [sorry])
+        elif where is not None:
+            await self._post(where[0], [sorry], thread=where[1])
+
+
+def _ephemeral(message: Message) -> dict[str, Any]:
+    return {"response_type": "ephemeral", "replace_original": False, "blocks": message.blocks, "text": message.text}
+
+
+def _bot_of(body: Mapping[str, Any]) -> str | None:
+    """The bot's own user id as the Events API envelope reports it (before ``auth.test`` ran)."""
+    for authorization in body.get("authorizations") or ():
+        if authorization.get("is_bot") and authorization.get("user_id"):
+            return str(authorization["user_id"])
+    return None
+
+
+def _error_code(exc: SlackApiError) -> str:
+    data = getattr(exc.response, "data", None)
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    return f"HTTP {exc.response.status_code}"
+
+
+def _retry_after(exc: SlackApiError) -> float | None:
+    headers = getattr(exc.response, "headers", None) or {}
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            with contextlib.suppress(TypeError, ValueError):
+                return float(value[0] if isinstance(value, list) else value)
+    return None
+
+
+def _first_field(body: Mapping[str, Any]) -> str:
+    values = ((body.get("view") or {}).get("state") or {}).get("values") or {}
+    return next(iter(values), "title")
+
+

@@ -1,0 +1,28 @@
+"""Builds the Slack adapter from the settings (``brm-bot serve`` calls this)."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from adapters.slack import SlackAdapter
+from bot.runtime import Runtime, utcnow
+from bot.settings import Settings
+from bot.web import ServedAdapter
+
+
+def build_slack(settings: Settings, runtime: Runtime, http: aiohttp.ClientSession) -> ServedAdapter:
+    """The Slack adapter for these settings; Socket Mode when ``SLACK_APP_TOKEN`` is set.
+
+    Settings already refused a partial Slack configuration, so both required secrets are here.
+    """
+    if settings.slack_bot_token is None or settings.slack_signing_secret is None:
+        raise ValueError("Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET")
+    return SlackAdapter(
+        runtime.engine,
+        bot_token=settings.slack_bot_token.get_secret_value(),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
+        api_url=settings.slack_api_url,
+        http=http,
+        clock=utcnow,
+    )
