@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -82,9 +84,7 @@ class Turn:
     def text(self) -> str:
         return self.inbound.text
 
-    async def notify(
-        self, *, recipient_id: int, kind: str, subject: str, reply: Reply, period: str = ""
-    ) -> bool:
+    async def notify(self, *, recipient_id: int, kind: str, subject: str, reply: Reply, period: str = "") -> bool:
         """Queue a message the bot starts, committed with this turn (or not at all)."""
         added = await q.enqueue(
             self.session,
@@ -135,9 +135,7 @@ FORM_SUBMIT = "submit"
 def clean_text(raw: str) -> str:
     """NFC-normalised text without control characters (newlines and tabs kept), stripped."""
     text = unicodedata.normalize("NFC", raw)
-    text = "".join(
-        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co")
-    )
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))
     return text.strip()
 
 
@@ -153,6 +151,8 @@ class Engine:
         default_timezone: str = "UTC",
         on_queued: Callable[[], None] | None = None,
         state_ttl: timedelta = STATE_TTL,
+        state_cache_size: int = 10_000,
+        person_cache_seconds: float = 30.0,
     ) -> None:
         names = [f.name for f in flows]
         if len(set(names)) != len(names):
@@ -163,9 +163,7 @@ class Engine:
                 raise ValueError(f"flow name {flow.name!r} must not contain ':'")
             for trigger in flow.triggers:
                 if trigger in seen:
-                    raise ValueError(
-                        f"trigger {trigger!r} is claimed by both {seen[trigger]} and {flow.name}"
-                    )
+                    raise ValueError(f"trigger {trigger!r} is claimed by both {seen[trigger]} and {flow.name}")
                 if trigger in GLOBAL_CANCEL or trigger in GLOBAL_HELP:
                     raise ValueError(f"trigger {trigger!r} of {flow.name} is a global command")
                 seen[trigger] = flow.name
@@ -180,6 +178,10 @@ class Engine:
         self._on_queued = on_queued
         self._ttl = state_ttl
         self._locks: dict[ConversationKey, _KeyLock] = {}
+        self._states: OrderedDict[q.StateKey, _Saved] = OrderedDict()
+        self._state_cache_size = state_cache_size
+        self._people: dict[tuple[str, str, str], tuple[Person, float]] = {}
+        self._person_ttl = person_cache_seconds
 
     # --- public ------------------------------------------------------------------------------
 
@@ -192,6 +194,8 @@ class Engine:
                     replies, queued = await self._turn(inbound)
                 except (q.StaleState, IntegrityError) as exc:
                     log.debug("turn raced (%s), attempt %d", type(exc).__name__, attempt + 1)
+                    self._states.pop(_state_key(inbound.key), None)
+                    self._people.pop((inbound.key.platform, inbound.key.workspace, inbound.key.user), None)
                     await asyncio.sleep(0.005 * (attempt + 1))
                     continue
                 if queued and self._on_queued is not None:
@@ -210,30 +214,26 @@ class Engine:
     async def known(self, *, platform: str, workspace: str, user_id: str) -> bool:
         """Whether this platform user is already linked to a person (adapters skip profile look-ups)."""
         async with self.db.session() as session:
-            person = await q.person_by_identity(
-                session, platform=platform, workspace=workspace, user_id=user_id
-            )
+            person = await q.person_by_identity(session, platform=platform, workspace=workspace, user_id=user_id)
             return person is not None
 
     # --- one turn ------------------------------------------------------------------------------
 
     async def _turn(self, inbound: Inbound) -> tuple[list[Reply], int]:
         now = self._clock()
+        skey = _state_key(inbound.key)
         async with self.db.transaction() as session:
-            if not await q.claim_event(
-                session, platform=inbound.key.platform, event_id=inbound.event_id, now=now
-            ):
+            if not await q.claim_event(session, platform=inbound.key.platform, event_id=inbound.event_id, now=now):
                 log.info("duplicate event %s ignored", inbound.event_id)
                 return [], 0
             person = await self._person(session, inbound.key, inbound.sender)
             turn = Turn(session, person, inbound, now, _zone(person.time_zone, self._default_tz))
-            skey = _state_key(inbound.key)
-            row = await q.load_state(session, skey)
-            before = (row.flow, row.step or "", dict(row.data)) if row and row.flow else None
+            saved = self._states.get(skey) or await self._load(session, skey)
+            before = (saved.flow, saved.step, saved.data) if saved and saved.flow else None
             state = FlowState(*before) if before else None
 
             replies: list[Reply] = []
-            if state and row and now - row.updated_at > self._ttl:
+            if state and saved and now - saved.updated_at > self._ttl:
                 flow = self.flows.get(state.flow)
                 replies.append(
                     Reply.text(
@@ -248,17 +248,36 @@ class Engine:
             replies.extend(step.replies)
             after = (owner, step.next, dict(step.data)) if owner and step.next else None
             # Save when something changed, and on every turn of an active flow (its silence clock).
+            written: _Saved | None = None
             if after != before or after is not None:
+                version = saved.version if saved else None
+                written = _Saved(*(after or (None, "", {})), version=(version or 0) + 1, updated_at=now)
                 await q.save_state(
                     session,
                     skey,
-                    expected_version=row.version if row else None,
-                    flow=after[0] if after else None,
-                    step=after[1] if after else None,
-                    data=after[2] if after else {},
+                    expected_version=version,
+                    flow=written.flow,
+                    step=written.step or None,
+                    data=written.data,
                     now=now,
                 )
-            return replies, turn.queued
+        if written is not None:
+            self._remember(skey, written)
+        self._remember_person(inbound.key, person)
+        return replies, turn.queued
+
+    async def _load(self, session: AsyncSession, skey: q.StateKey) -> _Saved | None:
+        row = await q.load_state(session, skey)
+        if row is None:
+            return None
+        return _Saved(row.flow, row.step or "", dict(row.data), version=row.version, updated_at=row.updated_at)
+
+    def _remember(self, skey: q.StateKey, saved: _Saved) -> None:
+        """Keep the state this process last wrote; the version check catches anyone else's write."""
+        self._states[skey] = saved
+        self._states.move_to_end(skey)
+        while len(self._states) > self._state_cache_size:
+            self._states.popitem(last=False)
 
     async def _route(self, turn: Turn, state: FlowState | None, inbound: Inbound) -> tuple[Step, str | None]:
         step, owner = await self._route_once(turn, state, inbound)
@@ -271,9 +290,7 @@ class Engine:
             then, owner = await self._route_once(turn, None, inbound)
         return Step(replies=step.replies + then.replies, next=then.next, data=then.data), owner
 
-    async def _route_once(
-        self, turn: Turn, state: FlowState | None, inbound: Inbound
-    ) -> tuple[Step, str | None]:
+    async def _route_once(self, turn: Turn, state: FlowState | None, inbound: Inbound) -> tuple[Step, str | None]:
         """Pick what runs: a form, a global command, the active step, a trigger, or the menu.
 
         Returns the step and the flow that owns ``step.next`` (None when nothing goes on).
@@ -285,9 +302,7 @@ class Engine:
         words = inbound.text.casefold()
         if action is None and words in GLOBAL_CANCEL:
             if state is None:
-                return Step.end(
-                    Reply.text("There is nothing to cancel. Type *help* to see what I can do.")
-                ), None
+                return Step.end(Reply.text("There is nothing to cancel. Type *help* to see what I can do.")), None
             title = self.flows[state.flow].title if state.flow in self.flows else "conversation"
             return Step.end(Reply.text(f"Cancelled your {title}. Nothing was saved.")), None
         if action is None and words in GLOBAL_HELP:
@@ -301,9 +316,7 @@ class Engine:
             if state is not None and state.flow not in (MENU, (step.handoff or ("",))[0]):
                 title = self.flows[state.flow].title if state.flow in self.flows else "conversation"
                 note = Reply.text(f"I set aside your unfinished {title}.", TextStyle.MUTED)
-                step = Step(
-                    replies=(note, *step.replies), next=step.next, data=step.data, handoff=step.handoff
-                )
+                step = Step(replies=(note, *step.replies), next=step.next, data=step.data, handoff=step.handoff)
             return step, MENU
 
         if state is not None and state.flow in self.flows:
@@ -311,9 +324,7 @@ class Engine:
                 return await self._keep(
                     turn,
                     state,
-                    Reply.text(
-                        "That button belongs to an earlier question, so I ignored it.", TextStyle.MUTED
-                    ),
+                    Reply.text("That button belongs to an earlier question, so I ignored it.", TextStyle.MUTED),
                 )
             if action is None and not inbound.text:
                 return await self._keep(turn, state, Reply.text("I got an empty message.", TextStyle.MUTED))
@@ -323,9 +334,7 @@ class Engine:
             flow_name, _, rest = action.id.partition(":")
             if rest == "start" and flow_name in self.flows:
                 return await self.flows[flow_name].start(turn, action.value), flow_name
-            note = Reply.text(
-                "That button belongs to a conversation that has already ended.", TextStyle.MUTED
-            )
+            note = Reply.text("That button belongs to a conversation that has already ended.", TextStyle.MUTED)
             return Step.hand_to(MENU, "", note), None
 
         if not inbound.text:
@@ -344,9 +353,7 @@ class Engine:
         if flow is None or not hasattr(flow, "submit_form") or what not in (FORM_OPEN, FORM_SUBMIT):
             return Step.end(Reply.text("That form is not one I know.", TextStyle.WARNING)), None
         form_flow: FormFlow = flow  # type: ignore[assignment]
-        step = await (
-            form_flow.open_form(turn, values) if what == FORM_OPEN else form_flow.submit_form(turn, values)
-        )
+        step = await (form_flow.open_form(turn, values) if what == FORM_OPEN else form_flow.submit_form(turn, values))
         if state is not None:
             # A form stands beside the chat: whatever the chat was doing goes on as it was.
             return Step(replies=step.replies, next=state.step, data=state.data), state.flow
@@ -358,13 +365,31 @@ class Engine:
         return Step(replies=(note, *again), next=state.step, data=state.data), state.flow
 
     async def _person(self, session: AsyncSession, key: ConversationKey, sender: Sender | None) -> Person:
-        person = await q.person_by_identity(
-            session, platform=key.platform, workspace=key.workspace, user_id=key.user
-        )
-        if person is not None:
-            return person
+        """The person writing: cached for a short while, else looked up, else created."""
+        ident = (key.platform, key.workspace, key.user)
+        cached = self._people.get(ident)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        person = await q.person_by_identity(session, platform=key.platform, workspace=key.workspace, user_id=key.user)
+        return person or await self._first_contact(session, key, sender)
+
+    def _remember_person(self, key: ConversationKey, person: Person) -> None:
+        """Called after commit only, so a rolled-back first contact is never remembered.
+
+        A cached person keeps their first expiry, so a role change is seen within the TTL.
+        """
+        ident = (key.platform, key.workspace, key.user)
+        cached = self._people.get(ident)
+        if cached is not None and cached[0] is person:
+            return
+        self._people[ident] = (person, time.monotonic() + self._person_ttl)
+        if len(self._people) > self._state_cache_size:
+            self._people.pop(next(iter(self._people)))
+
+    async def _first_contact(self, session: AsyncSession, key: ConversationKey, sender: Sender | None) -> Person:
         email = (sender.email or "").strip().lower() if sender else ""
         directory_id = sender.directory_id if sender else None
+        person: Person | None = None
         if directory_id:
             person = await q.person_by_directory_id(session, directory_id)
         if person is None and email:
@@ -401,6 +426,17 @@ class Engine:
             entry.users -= 1
             if entry.users == 0:
                 del self._locks[key]
+
+
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    """A conversation state row as it was read or written, with its version."""
+
+    flow: str | None
+    step: str
+    data: dict[str, Any]
+    version: int
+    updated_at: datetime
 
 
 @dataclass(slots=True)

@@ -44,7 +44,8 @@ class Database:
             if in_memory:
                 kwargs["poolclass"] = sa.pool.StaticPool
             else:
-                kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
+                # Sessions always end their own transactions, so the pool's extra rollback is waste.
+                kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60, pool_reset_on_return=None)
             engine = create_async_engine(url, **kwargs)
             _tune_sqlite(engine)
         else:

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any, ClassVar
 
 from rapidfuzz import fuzz, utils
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations.engine import FORM_SUBMIT, FlowState, Step, Turn
 from conversations.flows.common import SKIP_WORDS, check_text, not_an_option, parse_date, pick, question, warn
@@ -51,11 +52,20 @@ DUPLICATE_OPTIONS = (
 NO_DATE = Option("skip", "No particular date")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Context:
-    partners: Sequence[BusinessPartner]
+    """What the intake rules need besides the answer; the partner list is read only when used."""
+
+    session: AsyncSession
     own_partner_id: int | None
     today: date
+    partners: Sequence[BusinessPartner] = ()
+    loaded: bool = False
+
+    async def ensure(self) -> _Context:
+        if not self.loaded:
+            self.partners, self.loaded = await q.partners(self.session), True
+        return self
 
     def partner_options(self) -> tuple[Option, ...]:
         own = [p for p in self.partners if p.id == self.own_partner_id]
@@ -134,7 +144,7 @@ class IntakeFlow:
             return (self._which_field(),)
         if state.step == "duplicate":
             return (question("intake:duplicate", "Submit it anyway?", DUPLICATE_OPTIONS),)
-        return self._summary(data, ctx)
+        return await self._summary(data, ctx)
 
     async def step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step:
         data: dict[str, Any] = dict(state.data)
@@ -143,6 +153,8 @@ class IntakeFlow:
 
         if state.step in FIELDS or state.step == "edit_value":
             field = data["editing"] if state.step == "edit_value" else state.step
+            if field == "partner":
+                await ctx.ensure()
             value, error = validate(field, said, ctx)
             if error is not None:
                 return Step((warn(error), await self._ask(turn, field, data, ctx)), state.step, data)
@@ -150,7 +162,7 @@ class IntakeFlow:
             data.pop("editing", None)
             following = FIELDS[FIELDS.index(field) + 1] if field != FIELDS[-1] else None
             if state.step == "edit_value" or following is None:
-                return Step(self._summary(data, ctx), "confirm", data)
+                return Step(await self._summary(data, ctx), "confirm", data)
             return Step((await self._ask(turn, following, data, ctx),), following, data)
 
         if state.step == "edit_field":
@@ -171,16 +183,16 @@ class IntakeFlow:
             return Step.end(Reply.text("Cancelled your demand request. Nothing was saved."))
         if option.id == "edit":
             return Step((self._which_field(),), "edit_field", data)
-        return await self._submit(turn, data, ctx, allow_duplicate=state.step == "duplicate")
+        return await self._submit(turn, data, await ctx.ensure(), allow_duplicate=state.step == "duplicate")
 
     # --- form ---------------------------------------------------------------------------------
 
     async def open_form(self, turn: Turn, prefill: Mapping[str, str]) -> Step:
-        ctx = await self._context(turn)
+        ctx = await (await self._context(turn)).ensure()
         return Step.end(Reply.of(self._form(ctx, prefill, errors={}, context=_form_context(prefill))))
 
     async def submit_form(self, turn: Turn, values: Mapping[str, str]) -> Step:
-        ctx = await self._context(turn)
+        ctx = await (await self._context(turn)).ensure()
         data: dict[str, Any] = {}
         errors: dict[str, str] = {}
         for field in FIELDS:
@@ -279,7 +291,7 @@ class IntakeFlow:
 
     async def _context(self, turn: Turn) -> _Context:
         return _Context(
-            partners=await q.partners(turn.session),
+            session=turn.session,
             own_partner_id=turn.person.partner_id,
             today=turn.now.astimezone(turn.tz).date(),
         )
@@ -301,6 +313,7 @@ class IntakeFlow:
             case "urgency":
                 return question("intake:urgency", "How urgent is it?", URGENCY_OPTIONS)
             case "partner":
+                await ctx.ensure()
                 options = ctx.partner_options()
                 intro = (f"Your own business partner is {ctx.partner_name(ctx.own_partner_id)}.",)
                 return question(
@@ -339,7 +352,8 @@ class IntakeFlow:
             )
         )
 
-    def _summary(self, data: Mapping[str, Any], ctx: _Context) -> tuple[Reply, ...]:
+    async def _summary(self, data: Mapping[str, Any], ctx: _Context) -> tuple[Reply, ...]:
+        await ctx.ensure()
         return (
             Reply.of(Text("Here is your request:", TextStyle.HEADING), self._facts(data, ctx)),
             question("intake:confirm", "Submit it?", CONFIRM_OPTIONS),

@@ -1,0 +1,158 @@
+"""Engine benchmark: N simulated users each complete a full intake, concurrently.
+
+Run by hand (never in the test suite)::
+
+    python bench/engine.py                    # 200 users, SQLite file and PostgreSQL
+    python bench/engine.py --users 500 --db sqlite
+
+Two measurements per database:
+
+* **burst**: every user starts at once and answers as soon as the bot replies (closed loop).
+  Gives the most messages per second the engine sustains; the time per message then includes
+  waiting behind the other 199 users' messages.
+* **paced**: the same users, but the messages arrive at a fixed offered rate (``--rate``,
+  default 300 messages/s), as a busy workspace would send them. Gives the time a person waits
+  for a reply at that load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from conversations.engine import Engine
+from conversations.flows import default_flows
+from conversations.messages import ConversationKey, Inbound, Sender
+from storage import migrate
+from storage.db import Database
+from storage.demo import load_demo
+
+POSTGRES = os.environ.get("BRM_BOT_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+SCRIPT = (
+    "new request",
+    "{title}",
+    "skip",
+    "Managers answer their own questions without a ticket",
+    "2",
+    "medium",
+    "1",
+    "skip",
+    "submit",
+)
+
+
+def _title(seed: str) -> str:
+    """A distinct title per user, so the duplicate check (rightly) stays quiet."""
+    digest = hashlib.sha256(seed.encode()).hexdigest()
+    return f"Reporting {digest[:10]} {digest[10:20]}"
+
+
+def _pct(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def _fresh(url: str) -> Database:
+    """A new, migrated database with the demo organisation (PostgreSQL: a database of its own)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        import asyncpg
+
+        conn = await asyncpg.connect(
+            host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
+            database=parsed.database, timeout=5,
+        )
+        try:
+            await conn.execute("DROP DATABASE IF EXISTS brm_bench WITH (FORCE)")
+            await conn.execute("CREATE DATABASE brm_bench")
+        finally:
+            await conn.close()
+        url = parsed.set(database="brm_bench").render_as_string(hide_password=False)
+    db = Database.connect(url, pool_size=10)
+    await migrate.upgrade(db)
+    async with db.transaction() as session:
+        await load_demo(session, now=datetime.now(UTC))
+    return db
+
+
+async def _user(engine: Engine, n: int, tag: str, latencies: list[float], gate: asyncio.Queue[None] | None) -> None:
+    user = f"bench-{tag}-{n}@example.com"
+    key = ConversationKey("console", "bench", "terminal", user)
+    for step, line in enumerate(SCRIPT):
+        if gate is not None:
+            await gate.get()
+        text = line.format(title=_title(f"{tag}{n}"))
+        inbound = Inbound(key=key, event_id=f"{tag}-{n}-{step}", text=text, sender=Sender(email=user))
+        started = time.perf_counter()
+        replies = await engine.handle(inbound)
+        latencies.append(time.perf_counter() - started)
+        assert replies, f"no reply to {line!r}"
+    assert "Submitted as DR-" in replies[0].plain_text(), replies[0].plain_text()
+
+
+async def _pacer(gate: asyncio.Queue[None], total: int, rate: float) -> None:
+    started = time.perf_counter()
+    for i in range(total):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        gate.put_nowait(None)
+
+
+async def run(url: str, label: str, users: int, rate: float) -> list[str]:
+    db = await _fresh(url)
+    engine = Engine(db, default_flows(), clock=lambda: datetime.now(UTC))
+    lines = []
+    for mode in ("burst", "paced"):
+        latencies: list[float] = []
+        gate: asyncio.Queue[None] | None = asyncio.Queue() if mode == "paced" else None
+        started = time.perf_counter()
+        tasks = [_user(engine, n, mode, latencies, gate) for n in range(users)]
+        if gate is not None:
+            tasks.append(_pacer(gate, users * len(SCRIPT), rate))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+        lines.append(
+            f"| {label} | {mode}{f' @ {rate:.0f}/s' if mode == 'paced' else ''} | {users} | {len(latencies)} | "
+            f"{len(latencies) / elapsed:,.0f} | {_pct(latencies, 50) * 1000:.1f} | {_pct(latencies, 99) * 1000:.1f} |"
+        )
+    await db.dispose()
+    return lines
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=300.0, help="offered messages/s in the paced run")
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.db in ("sqlite", "both"):
+            rows += await run(f"sqlite+aiosqlite:///{tmp}/bench.db", "SQLite (file, WAL)", args.users, args.rate)
+    if args.db in ("postgresql", "both"):
+        try:
+            rows += await run(POSTGRES, "PostgreSQL", args.users, args.rate)
+        except OSError as exc:
+            print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("| database | load | users | messages | messages/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
