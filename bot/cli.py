@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from bot import logs
-from bot.runtime import StartupError, open_runtime, utcnow
+from bot.runtime import StartupError, housekeeping, open_runtime, utcnow
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("brm_bot")
@@ -76,9 +76,7 @@ def chat(
         str | None,
         typer.Option("--as", help="Chat as this person (email). Default: a demo requester or you."),
     ] = None,
-    demo: Annotated[
-        bool, typer.Option("--demo", help="Load a demo organisation into an empty database.")
-    ] = False,
+    demo: Annotated[bool, typer.Option("--demo", help="Load a demo organisation into an empty database.")] = False,
 ) -> None:
     """Chat with the bot in this terminal (works on a pipe too)."""
     settings = _settings()
@@ -144,14 +142,13 @@ async def _serve(settings: Settings) -> int:
         try:
             await web.TCPSite(runner, settings.host, settings.port).start()
         except OSError as exc:
-            raise StartupError(
-                f"PORT: cannot listen on {settings.host}:{settings.port} ({exc.strerror})"
-            ) from None
+            raise StartupError(f"PORT: cannot listen on {settings.host}:{settings.port} ({exc.strerror})") from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         worker = asyncio.create_task(runtime.worker.run_forever())
+        janitor = asyncio.create_task(housekeeping(runtime.db))
         try:
             for adapter in adapters:
                 await adapter.start()
@@ -161,6 +158,7 @@ async def _serve(settings: Settings) -> int:
             log.info("shutting down")
         finally:
             worker.cancel()
+            janitor.cancel()
             for adapter in adapters:
                 await adapter.close()
             await runner.cleanup()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.delivery import DeliveryWorker
 from bot.settings import Settings
@@ -13,7 +15,11 @@ from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.ports import Outbound
 from storage import migrate
+from storage import queries as q
 from storage.db import Database
+
+log = logging.getLogger(__name__)
+EVENT_MEMORY = timedelta(days=7)
 
 
 class StartupError(Exception):
@@ -55,9 +61,7 @@ async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) 
         try:
             await prepare_database(db)
         except (OSError, ConnectionError) as exc:
-            raise StartupError(
-                f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})"
-            ) from None
+            raise StartupError(f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})") from None
         holder: list[DeliveryWorker] = []
         engine = Engine(
             db,
@@ -71,3 +75,18 @@ async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) 
         yield Runtime(settings=settings, db=db, engine=engine, worker=worker)
     finally:
         await db.dispose()
+
+
+async def housekeeping(
+    db: Database, *, clock: Callable[[], datetime] = utcnow, keep: timedelta = EVENT_MEMORY, every: float = 3600.0
+) -> None:
+    """Forget processed event ids older than ``keep``: platforms retry within minutes, not days."""
+    while True:
+        try:
+            async with db.transaction() as session:
+                forgotten = await q.forget_events_before(session, before=clock() - keep)
+            if forgotten:
+                log.info("forgot %d processed event ids older than %s", forgotten, keep)
+        except Exception:
+            log.exception("housekeeping failed; trying again later")
+        await asyncio.sleep(every)

@@ -82,25 +82,15 @@ class Settings(BaseSettings):
         given = [k for k, v in slack.items() if v is not None]
         if (given or self.slack_app_token) and len(given) < len(slack):
             missing = ", ".join(k for k, v in slack.items() if v is None)
-            raise ValueError(
-                f"Slack is partly configured: set {missing} too (or unset the other SLACK_ variables)"
-            )
+            raise ValueError(f"Slack is partly configured: set {missing} too (or unset the other SLACK_ variables)")
         if self.microsoft_app_id and self.teams_local_mode:
             raise ValueError(
                 "MICROSOFT_APP_ID and TEAMS_LOCAL_MODE=true are both set: local mode turns authentication off, "
                 "so it is only for a bot without an app id. Unset one of them"
             )
-        if (
-            self.microsoft_app_id
-            and self.microsoft_app_type != "UserAssignedMSI"
-            and not self.microsoft_app_password
-        ):
+        if self.microsoft_app_id and self.microsoft_app_type != "UserAssignedMSI" and not self.microsoft_app_password:
             raise ValueError("MICROSOFT_APP_ID is set: set MICROSOFT_APP_PASSWORD too")
-        if (
-            self.microsoft_app_type == "SingleTenant"
-            and self.microsoft_app_id
-            and not self.microsoft_app_tenant_id
-        ):
+        if self.microsoft_app_type == "SingleTenant" and self.microsoft_app_id and not self.microsoft_app_tenant_id:
             raise ValueError("MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_TENANT_ID")
         return self
 
