@@ -52,6 +52,27 @@ def sign(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = Non
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
 
 
+def envelope(event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+    """An Events API envelope around ``event``, as Slack posts it (and wraps it in Socket Mode)."""
+    now = int(time.time())
+    return {
+        "token": "verification-token-unused",
+        "team_id": TEAM_ID,
+        "context_team_id": TEAM_ID,
+        "api_app_id": "A0FAKE",
+        "event": {**event, "event_ts": event.get("ts", f"{now}.000100")},
+        "type": "event_callback",
+        "event_id": event_id or f"Ev{next(_ids):08d}",
+        "event_time": now,
+        "authorizations": [
+            {"enterprise_id": None, "team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True,
+             "is_enterprise_install": False}
+        ],
+        "is_ext_shared_channel": False,
+        "event_context": "4-eyJldCI6Im1lc3NhZ2UiLCJ0aWQiOiJUMEZBS0UifQ",
+    }
+
+
 @dataclass
 class SlackHarness:
     """The bot's server, the fake Slack, and a way to send what Slack sends."""
@@ -71,23 +92,7 @@ class SlackHarness:
         return await self.http.post("/slack/events", data=body.encode(), headers=sent)
 
     def envelope(self, event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
-        now = int(time.time())
-        return {
-            "token": "verification-token-unused",
-            "team_id": TEAM_ID,
-            "context_team_id": TEAM_ID,
-            "api_app_id": "A0FAKE",
-            "event": {**event, "event_ts": event.get("ts", f"{now}.000100")},
-            "type": "event_callback",
-            "event_id": event_id or f"Ev{next(_ids):08d}",
-            "event_time": now,
-            "authorizations": [
-                {"enterprise_id": None, "team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True,
-                 "is_enterprise_install": False}
-            ],
-            "is_ext_shared_channel": False,
-            "event_context": "4-eyJldCI6Im1lc3NhZ2UiLCJ0aWQiOiJUMEZBS0UifQ",
-        }
+        return envelope(event, event_id=event_id)
 
     async def event(
         self, event: dict[str, Any], *, event_id: str | None = None, retry: int | None = None

@@ -1,0 +1,77 @@
+"""manifest.yaml asks Slack for exactly what the code handles, and the scopes that needs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adapters.slack.adapter import EVENTS_PATH
+from tests.slack.conftest import SlackHarness
+
+ROOT = Path(__file__).resolve().parents[2]
+# The bot scope each Web API method the adapter calls needs (Slack's method reference).
+METHOD_SCOPES: dict[str, set[str]] = {
+    "auth.test": set(),
+    "chat.postMessage": {"chat:write"},
+    "chat.update": {"chat:write"},
+    "chat.getPermalink": set(),
+    "conversations.open": {"im:write"},
+    "users.info": {"users:read", "users:read.email"},  # the email needs users:read.email
+    "views.open": set(),
+    "views.publish": set(),
+}
+EVENT_SCOPES = {"message.im": {"im:history"}, "app_mention": {"app_mentions:read"}, "app_home_opened": set()}
+
+
+def manifest() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "manifest.yaml").read_text(encoding="utf-8"))
+
+
+def called_methods() -> set[str]:
+    """Every Web API method named in the adapter's source (``client.chat_postMessage(`` ...)."""
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "adapters" / "slack").glob("*.py"))
+    names = set(re.findall(r"client\.([a-z]+_[A-Za-z_]+)\(", source))
+    return {name.replace("_", ".", 1) for name in names}
+
+
+async def test_commands_shortcuts_and_events_match_the_code_both_ways(slack: SlackHarness) -> None:
+    features = slack.adapter.features
+    app = manifest()
+    assert {c["command"] for c in app["features"]["slash_commands"]} == features.commands
+    shortcuts = app["features"].get("shortcuts", [])
+    assert {s["callback_id"] for s in shortcuts if s["type"] == "message"} == features.message_shortcuts
+    assert {s["callback_id"] for s in shortcuts if s["type"] == "global"} == features.global_shortcuts
+    assert set(app["settings"]["event_subscriptions"]["bot_events"]) == features.events
+    assert app["settings"]["interactivity"]["is_enabled"] is features.uses_interactivity
+
+
+def test_every_url_is_the_one_events_endpoint() -> None:
+    app = manifest()
+    urls = [c["url"] for c in app["features"]["slash_commands"]]
+    urls += [app["settings"]["event_subscriptions"]["request_url"], app["settings"]["interactivity"]["request_url"]]
+    assert all(url.startswith("https://") and url.endswith(EVENTS_PATH) for url in urls)
+    assert len(set(urls)) == 1
+
+
+def test_the_bot_scopes_are_those_the_code_needs_and_no_more() -> None:
+    app = manifest()
+    methods = called_methods()
+    assert methods <= set(METHOD_SCOPES), f"add the scopes of {methods - set(METHOD_SCOPES)} to this test"
+    needed = {"commands"} | set().union(*(METHOD_SCOPES[m] for m in methods))
+    needed |= set().union(*(EVENT_SCOPES[e] for e in app["settings"]["event_subscriptions"]["bot_events"]))
+    assert set(app["oauth_config"]["scopes"]["bot"]) == needed
+
+
+def test_the_app_can_be_chatted_with_and_has_a_home() -> None:
+    app = manifest()
+    home = app["features"]["app_home"]
+    assert home["home_tab_enabled"] and home["messages_tab_enabled"] and not home["messages_tab_read_only_enabled"]
+    assert app["features"]["bot_user"]["display_name"]
+    assert isinstance(app["settings"]["socket_mode_enabled"], bool)
+    assert len(app["display_information"]["description"]) <= 140
+    assert 175 <= len(app["display_information"]["long_description"]) <= 4000
+    for shortcut in app["features"]["shortcuts"]:
+        assert len(shortcut["name"]) <= 80 and len(shortcut["description"]) <= 150
