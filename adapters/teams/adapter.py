@@ -1,0 +1,483 @@
+"""The Microsoft Teams adapter: botbuilder's ``CloudAdapter`` at ``POST /api/messages``.
+
+One turn: verify the request (JWT, or loopback-only local mode), store the conversation
+reference, turn the activity into a neutral :class:`Inbound`, run the engine, render the
+replies as markdown or Adaptive Cards and send them through the Bot Connector, retrying
+throttled calls. Invokes (the message extension) are answered with an ``InvokeResponse``
+holding a model: botbuilder 4.17 serialises the body itself, and a dict there (as
+``ActivityHandler.on_adaptive_card_invoke`` produces behind ``CloudAdapter``) is a 500.
+
+Example::
+
+    teams = TeamsAdapter(engine=runtime.engine, db=runtime.db, config=TeamsConfig(app_id="...", app_password="..."))
+    teams.mount(app)                                   # POST /api/messages
+    await teams.send(Address("teams", tenant, user="29:1abc"), Reply.text("Your request moved on"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from botbuilder.core import BotAdapter, InvokeResponse, TurnContext, serializer_helper
+from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import Activity, ActivityTypes, Attachment, ConversationReference
+from botbuilder.schema.teams import (
+    MessagingExtensionActionResponse,
+    TaskModuleContinueResponse,
+    TaskModuleMessageResponse,
+    TaskModuleTaskInfo,
+)
+
+from adapters.teams import inbound as teams_in
+from adapters.teams import references
+from adapters.teams.connector import (
+    RetriesExhausted,
+    RetryPolicy,
+    ServiceUrlRefused,
+    SharedClientsAuthentication,
+    http_status,
+    with_retries,
+)
+from adapters.teams.render import (
+    CARD_CONTENT_TYPE,
+    answered_card,
+    card_message,
+    form_card,
+    render,
+    submitted_card,
+    welcome_card,
+)
+from conversations.engine import Engine
+from conversations.messages import (
+    Action,
+    Address,
+    ConversationKey,
+    Delivered,
+    Form,
+    Inbound,
+    Platform,
+    Reply,
+    Sender,
+    Source,
+)
+from conversations.ports import DeliveryError, Unreachable
+from storage import queries as q
+from storage.db import Database
+from storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+ROUTE = "/api/messages"
+CAPTURE_COMMAND = "captureRequest"
+INTAKE_OPEN = "intake:open"
+FORM_WORDS = frozenset({"form", "request form", "new request form", "open form"})
+MAX_REMEMBERED = 50_000
+SORRY = "Sorry, something went wrong on my side and nothing was saved. Please try again in a moment."
+WELCOME_PERSONAL = (
+    "Hi! I capture demand requests for the BRM team and keep you posted on them.\n"
+    "Type *new request* to file one step by step, *form* for the whole form at once, *my requests* "
+    "to see yours, or *help*."
+)
+WELCOME_CHANNEL = (
+    "Hi! I capture demand requests for the BRM team. Mention me with *new request* or *help*, or use "
+    "“Capture as demand request” in a message's ⋯ menu to turn that message into a request."
+)
+LOCAL_MODE_WARNING = (
+    "TEAMS_LOCAL_MODE is on: /api/messages accepts UNAUTHENTICATED requests and answers only service URLs "
+    "on this machine (loopback). Use it with the Bot Framework Emulator or the Agents Playground, never in "
+    "production: set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD instead."
+)
+
+JSON = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TeamsConfig:
+    """The bot registration. ``app_id`` None means local mode (no authentication at all)."""
+
+    app_id: str | None = None
+    app_password: str | None = field(default=None, repr=False)
+    tenant_id: str | None = None
+    app_type: str = "MultiTenant"
+    local_mode: bool = False
+
+    def __post_init__(self) -> None:
+        if self.app_id and self.local_mode:
+            raise ValueError("an app id and local mode exclude each other: local mode turns authentication off")
+        if not self.app_id and not self.local_mode:
+            raise ValueError("Teams needs an app id, or local mode for trying it without Azure")
+
+
+class _SdkConfiguration:
+    """The attribute names botbuilder's ``ConfigurationBotFrameworkAuthentication`` reads."""
+
+    def __init__(self, config: TeamsConfig) -> None:
+        self.APP_ID = config.app_id or None
+        self.APP_PASSWORD = config.app_password or None
+        self.APP_TENANTID = config.tenant_id or None
+        self.APP_TYPE = config.app_type
+
+
+def _activity(message: JSON) -> Activity:
+    attachments = [
+        Attachment(content_type=a["contentType"], content=a["content"]) for a in message.get("attachments", ())
+    ]
+    return Activity(
+        type=ActivityTypes.message,
+        text=message.get("text"),
+        text_format=message.get("textFormat"),
+        summary=message.get("summary"),
+        attachments=attachments or None,
+        channel_data=message.get("channelData"),
+    )
+
+
+def _invoke(body: Any, status: int = 200) -> InvokeResponse:
+    return InvokeResponse(status=status, body=body)
+
+
+def _task_message(text: str) -> InvokeResponse:
+    return _invoke(MessagingExtensionActionResponse(task=TaskModuleMessageResponse(value=text[:1000])))
+
+
+def _task_card(title: str, content: dict[str, Any]) -> InvokeResponse:
+    info = TaskModuleTaskInfo(
+        title=title,
+        height="large",
+        width="medium",
+        card=Attachment(content_type=CARD_CONTENT_TYPE, content=content),
+    )
+    return _invoke(MessagingExtensionActionResponse(task=TaskModuleContinueResponse(value=info)))
+
+
+def _error_form(replies: Sequence[Reply]) -> Form | None:
+    return next((r.form for r in replies if r.form is not None and r.form.errors), None)
+
+
+class TeamsAdapter:
+    """Serves Teams on the shared aiohttp app and delivers proactive messages."""
+
+    platform: Platform = "teams"
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        db: Database,
+        config: TeamsConfig,
+        retry: RetryPolicy | None = None,
+        roster_timeout: float = 3.0,
+    ) -> None:
+        self._engine = engine
+        self._db = db
+        self._config = config
+        self._retry = retry or RetryPolicy()
+        self._roster_timeout = roster_timeout
+        self._auth = SharedClientsAuthentication(
+            ConfigurationBotFrameworkAuthentication(_SdkConfiguration(config)), loopback_only=config.local_mode
+        )
+        self._cloud = CloudAdapter(self._auth)
+        self._known: set[str] = set()
+        self._saved: dict[tuple[str, str, str], str] = {}
+
+    # --- serving -----------------------------------------------------------------------------
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_post(ROUTE, self.handle)
+
+    async def start(self) -> None:
+        if self._config.local_mode:
+            log.warning(LOCAL_MODE_WARNING)
+
+    async def close(self) -> None:
+        await self._auth.close()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """``POST /api/messages``: what ``CloudAdapter.process`` does, with friendly refusals.
+
+        ``CloudAdapter.process`` fails with a 500 on a request without ``Content-Type`` and
+        cannot refuse a service URL before the turn runs; this handler answers 415, 400 and
+        403 instead, then lets the real ``CloudAdapter`` authenticate and run the turn.
+        """
+        if "application/json" not in request.headers.get("Content-Type", ""):
+            return web.json_response({"error": "send the activity as application/json"}, status=415)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body is not JSON"}, status=400)
+        if not isinstance(body, dict) or not body.get("type"):
+            return web.json_response({"error": "the body is not a Bot Framework activity"}, status=400)
+        if self._config.local_mode and not teams_in.is_loopback_url(body.get("serviceUrl")):
+            log.warning("local mode: refused an activity whose serviceUrl is not on this machine")
+            return web.json_response(
+                {"error": "TEAMS_LOCAL_MODE answers only service URLs on loopback addresses"}, status=403
+            )
+        try:
+            activity = Activity().deserialize(body)
+        except Exception:
+            return web.json_response({"error": "the body is not a Bot Framework activity"}, status=400)
+        auth_header = request.headers.get("Authorization", "")
+
+        async def logic(context: TurnContext) -> None:
+            await self._turn(context, body)
+
+        try:
+            invoke = await self._cloud.process_activity(auth_header, activity, logic)
+        except ServiceUrlRefused:
+            return web.json_response({"error": "service URL refused"}, status=403)
+        except PermissionError:
+            return web.json_response({"error": "unauthorized"}, status=401)
+        if invoke is not None:
+            return web.json_response(serializer_helper(invoke.body), status=int(invoke.status or 200))
+        return web.Response(status=201)
+
+    # --- one turn ----------------------------------------------------------------------------------
+
+    async def _turn(self, context: TurnContext, raw: JSON) -> None:
+        kind = raw.get("type")
+        await self._remember(raw)
+        if kind == ActivityTypes.message:
+            await self._on_message(context, raw)
+        elif kind == ActivityTypes.invoke:
+            try:
+                response = await self._on_invoke(context, raw)
+            except Exception:
+                log.exception("Teams invoke %s failed", raw.get("name"))
+                response = _task_message(SORRY)
+            await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
+        elif kind == ActivityTypes.conversation_update:
+            await self._on_conversation_update(context, raw)
+
+    async def _remember(self, raw: JSON) -> None:
+        """Store the conversation reference: per person (personal chat) or per channel."""
+        user = (raw.get("from") or {}).get("id")
+        conversation_id = (raw.get("conversation") or {}).get("id")
+        if not user or not conversation_id or not raw.get("serviceUrl"):
+            return
+        tenant = teams_in.key_of(raw).workspace
+        if teams_in.is_personal(raw):
+            scope, target, conversation = references.USER, str(user), str(conversation_id)
+        else:
+            conversation = teams_in.split_conversation(str(conversation_id))[0]
+            scope, target = references.CHANNEL, conversation
+        fingerprint = f"{raw.get('serviceUrl')}|{conversation}|{(raw.get('recipient') or {}).get('id')}"
+        slot = (tenant, scope, target)
+        if self._saved.get(slot) == fingerprint:
+            return
+        reference = references.reference_json(raw, conversation_id=conversation)
+        await references.save(self._db, tenant=tenant, scope=scope, target=target, reference=reference)
+        if len(self._saved) > MAX_REMEMBERED:
+            self._saved.clear()
+        self._saved[slot] = fingerprint
+
+    async def _sender(self, context: TurnContext, raw: JSON, key: ConversationKey) -> Sender:
+        """Who is writing; on first contact with their email from the roster."""
+        if key.user in self._known or await self._engine.known(
+            platform="teams", workspace=key.workspace, user_id=key.user
+        ):
+            self._remember_known(key.user)
+            return teams_in.sender_of(raw)
+        return teams_in.sender_of(raw, email=await self._roster_email(context, key.user))
+
+    def _remember_known(self, user: str) -> None:
+        if len(self._known) > MAX_REMEMBERED:
+            self._known.clear()
+        self._known.add(user)
+
+    async def _roster_email(self, context: TurnContext, user_id: str) -> str | None:
+        connector = context.turn_state.get(BotAdapter.BOT_CONNECTOR_CLIENT_KEY)
+        conversation_id = context.activity.conversation.id if context.activity.conversation else None
+        if connector is None or not conversation_id:
+            return None
+        try:
+            member = await asyncio.wait_for(
+                connector.conversations.get_conversation_member(conversation_id, user_id), self._roster_timeout
+            )
+        except Exception as exc:
+            log.info("Teams roster look-up failed (%s); matching by Azure AD id only", type(exc).__name__)
+            return None
+        extra = getattr(member, "additional_properties", None) or {}
+        for candidate in (extra.get("email"), extra.get("userPrincipalName")):
+            if candidate and "@" in candidate:
+                return str(candidate).strip().lower()
+        return None
+
+    async def _handle(self, inbound: Inbound) -> list[Reply]:
+        replies = await self._engine.handle(inbound)
+        self._remember_known(inbound.key.user)
+        return replies
+
+    async def _on_message(self, context: TurnContext, raw: JSON) -> None:
+        submission = teams_in.read_card_value(raw.get("value"))
+        if submission is None and not teams_in.is_addressed(raw):
+            return  # channel talk that is not for the bot
+        try:
+            replies, card = await self._message_turn(context, raw, submission)
+        except Exception:
+            log.exception("Teams message turn failed")
+            await self._post(context, [Reply.text(SORRY)], quiet=True)
+            return
+        if card is not None:
+            await self._update_card(context, raw, card)
+        await self._post(context, replies, quiet=True)
+
+    async def _message_turn(
+        self, context: TurnContext, raw: JSON, submission: teams_in.Submission | None
+    ) -> tuple[list[Reply], dict[str, Any] | None]:
+        """The engine's replies to a message, and what the pressed card becomes (if anything)."""
+        key = teams_in.key_of(raw)
+        base: dict[str, Any] = {
+            "key": key,
+            "event_id": teams_in.event_id_of(raw),
+            "sender": await self._sender(context, raw, key),
+        }
+        if isinstance(submission, teams_in.Pressed):
+            replies = await self._handle(Inbound(**base, action=Action(submission.choice_id, submission.value)))
+            return replies, (answered_card(submission.prompt, submission.label) if replies else None)
+        if isinstance(submission, teams_in.Submitted):
+            replies = await self._handle(Inbound(**base, action=Action(submission.form_id), form=submission.values))
+            if not replies:
+                return [], None
+            refused = _error_form(replies)
+            if refused is not None:
+                return [r for r in replies if r.form is None], form_card(refused)
+            return replies, submitted_card(submission.title or "Form")
+        if isinstance(submission, teams_in.OpenForm):
+            return await self._handle(Inbound(**base, action=Action(submission.form_id), form={})), None
+        text = teams_in.message_text(raw)
+        if text.casefold() in FORM_WORDS:
+            return await self._handle(Inbound(**base, action=Action(INTAKE_OPEN), form={})), None
+        source = Source(channel=None if key.channel == teams_in.PERSONAL else key.channel)
+        return await self._handle(Inbound(**base, text=text, source=source)), None
+
+    async def _on_invoke(self, context: TurnContext, raw: JSON) -> InvokeResponse:
+        name = raw.get("name")
+        value = raw.get("value") or {}
+        if name not in ("composeExtension/fetchTask", "composeExtension/submitAction"):
+            return _invoke(None, 200)
+        if value.get("commandId") != CAPTURE_COMMAND:
+            return _task_message("I don't know that command.")
+        key = teams_in.key_of(raw)
+        base = {"key": key, "event_id": teams_in.event_id_of(raw), "sender": await self._sender(context, raw, key)}
+        if name == "composeExtension/fetchTask":
+            prefill = teams_in.capture_prefill(raw)
+            source = Source(channel=prefill.get("source_channel"), link=prefill.get("source_link"))
+            replies = await self._handle(Inbound(**base, action=Action(INTAKE_OPEN), form=prefill, source=source))
+            form = next((r.form for r in replies if r.form is not None), None)
+            if form is None:
+                return _task_message("That request was already answered. Please try again.")
+            return _task_card("Capture as demand request", form_card(form))
+        submission = teams_in.read_card_value(value.get("data"))
+        if not isinstance(submission, teams_in.Submitted):
+            return _task_message("That form is not one I know.")
+        replies = await self._handle(Inbound(**base, action=Action(submission.form_id), form=submission.values))
+        if not replies:
+            return _task_message("I already received this request.")
+        refused = _error_form(replies)
+        if refused is not None:
+            return _task_card("Capture as demand request", form_card(refused))
+        text = "\n".join(r.plain_text() for r in replies).replace("*", "")
+        return _task_message(text)
+
+    async def _on_conversation_update(self, context: TurnContext, raw: JSON) -> None:
+        bot_id = (raw.get("recipient") or {}).get("id")
+        if not any(m.get("id") == bot_id for m in raw.get("membersAdded") or ()):
+            return
+        async with self._db.transaction() as session:
+            first = await q.claim_event(
+                session, platform="teams", event_id="install:" + teams_in.event_id_of(raw), now=utcnow()
+            )
+        if not first:
+            return
+        if teams_in.is_personal(raw):
+            message = card_message(welcome_card(WELCOME_PERSONAL, form_button="Open the request form"), "Welcome")
+        else:
+            message = card_message(welcome_card(WELCOME_CHANNEL), "Welcome")
+        await self._send(context, [message], quiet=True)
+
+    # --- output ----------------------------------------------------------------------------------
+
+    async def _post(self, context: TurnContext, replies: Sequence[Reply], *, quiet: bool = False) -> None:
+        messages = [m for reply in replies for m in render(reply)]
+        await self._send(context, messages, quiet=quiet)
+
+    async def _send(self, context: TurnContext, messages: Sequence[JSON], *, quiet: bool = False) -> list[str | None]:
+        ids: list[str | None] = []
+        for message in messages:
+            activity = _activity(message)
+            try:
+                sent = await with_retries(lambda a=activity: context.send_activity(a), self._retry)
+            except Exception:
+                if not quiet:
+                    raise
+                log.warning("a Teams reply could not be sent", exc_info=True)
+                continue
+            ids.append(sent.id if sent is not None else None)
+        return ids
+
+    async def _update_card(self, context: TurnContext, raw: JSON, content: dict[str, Any]) -> None:
+        """Replace the card whose button was pressed, so it cannot be submitted again."""
+        target = raw.get("replyToId")
+        if not target:
+            return
+        activity = _activity(card_message(content))
+        activity.id = str(target)
+        try:
+            await with_retries(lambda: context.update_activity(activity), self._retry)
+        except Exception as exc:
+            log.warning("updating the pressed Teams card failed: %s %s", type(exc).__name__, http_status(exc)[0])
+
+    # --- proactive ----------------------------------------------------------------------------------
+
+    async def send(self, to: Address, reply: Reply) -> Delivered:
+        """Message a person's personal chat (``to.user``) or a channel (``to.channel``).
+
+        Raises :class:`Unreachable` when the bot has no conversation with them yet, and
+        :class:`DeliveryError` (with ``retry_after`` when Teams gave one) when Teams keeps
+        refusing.
+        """
+        scope, target = (references.USER, to.user) if to.user else (references.CHANNEL, to.channel)
+        if not target:
+            raise Unreachable("no Teams user or channel given")
+        stored = await references.load(self._db, tenant=to.workspace, scope=scope, target=target)
+        if stored is None:
+            what = "personal chat with this person" if scope == references.USER else "conversation in this channel"
+            raise Unreachable(
+                f"the bot has no Teams {what} yet: they need to install the app or write to the bot once"
+            )
+        reference = ConversationReference().deserialize(stored)
+        if self._config.local_mode and not teams_in.is_loopback_url(reference.service_url):
+            raise Unreachable("local mode sends only to service URLs on this machine")
+        tenant = reference.conversation.tenant_id if reference.conversation else None
+        messages = [{**m, "channelData": {"tenant": {"id": tenant}}} if tenant else m for m in render(reply)]
+        ids: list[str | None] = []
+
+        async def logic(context: TurnContext) -> None:
+            # The SDK's continuation activity has a made-up id that would turn every message into
+            # a reply to it; without one, Teams gets a plain new message (a new post in a channel).
+            context.activity.id = None
+            ids.extend(await self._send(context, messages))
+
+        try:
+            await self._cloud.continue_conversation(reference, logic, self._config.app_id or "")
+        except RetriesExhausted as exc:
+            raise DeliveryError(str(exc), retry_after=exc.retry_after) from None
+        except ServiceUrlRefused as exc:
+            raise Unreachable(str(exc)) from None
+        except Exception as exc:
+            status, retry_after = http_status(exc)
+            if status in (403, 404):
+                raise Unreachable(
+                    f"Teams refused the message (HTTP {status}): the app was removed or the bot blocked"
+                ) from None
+            raise DeliveryError(
+                f"sending to Teams failed ({type(exc).__name__}{f', HTTP {status}' if status else ''})",
+                retry_after=retry_after,
+            ) from None
+        return Delivered(next((i for i in ids if i), None))
+

@@ -1,0 +1,235 @@
+"""Outbound plumbing for the Bot Connector: shared clients, the loopback guard, retries.
+
+botbuilder 4.17 builds a new msrest ``ConnectorClient`` (and a token client, and fresh
+credentials with an empty token cache) for every turn. Building one costs milliseconds of CPU,
+and fresh credentials mean a token request per turn. :class:`SharedClientsAuthentication`
+wraps the SDK's authentication and hands out one client per (app id, service URL, audience)
+for the life of the adapter, with msrest's own retries switched off: :func:`with_retries`
+retries every call the same way (msrest retried 429 on GET/PUT/DELETE by sleeping in a
+thread, and not at all on POST).
+
+In local mode (no app id) the factory refuses any service URL that is not on a loopback
+address, so the open endpoint cannot make the bot send requests elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+from botbuilder.schema import Activity
+from botframework.connector.aio import ConnectorClient
+from botframework.connector.auth import (
+    AuthenticateRequestResult,
+    AuthenticationConstants,
+    BotFrameworkAuthentication,
+    ClaimsIdentity,
+    ConnectorFactory,
+    UserTokenClient,
+)
+from botframework.connector.skills import BotFrameworkClient
+
+from adapters.teams.inbound import is_loopback_url
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRY_STATUSES = frozenset({412, 429, 502, 503, 504})
+MAX_CLIENTS = 64
+
+
+class ServiceUrlRefused(PermissionError):
+    """Local mode was asked to talk to a service URL that is not on this machine."""
+
+
+def _app_id(claims_identity: ClaimsIdentity) -> str:
+    claims = claims_identity.claims or {}
+    return str(
+        claims.get(AuthenticationConstants.AUDIENCE_CLAIM) or claims.get(AuthenticationConstants.APP_ID_CLAIM) or ""
+    )
+
+
+class SharedClientsAuthentication(BotFrameworkAuthentication):
+    """The SDK's authentication, with connector and token clients reused across turns.
+
+    Example::
+
+        auth = SharedClientsAuthentication(ConfigurationBotFrameworkAuthentication(cfg), loopback_only=False)
+        adapter = CloudAdapter(auth)
+    """
+
+    def __init__(self, inner: BotFrameworkAuthentication, *, loopback_only: bool) -> None:
+        self._inner = inner
+        self._loopback_only = loopback_only
+        self._clients: OrderedDict[tuple[str, str, str], ConnectorClient] = OrderedDict()
+        self._token_clients: dict[str, UserTokenClient] = {}
+
+    async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
+        result = await self._inner.authenticate_request(activity, auth_header)
+        if result.connector_factory is not None:
+            result.connector_factory = _SharedFactory(self, result.connector_factory, _app_id(result.claims_identity))
+        return result
+
+    async def authenticate_streaming_request(
+        self, auth_header: str, channel_id_header: str
+    ) -> AuthenticateRequestResult:
+        return await self._inner.authenticate_streaming_request(auth_header, channel_id_header)
+
+    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
+        inner = self._inner.create_connector_factory(claims_identity)
+        return _SharedFactory(self, inner, _app_id(claims_identity))
+
+    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
+        app_id = _app_id(claims_identity)
+        client = self._token_clients.get(app_id)
+        if client is None:
+            client = await self._inner.create_user_token_client(claims_identity)
+            self._token_clients[app_id] = client
+        return client
+
+    def create_bot_framework_client(self) -> BotFrameworkClient:
+        return self._inner.create_bot_framework_client()
+
+    def get_originating_audience(self) -> str:
+        return self._inner.get_originating_audience()
+
+    async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
+        return await self._inner.authenticate_channel_request(auth_header)
+
+    async def client(
+        self, inner: ConnectorFactory, *, app_id: str, service_url: str, audience: str | None
+    ) -> ConnectorClient:
+        if self._loopback_only and not is_loopback_url(service_url):
+            raise ServiceUrlRefused(f"local mode only talks to loopback service URLs, not {service_url[:100]!r}")
+        key = (app_id, service_url, audience or "")
+        client = self._clients.get(key)
+        if client is not None:
+            self._clients.move_to_end(key)
+            return client
+        client = await inner.create(service_url, audience)
+        _no_msrest_retries(client)
+        self._clients[key] = client
+        while len(self._clients) > MAX_CLIENTS:
+            _, old = self._clients.popitem(last=False)
+            await _close(old)
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), OrderedDict()
+        for client in clients:
+            await _close(client)
+
+
+@dataclass(slots=True)
+class _SharedFactory(ConnectorFactory):
+    owner: SharedClientsAuthentication
+    inner: ConnectorFactory
+    app_id: str
+
+    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
+        return await self.owner.client(self.inner, app_id=self.app_id, service_url=service_url, audience=audience)
+
+
+def _no_msrest_retries(client: ConnectorClient) -> None:
+    """Leave retrying to :func:`with_retries`: msrest's retries block a thread and skip POST."""
+    policy = client.config.retry_policy
+    policy.retries = 0
+    policy.policy.status_forcelist = set()
+    policy.policy.raise_on_status = False
+    policy.policy.respect_retry_after_header = False
+    client.config.keep_alive = True
+
+
+async def _close(client: ConnectorClient) -> None:
+    try:
+        await client.__aexit__(None, None, None)
+    except Exception:
+        log.debug("closing a connector client failed", exc_info=True)
+
+
+# --- retries ----------------------------------------------------------------------------------
+
+
+def http_status(exc: BaseException) -> tuple[int | None, float | None]:
+    """(HTTP status, Retry-After seconds) of a failed connector call, when it has them."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    headers = getattr(response, "headers", None) or {}
+    raw = headers.get("Retry-After") if hasattr(headers, "get") else None
+    return (int(status) if isinstance(status, int) else None), _retry_after(raw)
+
+
+def _retry_after(raw: Any) -> float | None:
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except (TypeError, ValueError):
+        pass
+    try:
+        when = parsedate_to_datetime(str(raw))
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How outbound calls are retried: backoff with full jitter, never below Retry-After.
+
+    ``budget`` bounds the total waiting, so a reply inside a turn still finishes well within
+    Teams' 15 s; a proactive send that runs out of budget is handed back to the delivery
+    worker, which tries again later.
+    """
+
+    attempts: int = 5
+    base: float = 0.4
+    cap: float = 5.0
+    budget: float = 8.0
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        jittered = random.uniform(0, min(self.cap, self.base * 2**attempt))
+        return max(jittered, retry_after or 0.0)
+
+
+class RetriesExhausted(Exception):
+    """Raised when a retryable failure outlasted the policy; ``retry_after`` for the caller."""
+
+    def __init__(self, cause: BaseException, status: int | None, retry_after: float | None) -> None:
+        super().__init__(f"Teams answered HTTP {status} and kept doing so")
+        self.cause = cause
+        self.status = status
+        self.retry_after = retry_after
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy) -> T:
+    """``await call()``, again on 429 (honouring Retry-After), 412, 502, 503 and 504."""
+    started = time.monotonic()
+    waited = 0.0
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            status, retry_after = http_status(exc)
+            if status not in RETRY_STATUSES:
+                raise
+            attempt += 1
+            delay = policy.delay(attempt - 1, retry_after)
+            spent = max(waited, time.monotonic() - started)
+            if attempt >= policy.attempts or spent + delay > policy.budget:
+                raise RetriesExhausted(exc, status, retry_after) from exc
+            log.info("Teams answered HTTP %s; retrying in %.2f s (attempt %d)", status, delay, attempt + 1)
+            await policy.sleep(delay)
+            waited += delay

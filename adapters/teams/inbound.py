@@ -1,0 +1,244 @@
+"""Teams activities (the JSON Teams posts to ``/api/messages``) read into neutral terms.
+
+Pure functions over the activity JSON exactly as it arrives (camelCase keys), so they are
+tested with literal Teams payloads and never need the SDK.
+
+Conversation keys: a personal chat is channel ``"personal"`` (one per person and bot); a
+channel or group chat is its conversation id, and a channel thread (``;messageid=...``) is
+the key's ``thread``. Event ids join the conversation to the activity id, because Teams
+message ids are only unique within a conversation.
+
+Example::
+
+    key = key_of(activity)          # ConversationKey("teams", tenant, "personal", "29:1abc")
+    text = message_text(activity)   # "<at>BRM Bot</at> new request" -> "new request"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import urlsplit
+
+from adapters.teams.render import DATA_KEY
+from conversations.messages import ConversationKey, Sender
+
+JSON = Mapping[str, Any]
+PERSONAL = "personal"
+MAX_KEY_PART = 120
+
+_TAG = re.compile(r"<[^>]+>")
+_AT = re.compile(r"<at[^>]*>(.*?)</at>", re.IGNORECASE | re.DOTALL)
+
+
+def _short(value: str, limit: int = MAX_KEY_PART) -> str:
+    """Ids as they are when short; long ones hashed, so they fit the database columns."""
+    if len(value) <= limit:
+        return value
+    return "h:" + hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+def tenant_of(activity: JSON) -> str:
+    tenant = ((activity.get("channelData") or {}).get("tenant") or {}).get("id")
+    return str(tenant or (activity.get("conversation") or {}).get("tenantId") or "unknown")
+
+
+def conversation_type(activity: JSON) -> str:
+    """``personal``, ``channel`` or ``groupChat``."""
+    conversation = activity.get("conversation") or {}
+    kind = conversation.get("conversationType")
+    if kind:
+        return str(kind)
+    return "groupChat" if conversation.get("isGroup") else PERSONAL
+
+
+def is_personal(activity: JSON) -> bool:
+    return conversation_type(activity) == PERSONAL
+
+
+def split_conversation(conversation_id: str) -> tuple[str, str | None]:
+    """``19:x@thread.tacv2;messageid=17`` -> (``19:x@thread.tacv2``, ``17``)."""
+    base, _, rest = conversation_id.partition(";messageid=")
+    return base, (rest or None)
+
+
+def key_of(activity: JSON) -> ConversationKey:
+    user = str((activity.get("from") or {}).get("id") or "")
+    conversation_id = str((activity.get("conversation") or {}).get("id") or "")
+    if is_personal(activity):
+        channel, thread = PERSONAL, None
+    else:
+        channel, thread = split_conversation(conversation_id)
+    return ConversationKey(
+        "teams", _short(tenant_of(activity), 60), _short(channel), _short(user), _short(thread, 60) if thread else None
+    )
+
+
+def event_id_of(activity: JSON) -> str:
+    """A globally unique id of this activity (Teams repeats it when it resends)."""
+    conversation_id = str((activity.get("conversation") or {}).get("id") or "")
+    digest = hashlib.sha256(conversation_id.encode()).hexdigest()[:16]
+    return f"{_short(str(activity.get('id') or ''), 150)}@{digest}"
+
+
+def sender_of(activity: JSON, *, email: str | None = None) -> Sender:
+    person = activity.get("from") or {}
+    return Sender(
+        name=(person.get("name") or None),
+        email=email,
+        directory_id=person.get("aadObjectId") or None,
+        time_zone=activity.get("localTimezone") or None,
+    )
+
+
+def mentions_bot(activity: JSON) -> bool:
+    bot_id = (activity.get("recipient") or {}).get("id")
+    for entity in activity.get("entities") or ():
+        if entity.get("type") == "mention" and (entity.get("mentioned") or {}).get("id") == bot_id:
+            return True
+    return False
+
+
+def is_addressed(activity: JSON) -> bool:
+    """Whether the bot should answer this message: always in a personal chat, else when @mentioned."""
+    return is_personal(activity) or mentions_bot(activity)
+
+
+def message_text(activity: JSON) -> str:
+    """The typed text with the bot's @mention removed and other mentions as plain names."""
+    text = str(activity.get("text") or "")
+    bot_id = (activity.get("recipient") or {}).get("id")
+    for entity in activity.get("entities") or ():
+        if entity.get("type") == "mention" and (entity.get("mentioned") or {}).get("id") == bot_id:
+            mention = entity.get("text") or ""
+            if mention:
+                text = text.replace(mention, " ")
+    text = _AT.sub(lambda m: m.group(1), text)
+    text = _TAG.sub(" ", text) if "<" in text else text
+    return " ".join(html.unescape(text).replace("\u00a0", " ").split())
+
+
+def html_to_text(content: str) -> str:
+    """A message body (Teams sends HTML) as plain text, paragraphs kept."""
+    text = re.sub(r"<\s*(br|/p|/div|/li)\b[^>]*>", "\n", content, flags=re.IGNORECASE)
+    text = _AT.sub(lambda m: m.group(1), text)
+    text = _TAG.sub("", text)
+    text = html.unescape(text).replace("\u00a0", " ")
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return "\n".join(line for line in lines if line).strip()
+
+
+def is_loopback_url(url: str | None) -> bool:
+    """Whether ``url`` points at this machine (local mode sends nowhere else)."""
+    if not url:
+        return False
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- card submissions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pressed:
+    """A button of a Choices card (or its drop-down), by choices id and option id."""
+
+    choice_id: str
+    value: str
+    label: str
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A form card's inputs, with the form's round-tripped context merged in."""
+
+    form_id: str
+    title: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenForm:
+    form_id: str
+
+
+Submission = Pressed | Submitted | OpenForm
+
+
+def _string(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def read_card_value(value: Any) -> Submission | None:
+    """What a card submission means, from the ``value`` (or task-module ``data``) Teams sends."""
+    if not isinstance(value, Mapping):
+        return None
+    data = value.get(DATA_KEY)
+    if not isinstance(data, Mapping):
+        return None
+    kind = data.get("kind")
+    form_id = str(data.get("id") or "")
+    if not form_id:
+        return None
+    if kind == "choice":
+        if data.get("input"):
+            chosen = _string(value.get(str(data["input"])))
+            labels = data.get("labels") if isinstance(data.get("labels"), Mapping) else {}
+            return Pressed(form_id, chosen, str(labels.get(chosen, chosen)), str(data.get("prompt") or ""))
+        return Pressed(form_id, _string(data.get("value")), str(data.get("label") or ""), str(data.get("prompt") or ""))
+    if kind == "form":
+        values = {k: _string(v) for k, v in value.items() if k != DATA_KEY and not k.startswith("msteams")}
+        context = data.get("context") if isinstance(data.get("context"), Mapping) else {}
+        values.update({str(k): _string(v) for k, v in context.items()})
+        return Submitted(form_id, str(data.get("title") or ""), values)
+    if kind == "open":
+        return OpenForm(form_id)
+    return None
+
+
+# --- message extension ------------------------------------------------------------------------
+
+
+def capture_prefill(activity: JSON) -> dict[str, str]:
+    """The intake form's prefill for "Capture as demand request" on a message.
+
+    Title: the message's first line (shortened); description: the whole message; the link
+    to the message becomes the request's ``source_link``.
+    """
+    value = activity.get("value") or {}
+    payload = value.get("messagePayload") or {}
+    body = payload.get("body") or {}
+    content = str(body.get("content") or "")
+    text = html_to_text(content) if body.get("contentType", "html") == "html" else content.strip()
+    first = text.split("\n", 1)[0] if text else ""
+    title = first if len(first) <= 80 else first[:79].rstrip() + "…"
+    prefill = {"title": title, "description": text[:4000]}
+    link = payload.get("linkToMessage")
+    if link:
+        prefill["source_link"] = str(link)[:1000]
+    channel = ((activity.get("channelData") or {}).get("channel") or {}).get("id")
+    conversation_id = str((activity.get("conversation") or {}).get("id") or "")
+    source_channel = channel or split_conversation(conversation_id)[0]
+    if source_channel:
+        prefill["source_channel"] = str(source_channel)[:128]
+    return {k: v for k, v in prefill.items() if v}

@@ -1,0 +1,143 @@
+"""The Teams app package: ``manifest.json`` plus the two icons, zipped for upload.
+
+An admin uploads the zip in the Teams admin centre (or "Upload a custom app" in Teams).
+The manifest follows the current schema (v1.22): a bot in personal chats, teams and group
+chats, and a message extension action, "Capture as demand request", on any message.
+
+Example::
+
+    build_package(Path("brm-bot-teams.zip"), app_id="00000000-0000-0000-0000-000000000000")
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+import zipfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from adapters.teams.adapter import CAPTURE_COMMAND
+
+MANIFEST_VERSION = "1.22"
+MANIFEST_SCHEMA = f"https://developer.microsoft.com/json-schemas/teams/v{MANIFEST_VERSION}/MicrosoftTeams.schema.json"
+COLOR_ICON = "color.png"
+OUTLINE_ICON = "outline.png"
+ICON_SIZES = {COLOR_ICON: (192, 192), OUTLINE_ICON: (32, 32)}
+BOT_SCOPES = ("personal", "team", "groupChat")
+
+
+class PackageError(Exception):
+    """The package cannot be built; the message says what to set."""
+
+
+def manifest(
+    *,
+    app_id: str,
+    version: str = "1.0.0",
+    short_name: str = "BRM Bot",
+    website_url: str = "https://example.com/brm-bot",
+    privacy_url: str | None = None,
+    terms_url: str | None = None,
+    developer: str = "brm-bot",
+) -> dict[str, Any]:
+    """The ``manifest.json`` for the bot registered as ``app_id`` (the app uses the same id)."""
+    commands = [
+        {"title": "new request", "description": "File a demand request, step by step"},
+        {"title": "form", "description": "Fill in the whole demand request form at once"},
+        {"title": "my requests", "description": "Your requests and their status"},
+        {"title": "status", "description": "One request and its history, e.g. status DR-42"},
+        {"title": "help", "description": "What I can do"},
+    ]
+    return {
+        "$schema": MANIFEST_SCHEMA,
+        "manifestVersion": MANIFEST_VERSION,
+        "version": version,
+        "id": app_id,
+        "developer": {
+            "name": developer,
+            "websiteUrl": website_url,
+            "privacyUrl": privacy_url or website_url.rstrip("/") + "/privacy",
+            "termsOfUseUrl": terms_url or website_url.rstrip("/") + "/terms",
+        },
+        "name": {"short": short_name[:30], "full": "BRM Bot: demand intake for Business Relationship Management"},
+        "description": {
+            "short": "Capture demand requests and follow them up with your BRM team.",
+            "full": (
+                "File demand requests in a personal chat or with one form, turn any message into a request "
+                "with “Capture as demand request”, and see the status of your requests. The BRM who owns "
+                "your business partner is notified of every new request."
+            ),
+        },
+        "icons": {"color": COLOR_ICON, "outline": OUTLINE_ICON},
+        "accentColor": "#4B53BC",
+        "bots": [
+            {
+                "botId": app_id,
+                "scopes": list(BOT_SCOPES),
+                "isNotificationOnly": False,
+                "supportsFiles": False,
+                "commandLists": [{"scopes": list(BOT_SCOPES), "commands": commands}],
+            }
+        ],
+        "composeExtensions": [
+            {
+                "botId": app_id,
+                "commands": [
+                    {
+                        "id": CAPTURE_COMMAND,
+                        "type": "action",
+                        "title": "Capture as demand request",
+                        "description": "Turn this message into a demand request, with a link back to it",
+                        "context": ["message"],
+                        "fetchTask": True,
+                    }
+                ],
+            }
+        ],
+        "permissions": ["identity", "messageTeamMembers"],
+        "validDomains": [],
+    }
+
+
+def icon(name: str) -> bytes:
+    return resources.files("adapters.teams").joinpath("assets", name).read_bytes()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's header (``ValueError`` if it is not a PNG)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG image")
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def check_app_id(app_id: str | None) -> str:
+    if not app_id:
+        raise PackageError(
+            "MICROSOFT_APP_ID is not set: the package needs the bot's app id (the Microsoft App ID of the Azure "
+            "Bot resource). Set it in the environment or .env and run the command again."
+        )
+    try:
+        return str(uuid.UUID(app_id.strip()))
+    except ValueError:
+        raise PackageError(
+            f"MICROSOFT_APP_ID: {app_id!r} is not an app id (a GUID such as 00000000-0000-...)"
+        ) from None
+
+
+def build_package(out: Path, *, app_id: str | None, **manifest_options: Any) -> Path:
+    """Write the zip Teams accepts (manifest and icons at its root) to ``out``."""
+    checked = check_app_id(app_id)
+    content = manifest(app_id=checked, **manifest_options)
+    for name, size in ICON_SIZES.items():
+        if png_size(icon(name)) != size:
+            raise PackageError(f"the {name} icon must be {size[0]}x{size[1]} pixels")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", json.dumps(content, indent=2, ensure_ascii=False))
+        for name in ICON_SIZES:
+            archive.writestr(name, icon(name))
+    return out

@@ -1,0 +1,31 @@
+"""Builds the Teams adapter from the settings (the only place that reads the Teams variables)."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from adapters.teams import TeamsAdapter, TeamsConfig
+from bot.runtime import Runtime
+from bot.settings import Settings
+from bot.web import ServedAdapter
+
+
+def teams_config(settings: Settings) -> TeamsConfig:
+    """``MICROSOFT_APP_*`` and ``TEAMS_LOCAL_MODE`` as the adapter's configuration."""
+    password = settings.microsoft_app_password.get_secret_value() if settings.microsoft_app_password else None
+    return TeamsConfig(
+        app_id=settings.microsoft_app_id,
+        app_password=password,
+        tenant_id=settings.microsoft_app_tenant_id,
+        app_type=settings.microsoft_app_type,
+        local_mode=settings.teams_local_mode,
+    )
+
+
+def build_teams(settings: Settings, runtime: Runtime, http: aiohttp.ClientSession) -> ServedAdapter:
+    """The Teams adapter for ``brm-bot serve``.
+
+    ``http`` (the shared client session) is not used: botbuilder's connector client brings
+    its own transport, which the adapter keeps one of per service URL.
+    """
+    return TeamsAdapter(engine=runtime.engine, db=runtime.db, config=teams_config(settings))

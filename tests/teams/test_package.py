@@ -1,0 +1,124 @@
+"""The Teams app package an admin uploads, and the ``brm-bot teams`` commands."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+
+from adapters.teams import PackageError, build_package
+from tests.bot.test_cli import run
+
+APP_ID = "9e2b0f6a-0c5d-4b3e-8d1a-6f7e5c4b3a21"
+
+
+def _pixels(png: bytes) -> tuple[int, int, list[tuple[int, int, int, int]]]:
+    """Decode an 8-bit RGBA, non-interlaced PNG (what Teams wants) into its pixels."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", b""
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = data
+        elif kind == b"IDAT":
+            idat += data
+        pos += 12 + length
+    width, height, depth, color_type, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    assert (depth, color_type, interlace) == (8, 6, 0)
+    raw = zlib.decompress(idat)
+    stride, rows, previous = width * 4, [], bytearray(width * 4)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - 4] if i >= 4 else 0
+            up, corner = previous[i], (previous[i - 4] if i >= 4 else 0)
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 0xFF
+        rows.extend(tuple(line[x * 4 : x * 4 + 4]) for x in range(width))
+        previous = line
+    return width, height, rows  # type: ignore[return-value]
+
+
+def _validate(path: Path, app_id: str) -> dict:
+    with zipfile.ZipFile(path) as archive:
+        assert sorted(archive.namelist()) == ["color.png", "manifest.json", "outline.png"]  # all at the root
+        manifest = json.loads(archive.read("manifest.json"))
+        color, outline = archive.read("color.png"), archive.read("outline.png")
+    for key in ("$schema", "manifestVersion", "version", "id", "developer", "name", "description", "icons",
+                "accentColor"):
+        assert manifest[key], key
+    assert manifest["manifestVersion"] == "1.22" and "v1.22" in manifest["$schema"]
+    for key in ("name", "websiteUrl", "privacyUrl", "termsOfUseUrl"):
+        assert manifest["developer"][key]
+    assert all(manifest["developer"][k].startswith("https://") for k in ("websiteUrl", "privacyUrl", "termsOfUseUrl"))
+    assert len(manifest["name"]["short"]) <= 30 and len(manifest["description"]["short"]) <= 80
+    assert len(manifest["description"]["full"]) <= 4000
+
+    [bot] = manifest["bots"]
+    [extension] = manifest["composeExtensions"]
+    assert manifest["id"] == bot["botId"] == extension["botId"] == app_id
+    assert sorted(bot["scopes"]) == ["groupChat", "personal", "team"]
+    [command] = extension["commands"]
+    assert command["type"] == "action" and command["context"] == ["message"] and command["fetchTask"] is True
+    assert command["title"] == "Capture as demand request"
+    assert manifest["icons"] == {"color": "color.png", "outline": "outline.png"}
+
+    width, height, pixels = _pixels(color)
+    assert (width, height) == (192, 192)
+    width, height, pixels = _pixels(outline)
+    assert (width, height) == (32, 32)
+    assert all(p[3] == 0 or p[:3] == (255, 255, 255) for p in pixels)  # white on transparent
+    assert any(p[3] == 0 for p in pixels) and any(p[3] == 255 for p in pixels)
+    return manifest
+
+
+def test_the_package_holds_a_valid_manifest_and_icons(tmp_path: Path) -> None:
+    out = build_package(tmp_path / "brm-bot-teams.zip", app_id=APP_ID)
+    _validate(out, APP_ID)
+
+
+def test_no_app_id_means_no_package(tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match="MICROSOFT_APP_ID is not set"):
+        build_package(tmp_path / "x.zip", app_id=None)
+    with pytest.raises(PackageError, match="is not an app id"):
+        build_package(tmp_path / "x.zip", app_id="my-bot")
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_the_package_command_fills_in_the_bot_id(tmp_path: Path) -> None:
+    result = run(
+        ["teams", "package", "--out", "brm-bot-teams.zip"],
+        tmp_path,
+        env={"MICROSOFT_APP_ID": APP_ID, "MICROSOFT_APP_PASSWORD": "not-a-real-secret"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Wrote brm-bot-teams.zip" in result.stdout
+    _validate(tmp_path / "brm-bot-teams.zip", APP_ID)
+
+
+def test_the_package_command_says_what_to_set(tmp_path: Path) -> None:
+    result = run(["teams", "package", "--out", "brm-bot-teams.zip"], tmp_path)
+    assert result.returncode == 2
+    assert "MICROSOFT_APP_ID is not set" in result.stderr
+    assert not (tmp_path / "brm-bot-teams.zip").exists()
+
+
+def test_unreachable_lists_people_never_seen_in_teams(tmp_path: Path) -> None:
+    assert run(["chat", "--demo"], tmp_path, stdin="quit\n").returncode == 0
+    result = run(["teams", "unreachable"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "7 people cannot be messaged privately in Teams" in result.stdout
+    assert "Alice Moreno <alice@example.com>: never seen in Teams" in result.stdout
