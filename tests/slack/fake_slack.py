@@ -70,6 +70,7 @@ class FakeSlack:
 
     def __post_init__(self) -> None:
         self._changed = asyncio.Condition()
+        self._ok: dict[str, int] = {}
         self._failures: dict[str, list[_Failure]] = {}
         self._ts = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -121,15 +122,19 @@ class FakeSlack:
     def called(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.status == 200]
 
-    async def wait_for(self, method: str, count: int = 1) -> list[Call]:
+    def count(self, method: str) -> int:
+        """How many calls of ``method`` succeeded (cheap: the benchmark polls it)."""
+        return self._ok.get(method, 0)
+
+    async def wait_for(self, method: str, count: int = 1, *, within: float = WAIT_SECONDS) -> list[Call]:
         """The successful calls of ``method``, once there are at least ``count`` of them."""
 
         def enough() -> bool:
-            return len(self.called(method)) >= count
+            return self.count(method) >= count
 
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(enough), WAIT_SECONDS)
+                await asyncio.wait_for(self._changed.wait_for(enough), within)
             except TimeoutError:
                 seen = [c.method for c in self.calls]
                 raise AssertionError(f"expected {count} x {method}, the bot made: {seen}") from None
@@ -145,6 +150,8 @@ class FakeSlack:
     async def _record(self, call: Call) -> None:
         async with self._changed:
             self.calls.append(call)
+            if call.status == 200:
+                self._ok[call.method] = self._ok.get(call.method, 0) + 1
             self._changed.notify_all()
 
     # --- the API ------------------------------------------------------------------------------------

@@ -1,0 +1,253 @@
+"""Slack adapter benchmark: signed events through ``POST /slack/events``, end to end.
+
+Run by hand from the repository root (never in the test suite)::
+
+    python bench/slack.py                          # 2,000 events, 50 concurrent, SQLite and PostgreSQL
+    python bench/slack.py --events 5000 --concurrency 100 --db sqlite
+
+Two apps get the same load in the same run, each on its own aiohttp server on 127.0.0.1,
+both talking to the same local fake Slack Web API (``tests/slack/fake_slack.py``):
+
+* **bare**: a slack-bolt ``AsyncApp`` whose only listener acks and echoes the text back with
+  ``chat.postMessage``: the floor any bolt app pays (HTTP, signature check, dispatch, one
+  Web API call).
+* **ours**: the real :class:`adapters.slack.SlackAdapter`: verify, ack, dedupe by event id in
+  the database, engine turn (lock, state, flows, one transaction), Block Kit rendering, reply
+  posted to the fake.
+
+The load is direct messages from 100 people (``hello``, ``my requests``, ``status DR-1``,
+``help``, in turn), each with its own event id. Every person first sends one unmeasured
+message, so first-contact ``users.info`` look-ups are not in the figures (steady state).
+
+Reported per app: events/s (events sent until the last reply reached the fake), p50/p99 of the
+ack latency (the HTTP answer Slack waits for, which must come within 3 s), and the throughput
+ratio ours/bare. Targets: ratio >= 0.5, p99 ack < 100 ms. The bot, the load generator and the
+fake share one process and one event loop, so all three compete for the same core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import sqlalchemy as sa
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from adapters.slack import SlackAdapter
+from adapters.slack.client import web_client
+from conversations.engine import Engine
+from conversations.flows import default_flows
+from storage import migrate
+from storage.db import Database
+from storage.demo import load_demo
+from tests.slack.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack
+
+POSTGRES = os.environ.get("BRM_BOT_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+SECRET = "bench-signing-secret-0123456789"
+TOKEN = "xoxb-bench-0000-token"
+PEOPLE = 100
+TEXTS = ("hello", "my requests", "status DR-1", "help")
+_ids = itertools.count(1)
+
+
+def _user(n: int) -> str:
+    return f"U0B{n:05d}"
+
+
+def _pct(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def _signed(body: str) -> dict[str, str]:
+    ts = str(int(time.time()))
+    digest = hmac.new(SECRET.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+def _event(n: int, text: str) -> str:
+    user = _user(n)
+    return json.dumps({
+        "token": "unused", "team_id": TEAM_ID, "api_app_id": "A0BENCH", "type": "event_callback",
+        "event_id": f"EvB{next(_ids):09d}", "event_time": int(time.time()),
+        "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True}],
+        "event": {"type": "message", "channel_type": "im", "channel": "D" + user[1:], "user": user, "text": text,
+                  "ts": f"{time.time():.6f}", "team": TEAM_ID},
+    })
+
+
+async def _fresh(url: str) -> Database:
+    """A new, migrated database with the demo organisation (PostgreSQL: a database of its own)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        import asyncpg
+
+        conn = await asyncpg.connect(
+            host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
+            database=parsed.database, timeout=5,
+        )
+        try:
+            await conn.execute("DROP DATABASE IF EXISTS brm_bench_slack WITH (FORCE)")
+            await conn.execute("CREATE DATABASE brm_bench_slack")
+        finally:
+            await conn.close()
+        url = parsed.set(database="brm_bench_slack").render_as_string(hide_password=False)
+    db = Database.connect(url, pool_size=10)
+    await migrate.upgrade(db)
+    async with db.transaction() as session:
+        await load_demo(session, now=datetime.now(UTC))
+    return db
+
+
+def _bare_app(fake: FakeSlack, http: aiohttp.ClientSession) -> web.Application:
+    """slack-bolt with one listener that echoes: the floor for any bolt app on aiohttp."""
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+    from slack_bolt.app.async_app import AsyncApp
+
+    bolt = AsyncApp(client=web_client(TOKEN, api_url=fake.api_url, http=http), signing_secret=SECRET)
+
+    @bolt.event("message")
+    async def echo(event: dict[str, Any], client: Any) -> None:
+        await client.chat_postMessage(channel=event["channel"], text=event.get("text") or "")
+
+    async def handle(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    app = web.Application()
+    app.router.add_post("/slack/events", handle)
+    return app
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/slack/events"
+
+
+async def _load(url: str, bodies: Sequence[str], concurrency: int) -> list[float]:
+    """POST the bodies with ``concurrency`` in flight; the ack latency of each."""
+    latencies: list[float] = []
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                body = queue.get_nowait()
+                started = time.perf_counter()
+                async with client.post(url, data=body.encode(), headers=_signed(body)) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"the app answered {response.status}")
+                latencies.append(time.perf_counter() - started)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+async def _measure(
+    label: str, url: str, fake: FakeSlack, events: int, concurrency: int, drain: Callable[[], Awaitable[None]]
+) -> dict[str, float | str]:
+    warm = [_event(n, "hello") for n in range(PEOPLE)]
+    first = fake.count("chat.postMessage")
+    await _load(url, warm, concurrency)
+    await fake.wait_for("chat.postMessage", first + PEOPLE, within=120)
+    await drain()
+    before = fake.count("chat.postMessage")
+    bodies = [_event(n % PEOPLE, TEXTS[(n // PEOPLE) % len(TEXTS)]) for n in range(events)]
+    started = time.perf_counter()
+    latencies = await _load(url, bodies, concurrency)
+    await fake.wait_for("chat.postMessage", before + events, within=600)
+    elapsed = time.perf_counter() - started
+    return {
+        "app": label,
+        "events_per_s": events / elapsed,
+        "p50_ms": _pct(latencies, 50) * 1000,
+        "p99_ms": _pct(latencies, 99) * 1000,
+    }
+
+
+async def run(db_url: str, db_label: str, events: int, concurrency: int) -> list[str]:
+    fake = FakeSlack(users={_user(n): {"name": f"Bench {n}", "email": f"bench{n}@example.com"} for n in range(PEOPLE)})
+    await fake.start()
+    db = await _fresh(db_url)
+    rows: list[str] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            runner, url = await _serve(_bare_app(fake, http))
+            bare = await _measure("bare bolt (ack + echo)", url, fake, events, concurrency, _nothing)
+            await runner.cleanup()
+
+            engine = Engine(db, default_flows(), clock=lambda: datetime.now(UTC))
+            adapter = SlackAdapter(engine, bot_token=TOKEN, signing_secret=SECRET, http=http,
+                                   clock=lambda: datetime.now(UTC), api_url=fake.api_url)
+            app = web.Application()
+            adapter.mount(app)
+            await adapter.start()
+            runner, url = await _serve(app)
+            ours = await _measure("brm-bot SlackAdapter", url, fake, events, concurrency, adapter.drain)
+            await adapter.close()
+            await runner.cleanup()
+    finally:
+        await db.dispose()
+        await fake.close()
+    ratio = float(ours["events_per_s"]) / float(bare["events_per_s"])
+    for result in (bare, ours):
+        rows.append(
+            f"| {db_label} | {result['app']} | {events:,} | {concurrency} | {result['events_per_s']:,.0f} | "
+            f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | "
+            + (f"{ratio:.2f}" if result is ours else "1.00") + " |"
+        )
+    return rows
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    rows: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.db in ("sqlite", "both"):
+            sqlite = f"sqlite+aiosqlite:///{tmp}/bench.db"
+            rows += await run(sqlite, "SQLite (file, WAL)", args.events, args.concurrency)
+    if args.db in ("postgresql", "both"):
+        try:
+            rows += await run(POSTGRES, "PostgreSQL", args.events, args.concurrency)
+        except OSError as exc:
+            print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("| database | app | events | concurrent | events/s | ack p50 ms | ack p99 ms | ratio to bare |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
