@@ -1,6 +1,6 @@
 """Database set-up: one async engine, SQLite tuned for concurrent writers.
 
-SQLite runs in WAL mode with a busy timeout, and every transaction starts with
+SQLite runs in WAL mode with a busy timeout, and every transaction that writes starts with
 ``BEGIN IMMEDIATE`` so two writers queue for the lock instead of one failing with
 "database is locked" when it upgrades a read lock. Inside one process the pool holds a
 single connection for a SQLite file, so turns queue on the pool rather than spin on the
@@ -81,15 +81,13 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @sa.event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, decide when transactions begin.
-        dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
-
-    @sa.event.listens_for(sync_engine, "begin")
-    def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # The driver opens the transaction with BEGIN IMMEDIATE right before the first write,
+        # in the same call: a writer takes the lock up front (waiting up to the busy timeout)
+        # and never fails upgrading a read lock. Reads before it see the latest commit.
+        dbapi_conn.isolation_level = "IMMEDIATE"

@@ -170,9 +170,7 @@ async def load_demo(session: AsyncSession, *, now: datetime) -> bool:
     people: dict[str, Person] = {}
     for name, email, role, partner_index, tz in PEOPLE:
         partner_id = partners[partner_index].id if partner_index is not None else None
-        people[email] = Person(
-            name=name, email=email, role=role, partner_id=partner_id, time_zone=tz, created_at=now
-        )
+        people[email] = Person(name=name, email=email, role=role, partner_id=partner_id, time_zone=tz, created_at=now)
     session.add_all(people.values())
     await session.flush()
     for email, owned in OWNERSHIP.items():

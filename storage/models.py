@@ -96,9 +96,7 @@ class Identity(SQLModel, table=True):
     """A person's account on one platform: one person can be on Slack and on Teams."""
 
     __tablename__ = "identity"
-    __table_args__ = (
-        sa.UniqueConstraint("platform", "workspace", "user_id", name="uq_identity_platform_user"),
-    )
+    __table_args__ = (sa.UniqueConstraint("platform", "workspace", "user_id", name="uq_identity_platform_user"),)
     id: int | None = Field(default=None, primary_key=True)
     person_id: int = Field(foreign_key="person.id", index=True)
     platform: str = Field(max_length=16)

@@ -62,9 +62,7 @@ async def forget_events_before(session: AsyncSession, *, before: datetime) -> in
 # --- people ---------------------------------------------------------------------------------
 
 
-async def person_by_identity(
-    session: AsyncSession, *, platform: str, workspace: str, user_id: str
-) -> Person | None:
+async def person_by_identity(session: AsyncSession, *, platform: str, workspace: str, user_id: str) -> Person | None:
     stmt = (
         select(Person)
         .join(Identity, col(Identity.person_id) == col(Person.id))
@@ -419,24 +417,33 @@ async def claim_outbox(
     claimed again after that (at-least-once). On PostgreSQL, rows another worker is claiming
     are skipped.
     """
-    stmt = (
-        select(OutboxMessage)
-        .where(
-            col(OutboxMessage.status).in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
-            col(OutboxMessage.next_attempt_at) <= now,
-        )
-        .order_by(col(OutboxMessage.id))
-        .limit(limit)
+    due = (
+        col(OutboxMessage.status).in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
+        col(OutboxMessage.next_attempt_at) <= now,
     )
     if session.bind is not None and session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    rows = (await session.execute(stmt)).scalars().all()
-    for row in rows:
-        row.status = OutboxStatus.SENDING
-        row.next_attempt_at = lease_until
-        session.add(row)
-    await session.flush()
-    return rows
+        stmt = select(OutboxMessage).where(*due).order_by(col(OutboxMessage.id)).limit(limit)
+        rows = (await session.execute(stmt.with_for_update(skip_locked=True))).scalars().all()
+        for row in rows:
+            row.status = OutboxStatus.SENDING
+            row.next_attempt_at = lease_until
+            session.add(row)
+        await session.flush()
+        return rows
+    # SQLite: one UPDATE takes the write lock and claims, so two processes never claim a row twice.
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    chosen = select(OutboxMessage.id).where(*due).order_by(col(OutboxMessage.id)).limit(limit).scalar_subquery()
+    claimed = await session.execute(
+        sa.update(table)
+        .where(table.c.id.in_(chosen))
+        .values(status=OutboxStatus.SENDING, next_attempt_at=lease_until)
+        .returning(table.c.id)
+    )
+    ids = [row[0] for row in claimed.all()]
+    if not ids:
+        return []
+    stmt = select(OutboxMessage).where(col(OutboxMessage.id).in_(ids)).order_by(col(OutboxMessage.id))
+    return (await session.execute(stmt.execution_options(populate_existing=True))).scalars().all()
 
 
 async def finish_outbox(

@@ -50,7 +50,8 @@ async def test_two_engines_on_one_database_never_lose_a_turn(engine: Engine, clo
         engine.handle(_inbound("submit", "c1")), other.handle(_inbound("submit", "c2"))
     )
     texts = ["\n".join(r.plain_text() for r in replies) for replies in results]
-    assert sum("Submitted as DR-13" in t for t in texts) == 1
+    # (PostgreSQL may skip a key: the losing turn's insert used a sequence value, then rolled back)
+    assert sum("Submitted as DR-" in t for t in texts) == 1
     async with engine.db.session() as session:
         count = (await session.execute(sa.select(sa.func.count()).select_from(DemandRequest))).scalar_one()
     assert count == 13
