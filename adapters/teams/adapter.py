@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from botbuilder.core import BotAdapter, InvokeResponse, TurnContext, serializer_helper
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
@@ -160,7 +161,12 @@ def _error_form(replies: Sequence[Reply]) -> Form | None:
 
 
 class TeamsAdapter:
-    """Serves Teams on the shared aiohttp app and delivers proactive messages."""
+    """Serves Teams on the shared aiohttp app and delivers proactive messages.
+
+    ``http``: the app's shared client session, for the Bot Connector calls (without it, the
+    SDK's own ``requests`` transport is used, in worker threads). ``retry``: how throttled
+    calls are retried (tests pass one that records instead of sleeping).
+    """
 
     platform: Platform = "teams"
 
@@ -172,6 +178,7 @@ class TeamsAdapter:
         config: TeamsConfig,
         retry: RetryPolicy | None = None,
         roster_timeout: float = 3.0,
+        http: aiohttp.ClientSession | None = None,
     ) -> None:
         self._engine = engine
         self._db = db
@@ -179,7 +186,9 @@ class TeamsAdapter:
         self._retry = retry or RetryPolicy()
         self._roster_timeout = roster_timeout
         self._auth = SharedClientsAuthentication(
-            ConfigurationBotFrameworkAuthentication(_SdkConfiguration(config)), loopback_only=config.local_mode
+            ConfigurationBotFrameworkAuthentication(_SdkConfiguration(config)),
+            loopback_only=config.local_mode,
+            http=http,
         )
         self._cloud = CloudAdapter(self._auth)
         self._known: set[str] = set()

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
+import aiohttp
+import requests
 from botbuilder.schema import Activity
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import (
@@ -36,6 +38,13 @@ from botframework.connector.auth import (
     UserTokenClient,
 )
 from botframework.connector.skills import BotFrameworkClient
+from msrest.exceptions import ClientRequestError
+from msrest.pipeline import AsyncPipeline
+from msrest.pipeline.async_requests import AsyncPipelineRequestsHTTPSender, AsyncRequestsCredentialsPolicy
+from msrest.pipeline.universal import RawDeserializer
+from msrest.universal_http import ClientRequest
+from msrest.universal_http.async_requests import AsyncRequestsClientResponse, AsyncRequestsHTTPSender
+from requests.structures import CaseInsensitiveDict
 
 from adapters.teams.inbound import is_loopback_url
 
@@ -44,6 +53,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_STATUSES = frozenset({412, 429, 502, 503, 504})
 MAX_CLIENTS = 64
+# One connector call may take this long; with retries, a turn still ends well inside 15 s.
+CALL_TIMEOUT = aiohttp.ClientTimeout(total=8, connect=3)
 
 
 class ServiceUrlRefused(PermissionError):
@@ -66,9 +77,12 @@ class SharedClientsAuthentication(BotFrameworkAuthentication):
         adapter = CloudAdapter(auth)
     """
 
-    def __init__(self, inner: BotFrameworkAuthentication, *, loopback_only: bool) -> None:
+    def __init__(
+        self, inner: BotFrameworkAuthentication, *, loopback_only: bool, http: aiohttp.ClientSession | None = None
+    ) -> None:
         self._inner = inner
         self._loopback_only = loopback_only
+        self._http = http
         self._clients: OrderedDict[tuple[str, str, str], ConnectorClient] = OrderedDict()
         self._token_clients: dict[str, UserTokenClient] = {}
 
@@ -116,6 +130,8 @@ class SharedClientsAuthentication(BotFrameworkAuthentication):
             return client
         client = await inner.create(service_url, audience)
         _no_msrest_retries(client)
+        if self._http is not None:
+            _send_with(client, self._http)
         self._clients[key] = client
         while len(self._clients) > MAX_CLIENTS:
             _, old = self._clients.popitem(last=False)
@@ -146,6 +162,50 @@ def _no_msrest_retries(client: ConnectorClient) -> None:
     policy.policy.raise_on_status = False
     policy.policy.respect_retry_after_header = False
     client.config.keep_alive = True
+
+
+class _AiohttpDriver(AsyncRequestsHTTPSender):  # type: ignore[misc]
+    """msrest's HTTP driver, sending through the app's aiohttp session instead of ``requests``.
+
+    msrest runs every ``requests`` call in a worker thread; through aiohttp the connector calls
+    stay on the event loop, share its connection pool and have a timeout short enough for a
+    turn. Everything above the driver (serialisation, credentials, errors) is the SDK's own.
+    """
+
+    def __init__(self, config: Any, http: aiohttp.ClientSession) -> None:
+        super().__init__(config)
+        self._http = http
+
+    async def send(self, request: ClientRequest, **kwargs: Any) -> AsyncRequestsClientResponse:
+        options = self._configure_send(request, **kwargs)
+        session = options.pop("session", self.session)
+        # The credentials policy puts the bearer token on the (unused) requests session.
+        headers = {k: v for k, v in session.headers.items() if k.lower() not in ("connection", "accept-encoding")}
+        headers.update(options.get("headers") or {})
+        try:
+            async with self._http.request(
+                request.method, request.url, headers=headers, data=options.get("data"), timeout=CALL_TIMEOUT
+            ) as answer:
+                body = await answer.read()
+                response = requests.Response()
+                response.status_code = answer.status
+                response.reason = answer.reason or ""
+                response.headers = CaseInsensitiveDict(answer.headers)
+                response.url = request.url
+                response.encoding = answer.charset or "utf-8"
+                response._content = body
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ClientRequestError(f"Error occurred in request: {type(exc).__name__}") from exc
+        return AsyncRequestsClientResponse(request, response)
+
+
+def _send_with(client: ConnectorClient, http: aiohttp.ClientSession) -> None:
+    """Rebuild the client's msrest pipeline (the SDK's default policies) on :class:`_AiohttpDriver`."""
+    config = client.config
+    policies: list[Any] = [config.user_agent_policy, RawDeserializer(), config.http_logger_policy]
+    if config.credentials:
+        policies.insert(1, AsyncRequestsCredentialsPolicy(config.credentials))
+    config.pipeline = AsyncPipeline(policies, AsyncPipelineRequestsHTTPSender(_AiohttpDriver(config, http)))
 
 
 async def _close(client: ConnectorClient) -> None:

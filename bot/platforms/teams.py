@@ -23,9 +23,5 @@ def teams_config(settings: Settings) -> TeamsConfig:
 
 
 def build_teams(settings: Settings, runtime: Runtime, http: aiohttp.ClientSession) -> ServedAdapter:
-    """The Teams adapter for ``brm-bot serve``.
-
-    ``http`` (the shared client session) is not used: botbuilder's connector client brings
-    its own transport, which the adapter keeps one of per service URL.
-    """
-    return TeamsAdapter(engine=runtime.engine, db=runtime.db, config=teams_config(settings))
+    """The Teams adapter for ``brm-bot serve``; its Bot Connector calls go through ``http``."""
+    return TeamsAdapter(engine=runtime.engine, db=runtime.db, config=teams_config(settings), http=http)

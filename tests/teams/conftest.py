@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -212,8 +213,15 @@ async def fake() -> AsyncIterator[tuple[FakeConnector, str]]:
         await server.close()
 
 
-async def open_harness(engine: Engine, db: Database, fake: tuple[FakeConnector, str],
-                       config: TeamsConfig | None = None) -> tuple[TeamsHarness, TestClient]:
+async def open_harness(
+    engine: Engine,
+    db: Database,
+    fake: tuple[FakeConnector, str],
+    config: TeamsConfig | None = None,
+    *,
+    http: aiohttp.ClientSession | None,
+) -> tuple[TeamsHarness, TestClient]:
+    """The bot served as ``brm-bot serve`` serves it (``http`` is the app's shared session)."""
     connector, service_url = fake
     sleeps: list[float] = []
 
@@ -221,7 +229,11 @@ async def open_harness(engine: Engine, db: Database, fake: tuple[FakeConnector, 
         sleeps.append(seconds)
 
     adapter = TeamsAdapter(
-        engine=engine, db=db, config=config or TeamsConfig(local_mode=True), retry=RetryPolicy(sleep=sleep)
+        engine=engine,
+        db=db,
+        config=config or TeamsConfig(local_mode=True),
+        retry=RetryPolicy(sleep=sleep),
+        http=http,
     )
     client = TestClient(TestServer(build_web_app(db, [adapter]), host="127.0.0.1"))
     await client.start_server()
@@ -230,8 +242,16 @@ async def open_harness(engine: Engine, db: Database, fake: tuple[FakeConnector, 
 
 
 @pytest.fixture
-async def teams(engine: Engine, demo_db: Database, fake: tuple[FakeConnector, str]) -> AsyncIterator[TeamsHarness]:
-    harness, client = await open_harness(engine, demo_db, fake)
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def teams(
+    engine: Engine, demo_db: Database, fake: tuple[FakeConnector, str], http: aiohttp.ClientSession
+) -> AsyncIterator[TeamsHarness]:
+    harness, client = await open_harness(engine, demo_db, fake, http=http)
     try:
         yield harness
     finally:

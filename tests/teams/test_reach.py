@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import aiohttp
 import pytest
 
 from adapters.teams import RetryPolicy, TeamsAdapter, TeamsConfig, unreachable
@@ -28,16 +29,16 @@ async def _file_request_for_finance(teams: TeamsHarness) -> None:
 
 
 async def test_a_brm_is_notified_in_teams_after_a_restart_through_the_stored_reference(
-    engine: Engine, demo_db: Database, fake: tuple[FakeConnector, str]
+    engine: Engine, demo_db: Database, fake: tuple[FakeConnector, str], http: aiohttp.ClientSession
 ) -> None:
-    first, client = await open_harness(engine, demo_db, fake)
+    first, client = await open_harness(engine, demo_db, fake, http=http)
     await first.send(first.personal(ALICE, "hello"))  # Alice (Finance's BRM) has talked to the bot
     await _file_request_for_finance(first)
     await first.adapter.close()
     await client.close()
 
     # A new process: nothing in memory, only the database.
-    restarted = TeamsAdapter(engine=engine, db=demo_db, config=TeamsConfig(local_mode=True))
+    restarted = TeamsAdapter(engine=engine, db=demo_db, config=TeamsConfig(local_mode=True), http=http)
     connector = fake[0]
     before = len(connector.calls)
     worker = DeliveryWorker(demo_db, {"teams": restarted}, clock=lambda: datetime(2026, 11, 23, 9, 5, tzinfo=UTC))
@@ -118,10 +119,10 @@ async def test_a_failed_delivery_is_marked_unreachable_in_the_outbox(teams: Team
 
 
 async def test_with_an_app_id_a_request_without_a_token_is_refused(
-    engine: Engine, demo_db: Database, fake: tuple[FakeConnector, str]
+    engine: Engine, demo_db: Database, fake: tuple[FakeConnector, str], http: aiohttp.ClientSession
 ) -> None:
     config = TeamsConfig(app_id=APP_ID, app_password="not-a-real-secret")
-    teams, client = await open_harness(engine, demo_db, fake, config)
+    teams, client = await open_harness(engine, demo_db, fake, config, http=http)
     try:
         response = await teams.post(teams.personal(DANA, "hello"))
         assert response.status == 401
@@ -153,6 +154,22 @@ async def test_a_request_without_json_content_type_gets_a_clear_answer(teams: Te
         "/api/messages", data=b"not json", headers={"Content-Type": "application/json"}
     )
     assert response.status == 400
+
+
+async def test_without_a_shared_session_the_sdk_transport_is_used_and_retried_the_same_way(
+    engine: Engine, demo_db: Database, fake: tuple[FakeConnector, str]
+) -> None:
+    teams, client = await open_harness(engine, demo_db, fake, http=None)
+    try:
+        teams.fake.fail_next(429, retry_after="2")
+        teams.fake.fail_next(504)
+        await teams.send(teams.personal(DANA, "hello"))
+        assert [c.body["status"] for c in teams.fake.of("refused")] == [429, 504]
+        assert "What would you like to do?" in teams.fake.text()
+        assert teams.sleeps[0] >= 2
+    finally:
+        await teams.adapter.close()
+        await client.close()
 
 
 def test_retry_delays_never_undercut_retry_after() -> None:
