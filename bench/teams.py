@@ -29,7 +29,6 @@ import itertools
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from aiohttp import web
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 BOT_ID = "28:bench-bot"
 USERS = 200
+HERE = Path(__file__).resolve()
 
 
 # --- the processes under test ---------------------------------------------------------------------
@@ -172,7 +172,7 @@ async def load(url: str, activities: list[dict[str, Any]], concurrency: int) -> 
 
 def _percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def measure(name: str, port: int, service_url: str, args: argparse.Namespace, text: str) -> dict[str, Any]:
@@ -194,7 +194,7 @@ async def measure(name: str, port: int, service_url: str, args: argparse.Namespa
 
 
 async def main(args: argparse.Namespace) -> int:
-    here = Path(__file__).resolve()
+    here = HERE
     connector_port = _free_port()
     connector = _spawn([sys.executable, str(here), "--serve-connector", str(connector_port)])
     results: list[dict[str, Any]] = []
@@ -224,9 +224,9 @@ async def main(args: argparse.Namespace) -> int:
                 env[key] = ""
             brm_bot = shutil.which("brm-bot")
             command = [brm_bot] if brm_bot else [sys.executable, "-c", "from bot.cli import main; main()"]
-            demo = subprocess.run(
-                [*command, "chat", "--demo"], input="quit\n", env={**os.environ, **env}, capture_output=True,
-                text=True, cwd=workdir, timeout=120,
+            demo = await asyncio.to_thread(
+                subprocess.run, [*command, "chat", "--demo"], input="quit\n", env={**os.environ, **env},
+                capture_output=True, text=True, cwd=workdir, timeout=120,
             )
             if demo.returncode:
                 raise RuntimeError(demo.stderr)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,10 @@ CAPTURE_COMMAND = "captureRequest"
 INTAKE_OPEN = "intake:open"
 FORM_WORDS = frozenset({"form", "request form", "new request form", "open form"})
 MAX_REMEMBERED = 50_000
+# Teams gives up on an answer after 15 s. No connector call starts after this many seconds
+# (each is capped at CALL_SECONDS); replies still waiting then are sent as a follow-up.
+TURN_SECONDS = 8.0
+DEADLINE = "brm.deadline"
 SORRY = "Sorry, something went wrong on my side and nothing was saved. Please try again in a moment."
 WELCOME_PERSONAL = (
     "Hi! I capture demand requests for the BRM team and keep you posted on them.\n"
@@ -193,6 +198,7 @@ class TeamsAdapter:
         self._cloud = CloudAdapter(self._auth)
         self._known: set[str] = set()
         self._saved: dict[tuple[str, str, str], str] = {}
+        self._follow_ups: set[asyncio.Task[None]] = set()
 
     # --- serving -----------------------------------------------------------------------------
 
@@ -204,7 +210,15 @@ class TeamsAdapter:
             log.warning(LOCAL_MODE_WARNING)
 
     async def close(self) -> None:
+        for task in list(self._follow_ups):
+            task.cancel()
+        await asyncio.gather(*self._follow_ups, return_exceptions=True)
         await self._auth.close()
+
+    async def idle(self) -> None:
+        """Wait until the follow-ups of earlier turns (replies Teams throttled) are sent."""
+        while self._follow_ups:
+            await asyncio.gather(*list(self._follow_ups), return_exceptions=True)
 
     async def handle(self, request: web.Request) -> web.Response:
         """``POST /api/messages``: what ``CloudAdapter.process`` does, with friendly refusals.
@@ -231,8 +245,10 @@ class TeamsAdapter:
         except Exception:
             return web.json_response({"error": "the body is not a Bot Framework activity"}, status=400)
         auth_header = request.headers.get("Authorization", "")
+        deadline = time.monotonic() + TURN_SECONDS
 
         async def logic(context: TurnContext) -> None:
+            context.turn_state[DEADLINE] = deadline
             await self._turn(context, body)
 
         try:
@@ -416,11 +432,27 @@ class TeamsAdapter:
         await self._send(context, messages, quiet=quiet)
 
     async def _send(self, context: TurnContext, messages: Sequence[JSON], *, quiet: bool = False) -> list[str | None]:
+        """Send ``messages`` in order, retrying throttled calls.
+
+        Inside a turn (``quiet``), what cannot be sent before the turn's deadline goes to a
+        follow-up task that sends it through the stored reference once Teams lets it.
+        """
+        deadline: float | None = context.turn_state.get(DEADLINE)
         ids: list[str | None] = []
-        for message in messages:
+        for index, message in enumerate(messages):
+            if deadline is not None and time.monotonic() > deadline:
+                self._follow_up(context, messages[index:], delay=0.0)
+                break
             activity = _activity(message)
             try:
-                sent = await with_retries(lambda a=activity: context.send_activity(a), self._retry)
+                sent = await with_retries(
+                    lambda a=activity: context.send_activity(a), self._retry, deadline=deadline
+                )
+            except RetriesExhausted as exc:
+                if not quiet:
+                    raise
+                self._follow_up(context, messages[index:], delay=exc.retry_after or self._retry.cap)
+                break
             except Exception:
                 if not quiet:
                     raise
@@ -428,6 +460,28 @@ class TeamsAdapter:
                 continue
             ids.append(sent.id if sent is not None else None)
         return ids
+
+    def _follow_up(self, context: TurnContext, messages: Sequence[JSON], *, delay: float) -> None:
+        """Send ``messages`` after the turn, into the same conversation, once ``delay`` has passed."""
+        reference = TurnContext.get_conversation_reference(context.activity)
+        reference.activity_id = None
+        log.info("Teams is slow or throttling: %d replies follow in %.1f s", len(messages), delay)
+
+        async def later() -> None:
+            await self._retry.sleep(delay)
+
+            async def logic(follow: TurnContext) -> None:
+                follow.activity.id = None
+                await self._send(follow, messages)
+
+            try:
+                await self._cloud.continue_conversation(reference, logic, self._config.app_id or "")
+            except Exception as exc:
+                log.warning("a Teams follow-up could not be sent: %s %s", type(exc).__name__, http_status(exc)[0])
+
+        task = asyncio.create_task(later())
+        self._follow_ups.add(task)
+        task.add_done_callback(self._follow_ups.discard)
 
     async def _update_card(self, context: TurnContext, raw: JSON, content: dict[str, Any]) -> None:
         """Replace the card whose button was pressed, so it cannot be submitted again."""
@@ -437,7 +491,9 @@ class TeamsAdapter:
         activity = _activity(card_message(content))
         activity.id = str(target)
         try:
-            await with_retries(lambda: context.update_activity(activity), self._retry)
+            await with_retries(
+                lambda: context.update_activity(activity), self._retry, deadline=context.turn_state.get(DEADLINE)
+            )
         except Exception as exc:
             log.warning("updating the pressed Teams card failed: %s %s", type(exc).__name__, http_status(exc)[0])
 

@@ -53,8 +53,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_STATUSES = frozenset({412, 429, 502, 503, 504})
 MAX_CLIENTS = 64
-# One connector call may take this long; with retries, a turn still ends well inside 15 s.
-CALL_TIMEOUT = aiohttp.ClientTimeout(total=8, connect=3)
+# One connector call may take this long. A turn starts no call after its deadline (8 s), so it
+# ends within about 13 s, inside Teams' 15 s.
+CALL_SECONDS = 5
+CALL_TIMEOUT = aiohttp.ClientTimeout(total=CALL_SECONDS, connect=3)
 
 
 class ServiceUrlRefused(PermissionError):
@@ -162,6 +164,7 @@ def _no_msrest_retries(client: ConnectorClient) -> None:
     policy.policy.raise_on_status = False
     policy.policy.respect_retry_after_header = False
     client.config.keep_alive = True
+    client.config.connection.timeout = CALL_SECONDS
 
 
 class _AiohttpDriver(AsyncRequestsHTTPSender):  # type: ignore[misc]
@@ -273,8 +276,14 @@ class RetriesExhausted(Exception):
         self.retry_after = retry_after
 
 
-async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy) -> T:
-    """``await call()``, again on 429 (honouring Retry-After), 412, 502, 503 and 504."""
+async def with_retries(
+    call: Callable[[], Awaitable[T]], policy: RetryPolicy, *, deadline: float | None = None
+) -> T:
+    """``await call()``, again on 429 (honouring Retry-After), 412, 502, 503 and 504.
+
+    ``deadline`` (``time.monotonic()``): no waiting past it; a turn passes its own, so a
+    throttled reply is handed to a follow-up instead of holding Teams' request open.
+    """
     started = time.monotonic()
     waited = 0.0
     attempt = 0
@@ -288,7 +297,8 @@ async def with_retries(call: Callable[[], Awaitable[T]], policy: RetryPolicy) ->
             attempt += 1
             delay = policy.delay(attempt - 1, retry_after)
             spent = max(waited, time.monotonic() - started)
-            if attempt >= policy.attempts or spent + delay > policy.budget:
+            late = deadline is not None and time.monotonic() + delay > deadline
+            if attempt >= policy.attempts or spent + delay > policy.budget or late:
                 raise RetriesExhausted(exc, status, retry_after) from exc
             log.info("Teams answered HTTP %s; retrying in %.2f s (attempt %d)", status, delay, attempt + 1)
             await policy.sleep(delay)

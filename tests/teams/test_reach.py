@@ -86,6 +86,19 @@ async def test_throttled_replies_are_retried_honouring_retry_after(teams: TeamsH
     assert len(teams.sleeps) == 2 and all(s >= 3 for s in teams.sleeps)
 
 
+async def test_a_reply_throttled_for_long_follows_after_the_turn_instead_of_holding_teams(
+    teams: TeamsHarness,
+) -> None:
+    teams.fake.fail_next(429, retry_after="40")  # far longer than a turn may take
+    response = await teams.post(teams.personal(DANA, "hello"))
+    assert response.status == 201  # Teams got its answer in time
+    await teams.adapter.idle()
+    assert 40 in teams.sleeps
+    texts = [m.text for m in teams.fake.messages]
+    assert texts[0].startswith("Hi Dana Whitfield!") and "What would you like to do?" in texts[1]
+    assert all(m.kind == "send" and m.conversation == DANA.conversation for m in teams.fake.messages)
+
+
 async def test_server_errors_are_retried_with_backoff(teams: TeamsHarness) -> None:
     teams.fake.fail_next(503)
     teams.fake.fail_next(502)
