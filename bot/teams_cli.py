@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
 
 app = typer.Typer(help="Microsoft Teams: app package and reachability.", no_args_is_help=True)
 
@@ -53,11 +56,11 @@ def unreachable() -> None:
     _run(_unreachable(settings))
 
 
-async def _unreachable(settings: object) -> int:
+async def _unreachable(settings: Settings) -> int:
     from adapters.teams import unreachable as find_unreachable
     from bot.runtime import open_runtime
 
-    async with open_runtime(settings) as runtime:  # type: ignore[arg-type]
+    async with open_runtime(settings) as runtime:
         people = await find_unreachable(runtime.db)
     if not people:
         typer.echo("Everyone can be reached in Teams.")
