@@ -2,9 +2,10 @@
 
 SQLite runs in WAL mode with a busy timeout, and every transaction that writes starts with
 ``BEGIN IMMEDIATE`` so two writers queue for the lock instead of one failing with
-"database is locked" when it upgrades a read lock. Inside one process the pool holds a
-single connection for a SQLite file, so turns queue on the pool rather than spin on the
-lock. PostgreSQL gets a normal pool.
+"database is locked" when it upgrades a read lock. Its calls run inline on the event loop
+(see :mod:`storage._sqlite_inline`). Inside one process the pool holds a single connection
+for a SQLite file, so turns queue on the pool rather than wait on the lock. PostgreSQL gets
+a normal pool.
 
 Example::
 
@@ -22,7 +23,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+from storage._sqlite_inline import inline_connector
+
+SQLITE_BUSY_TIMEOUT_MS = 5_000
 
 
 class Database:
@@ -39,13 +42,16 @@ class Database:
         """Build the engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``)."""
         parsed = sa.make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            in_memory = parsed.database in (None, "", ":memory:")
-            kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
-            if in_memory:
+            path = parsed.database or ":memory:"
+            kwargs: dict[str, Any] = {
+                "async_creator": inline_connector(path, busy_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000),
+                # Sessions always end their own transactions, so the pool's extra rollback is waste.
+                "pool_reset_on_return": None,
+            }
+            if path == ":memory:":
                 kwargs["poolclass"] = sa.pool.StaticPool
             else:
-                # Sessions always end their own transactions, so the pool's extra rollback is waste.
-                kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60, pool_reset_on_return=None)
+                kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
             engine = create_async_engine(url, **kwargs)
             _tune_sqlite(engine)
         else:
@@ -77,9 +83,7 @@ class Database:
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
-    sync_engine = engine.sync_engine
-
-    @sa.event.listens_for(sync_engine, "connect")
+    @sa.event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -87,7 +91,3 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
-        # The driver opens the transaction with BEGIN IMMEDIATE right before the first write,
-        # in the same call: a writer takes the lock up front (waiting up to the busy timeout)
-        # and never fails upgrading a read lock. Reads before it see the latest commit.
-        dbapi_conn.isolation_level = "IMMEDIATE"

@@ -6,7 +6,7 @@ Nothing here commits: the caller owns the transaction, so one turn of a conversa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -33,6 +33,7 @@ from storage.models import (
     StatusChange,
     utcnow,
 )
+from storage.types import UTCDateTime
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -43,14 +44,35 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 # --- inbound events -----------------------------------------------------------------------
 
 
-async def claim_event(session: AsyncSession, *, platform: str, event_id: str, now: datetime) -> bool:
-    """Record an inbound event id; False when it was already processed (a platform retry)."""
-    stmt = (
-        _insert(session, ProcessedEvent)
-        .values(platform=platform, event_id=event_id[:200], at=now)
+_prebuilt: dict[tuple[str, str], Any] = {}
+
+
+def _once(session: AsyncSession, name: str, build: Callable[[Any], Any]) -> Any:
+    """A statement built once per dialect: the two statements of every turn skip rebuilding."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    stmt = _prebuilt.get((name, dialect))
+    if stmt is None:
+        stmt = _prebuilt[(name, dialect)] = build(postgresql.insert if dialect == "postgresql" else sqlite.insert)
+    return stmt
+
+
+def _claim_statement(insert: Any) -> Any:
+    return (
+        insert(ProcessedEvent)
+        .values(
+            platform=sa.bindparam("platform"),
+            event_id=sa.bindparam("event_id"),
+            at=sa.bindparam("at", type_=UTCDateTime()),
+        )
         .on_conflict_do_nothing()
     )
-    result = await session.execute(stmt)
+
+
+async def claim_event(session: AsyncSession, *, platform: str, event_id: str, now: datetime) -> bool:
+    """Record an inbound event id; False when it was already processed (a platform retry)."""
+    stmt = _once(session, "claim", _claim_statement)
+    conn = await session.connection()
+    result = await conn.execute(stmt, {"platform": platform, "event_id": event_id[:200], "at": now})
     return bool(result.rowcount)
 
 
@@ -275,12 +297,13 @@ async def visible_request(session: AsyncSession, person: Person, request_id: int
     return (await session.execute(stmt)).scalars().first()
 
 
-async def open_requests_of_partner(session: AsyncSession, partner_id: int) -> Sequence[DemandRequest]:
-    stmt = select(DemandRequest).where(
+async def open_titles_of_partner(session: AsyncSession, partner_id: int) -> list[tuple[int, str]]:
+    """(id, title) of the partner's open requests: just what a duplicate check compares."""
+    stmt = select(DemandRequest.id, DemandRequest.title).where(
         DemandRequest.partner_id == partner_id,
         col(DemandRequest.status).in_([s.value for s in OPEN_STATUSES]),
     )
-    return (await session.execute(stmt)).scalars().all()
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
 
 
 async def all_requests_with_requester(
@@ -340,40 +363,50 @@ async def save_state(
 
     ``expected_version`` None means no row existed when the turn began.
     """
-    table = ConversationState.__table__  # type: ignore[attr-defined]
+    params = {
+        "platform": key.platform,
+        "workspace": key.workspace,
+        "channel": key.channel,
+        "user_id": key.user_id,
+        "thread": key.thread,
+        "flow": flow,
+        "step": step,
+        "data": data,
+        "updated_at": now,
+    }
+    conn = await session.connection()
     if expected_version is None:
-        stmt = (
-            _insert(session, ConversationState)
-            .values(
-                platform=key.platform,
-                workspace=key.workspace,
-                channel=key.channel,
-                user_id=key.user_id,
-                thread=key.thread,
-                flow=flow,
-                step=step,
-                data=data,
-                version=1,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing()
-        )
+        result = await conn.execute(_once(session, "state-insert", _state_insert), params)
     else:
-        stmt = (
-            sa.update(table)
-            .where(
-                table.c.platform == key.platform,
-                table.c.workspace == key.workspace,
-                table.c.channel == key.channel,
-                table.c.user_id == key.user_id,
-                table.c.thread == key.thread,
-                table.c.version == expected_version,
-            )
-            .values(flow=flow, step=step, data=data, version=expected_version + 1, updated_at=now)
-        )
-    result = await session.execute(stmt)
+        params.update({f"key_{k}": params.pop(k) for k in ("platform", "workspace", "channel", "user_id", "thread")})
+        params.update(expected=expected_version, version=expected_version + 1)
+        result = await conn.execute(_once(session, "state-update", _state_update), params)
     if not result.rowcount:
         raise StaleState(key)
+
+
+_STATE_TYPES = {"data": sa.JSON(), "updated_at": UTCDateTime()}
+
+
+def _state_values() -> dict[str, Any]:
+    names = ("flow", "step", "data", "updated_at")
+    return {n: sa.bindparam(n, type_=_STATE_TYPES.get(n)) for n in names}
+
+
+def _state_insert(insert: Any) -> Any:
+    keys = {n: sa.bindparam(n) for n in ("platform", "workspace", "channel", "user_id", "thread")}
+    table = ConversationState.__table__  # type: ignore[attr-defined]
+    return insert(table).values(**keys, **_state_values(), version=1).on_conflict_do_nothing()
+
+
+def _state_update(_insert: Any) -> Any:
+    table = ConversationState.__table__  # type: ignore[attr-defined]
+    keys = ("platform", "workspace", "channel", "user_id", "thread")
+    return (
+        sa.update(table)
+        .where(*(table.c[k] == sa.bindparam(f"key_{k}") for k in keys), table.c.version == sa.bindparam("expected"))
+        .values(**_state_values(), version=sa.bindparam("version"))
+    )
 
 
 # --- outbox -------------------------------------------------------------------------------------

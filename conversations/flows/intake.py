@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, ClassVar
 
-from rapidfuzz import fuzz, utils
+from rapidfuzz import fuzz, process, utils
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations.engine import FORM_SUBMIT, FlowState, Step, Turn
@@ -363,12 +363,12 @@ class IntakeFlow:
         partner_id = data.get("partner")
         if partner_id is None:
             return None
-        best: tuple[float, DemandRequest] | None = None
-        for other in await q.open_requests_of_partner(turn.session, partner_id):
-            score = fuzz.token_set_ratio(data["title"], other.title, processor=utils.default_process)
-            if score >= DUPLICATE_SCORE and (best is None or score > best[0]):
-                best = (score, other)
-        return best[1] if best else None
+        titles = dict(await q.open_titles_of_partner(turn.session, partner_id))
+        best = process.extractOne(
+            data["title"], titles, scorer=fuzz.token_set_ratio, processor=utils.default_process,
+            score_cutoff=DUPLICATE_SCORE,
+        )
+        return await q.get_request(turn.session, best[2]) if best else None
 
     async def _submit(
         self, turn: Turn, data: Mapping[str, Any], ctx: _Context, *, allow_duplicate: bool
