@@ -10,9 +10,9 @@ Two measurements per database:
 * **burst**: every user starts at once and answers as soon as the bot replies (closed loop).
   Gives the most messages per second the engine sustains; the time per message then includes
   waiting behind the other 199 users' messages.
-* **paced**: the same users, but the messages arrive at a fixed offered rate (``--rate``,
-  default 300 messages/s), as a busy workspace would send them. Gives the time a person waits
-  for a reply at that load.
+* **paced**: the same intakes, but messages arrive as a Poisson stream at ``--rate``
+  messages/s (default 300), each from a random person who is not waiting for a reply: a busy
+  workspace. Gives the time a person waits for a reply at that load.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import os
 import platform
+import random
 import sys
 import tempfile
 import time
@@ -81,35 +82,65 @@ async def _fresh(url: str) -> Database:
         finally:
             await conn.close()
         url = parsed.set(database="brm_bench").render_as_string(hide_password=False)
-    db = Database.connect(url, pool_size=10)
+    db = Database.connect(url)
     await migrate.upgrade(db)
     async with db.transaction() as session:
         await load_demo(session, now=datetime.now(UTC))
     return db
 
 
-async def _user(engine: Engine, n: int, tag: str, latencies: list[float], gate: asyncio.Queue[None] | None) -> None:
+async def _send(engine: Engine, tag: str, n: int, step: int) -> float:
     user = f"bench-{tag}-{n}@example.com"
     key = ConversationKey("console", "bench", "terminal", user)
-    for step, line in enumerate(SCRIPT):
-        if gate is not None:
-            await gate.get()
-        text = line.format(title=_title(f"{tag}{n}"))
-        inbound = Inbound(key=key, event_id=f"{tag}-{n}-{step}", text=text, sender=Sender(email=user))
-        started = time.perf_counter()
-        replies = await engine.handle(inbound)
-        latencies.append(time.perf_counter() - started)
-        assert replies, f"no reply to {line!r}"
-    assert "Submitted as DR-" in replies[0].plain_text(), replies[0].plain_text()
-
-
-async def _pacer(gate: asyncio.Queue[None], total: int, rate: float) -> None:
+    text = SCRIPT[step].format(title=_title(f"{tag}{n}"))
+    inbound = Inbound(key=key, event_id=f"{tag}-{n}-{step}", text=text, sender=Sender(email=user))
     started = time.perf_counter()
-    for i in range(total):
-        delay = started + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        gate.put_nowait(None)
+    replies = await engine.handle(inbound)
+    elapsed = time.perf_counter() - started
+    assert replies, f"no reply to {text!r}"
+    if step == len(SCRIPT) - 1:
+        assert "Submitted as DR-" in replies[0].plain_text(), replies[0].plain_text()
+    return elapsed
+
+
+async def _burst(engine: Engine, users: int, latencies: list[float]) -> None:
+    """Everyone at once, each answering as soon as the bot replies."""
+
+    async def person(n: int) -> None:
+        for step in range(len(SCRIPT)):
+            latencies.append(await _send(engine, "burst", n, step))
+
+    await asyncio.gather(*(person(n) for n in range(users)))
+
+
+async def _paced(engine: Engine, users: int, rate: float, latencies: list[float]) -> None:
+    """A Poisson stream of messages at ``rate``, each from a random person not awaiting a reply."""
+    rng = random.Random(42)
+    ready = list(range(users))
+    steps = [0] * users
+    running: set[asyncio.Task[None]] = set()
+
+    someone_ready = asyncio.Event()
+
+    async def one(n: int) -> None:
+        latencies.append(await _send(engine, "paced", n, steps[n]))
+        steps[n] += 1
+        if steps[n] < len(SCRIPT):
+            ready.append(n)
+            someone_ready.set()
+
+    clock = time.perf_counter()
+    for _ in range(users * len(SCRIPT)):
+        clock += rng.expovariate(rate)
+        await asyncio.sleep(max(0.0, clock - time.perf_counter()))
+        while not ready:
+            someone_ready.clear()
+            await someone_ready.wait()
+        n = ready.pop(rng.randrange(len(ready)))
+        task = asyncio.create_task(one(n))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    await asyncio.gather(*running)
 
 
 async def run(url: str, label: str, users: int, rate: float) -> list[str]:
@@ -118,12 +149,8 @@ async def run(url: str, label: str, users: int, rate: float) -> list[str]:
     lines = []
     for mode in ("burst", "paced"):
         latencies: list[float] = []
-        gate: asyncio.Queue[None] | None = asyncio.Queue() if mode == "paced" else None
         started = time.perf_counter()
-        tasks = [_user(engine, n, mode, latencies, gate) for n in range(users)]
-        if gate is not None:
-            tasks.append(_pacer(gate, users * len(SCRIPT), rate))
-        await asyncio.gather(*tasks)
+        await (_paced(engine, users, rate, latencies) if mode == "paced" else _burst(engine, users, latencies))
         elapsed = time.perf_counter() - started
         lines.append(
             f"| {label} | {mode}{f' @ {rate:.0f}/s' if mode == 'paced' else ''} | {users} | {len(latencies)} | "

@@ -178,7 +178,7 @@ class Engine:
         self._on_queued = on_queued
         self._ttl = state_ttl
         self._locks: dict[ConversationKey, _KeyLock] = {}
-        self._states: OrderedDict[q.StateKey, _Saved] = OrderedDict()
+        self._states: OrderedDict[q.StateKey, q.SavedState] = OrderedDict()
         self._state_cache_size = state_cache_size
         self._people: dict[tuple[str, str, str], tuple[Person, float]] = {}
         self._person_ttl = person_cache_seconds
@@ -228,8 +228,8 @@ class Engine:
                 return [], 0
             person = await self._person(session, inbound.key, inbound.sender)
             turn = Turn(session, person, inbound, now, _zone(person.time_zone, self._default_tz))
-            saved = self._states.get(skey) or await self._load(session, skey)
-            before = (saved.flow, saved.step, saved.data) if saved and saved.flow else None
+            saved = self._states.get(skey) or await q.load_state(session, skey)
+            before = (saved.flow, saved.step or "", saved.data) if saved and saved.flow else None
             state = FlowState(*before) if before else None
 
             replies: list[Reply] = []
@@ -248,10 +248,10 @@ class Engine:
             replies.extend(step.replies)
             after = (owner, step.next, dict(step.data)) if owner and step.next else None
             # Save when something changed, and on every turn of an active flow (its silence clock).
-            written: _Saved | None = None
+            written: q.SavedState | None = None
             if after != before or after is not None:
                 version = saved.version if saved else None
-                written = _Saved(*(after or (None, "", {})), version=(version or 0) + 1, updated_at=now)
+                written = q.SavedState(*(after or (None, "", {})), version=(version or 0) + 1, updated_at=now)
                 await q.save_state(
                     session,
                     skey,
@@ -266,13 +266,7 @@ class Engine:
         self._remember_person(inbound.key, person)
         return replies, turn.queued
 
-    async def _load(self, session: AsyncSession, skey: q.StateKey) -> _Saved | None:
-        row = await q.load_state(session, skey)
-        if row is None:
-            return None
-        return _Saved(row.flow, row.step or "", dict(row.data), version=row.version, updated_at=row.updated_at)
-
-    def _remember(self, skey: q.StateKey, saved: _Saved) -> None:
+    def _remember(self, skey: q.StateKey, saved: q.SavedState) -> None:
         """Keep the state this process last wrote; the version check catches anyone else's write."""
         self._states[skey] = saved
         self._states.move_to_end(skey)
@@ -426,17 +420,6 @@ class Engine:
             entry.users -= 1
             if entry.users == 0:
                 del self._locks[key]
-
-
-@dataclass(frozen=True, slots=True)
-class _Saved:
-    """A conversation state row as it was read or written, with its version."""
-
-    flow: str | None
-    step: str
-    data: dict[str, Any]
-    version: int
-    updated_at: datetime
 
 
 @dataclass(slots=True)

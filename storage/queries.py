@@ -6,7 +6,8 @@ Nothing here commits: the caller owns the transaction, so one turn of a conversa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -44,36 +45,36 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 # --- inbound events -----------------------------------------------------------------------
 
 
-_prebuilt: dict[tuple[str, str], Any] = {}
+_insert_ignoring: dict[str, Any] = {}
 
 
-def _once(session: AsyncSession, name: str, build: Callable[[Any], Any]) -> Any:
-    """A statement built once per dialect: the two statements of every turn skip rebuilding."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    stmt = _prebuilt.get((name, dialect))
+async def _insert_or_ignore(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING; True if a row was inserted.
+
+    Plain SQL that both databases read the same, built once per table and column set:
+    SQLAlchemy's own ON CONFLICT constructs are not cacheable, so they were compiled anew on
+    every call, and these inserts run on every turn.
+    """
+    columns = table.__table__.c  # type: ignore[attr-defined]
+    name = f"{table.__tablename__}:{','.join(values)}"
+    stmt = _insert_ignoring.get(name)
     if stmt is None:
-        stmt = _prebuilt[(name, dialect)] = build(postgresql.insert if dialect == "postgresql" else sqlite.insert)
-    return stmt
-
-
-def _claim_statement(insert: Any) -> Any:
-    return (
-        insert(ProcessedEvent)
-        .values(
-            platform=sa.bindparam("platform"),
-            event_id=sa.bindparam("event_id"),
-            at=sa.bindparam("at", type_=UTCDateTime()),
+        sql = (
+            f"INSERT INTO {table.__tablename__} ({', '.join(values)}) "
+            f"VALUES ({', '.join(':' + c for c in values)}) ON CONFLICT DO NOTHING"
         )
-        .on_conflict_do_nothing()
-    )
+        stmt = _insert_ignoring[name] = sa.text(sql).bindparams(
+            *(sa.bindparam(c, type_=columns[c].type) for c in values)
+        )
+    result = await (await session.connection()).execute(stmt, values)
+    return bool(result.rowcount)
 
 
 async def claim_event(session: AsyncSession, *, platform: str, event_id: str, now: datetime) -> bool:
     """Record an inbound event id; False when it was already processed (a platform retry)."""
-    stmt = _once(session, "claim", _claim_statement)
-    conn = await session.connection()
-    result = await conn.execute(stmt, {"platform": platform, "event_id": event_id[:200], "at": now})
-    return bool(result.rowcount)
+    return await _insert_or_ignore(
+        session, ProcessedEvent, {"platform": platform, "event_id": event_id[:200], "at": now}
+    )
 
 
 async def forget_events_before(session: AsyncSession, *, before: datetime) -> int:
@@ -120,19 +121,15 @@ async def add_identity(
     user_id: str,
     directory_id: str | None = None,
 ) -> None:
-    stmt = (
-        _insert(session, Identity)
-        .values(
-            person_id=person_id,
-            platform=platform,
-            workspace=workspace,
-            user_id=user_id,
-            directory_id=directory_id,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing()
-    )
-    await session.execute(stmt)
+    values = {
+        "person_id": person_id,
+        "platform": platform,
+        "workspace": workspace,
+        "user_id": user_id,
+        "directory_id": directory_id,
+        "created_at": utcnow(),
+    }
+    await _insert_or_ignore(session, Identity, values)
 
 
 async def identities_of(session: AsyncSession, person_id: int) -> Sequence[Identity]:
@@ -334,15 +331,26 @@ class StateKey:
     thread: str = ""
 
 
-async def load_state(session: AsyncSession, key: StateKey) -> ConversationState | None:
-    stmt = select(ConversationState).where(
-        ConversationState.platform == key.platform,
-        ConversationState.workspace == key.workspace,
-        ConversationState.channel == key.channel,
-        ConversationState.user_id == key.user_id,
-        ConversationState.thread == key.thread,
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    flow: str | None
+    step: str | None
+    data: dict[str, Any]
+    version: int
+    updated_at: datetime
+
+
+async def load_state(session: AsyncSession, key: StateKey) -> SavedState | None:
+    table = ConversationState.__table__  # type: ignore[attr-defined]
+    stmt = sa.select(table.c.flow, table.c.step, table.c.data, table.c.version, table.c.updated_at).where(
+        table.c.platform == key.platform,
+        table.c.workspace == key.workspace,
+        table.c.channel == key.channel,
+        table.c.user_id == key.user_id,
+        table.c.thread == key.thread,
     )
-    return (await session.execute(stmt.execution_options(populate_existing=True))).scalars().first()
+    row = (await (await session.connection()).execute(stmt)).first()
+    return SavedState(row.flow, row.step, dict(row.data or {}), row.version, row.updated_at) if row else None
 
 
 class StaleState(Exception):
@@ -374,38 +382,33 @@ async def save_state(
         "data": data,
         "updated_at": now,
     }
-    conn = await session.connection()
     if expected_version is None:
-        result = await conn.execute(_once(session, "state-insert", _state_insert), params)
-    else:
-        params.update({f"key_{k}": params.pop(k) for k in ("platform", "workspace", "channel", "user_id", "thread")})
-        params.update(expected=expected_version, version=expected_version + 1)
-        result = await conn.execute(_once(session, "state-update", _state_update), params)
+        inserted = await _insert_or_ignore(session, ConversationState, {**params, "version": 1})
+        if not inserted:
+            raise StaleState(key)
+        return
+    params.update({f"key_{k}": params.pop(k) for k in ("platform", "workspace", "channel", "user_id", "thread")})
+    params.update(expected=expected_version, version=expected_version + 1)
+    result = await (await session.connection()).execute(_state_update(), params)
     if not result.rowcount:
         raise StaleState(key)
 
 
-_STATE_TYPES = {"data": sa.JSON(), "updated_at": UTCDateTime()}
-
-
-def _state_values() -> dict[str, Any]:
-    names = ("flow", "step", "data", "updated_at")
-    return {n: sa.bindparam(n, type_=_STATE_TYPES.get(n)) for n in names}
-
-
-def _state_insert(insert: Any) -> Any:
-    keys = {n: sa.bindparam(n) for n in ("platform", "workspace", "channel", "user_id", "thread")}
-    table = ConversationState.__table__  # type: ignore[attr-defined]
-    return insert(table).values(**keys, **_state_values(), version=1).on_conflict_do_nothing()
-
-
-def _state_update(_insert: Any) -> Any:
+@functools.cache
+def _state_update() -> Any:
+    """The UPDATE of every turn, built once (with a version check: see :class:`StaleState`)."""
     table = ConversationState.__table__  # type: ignore[attr-defined]
     keys = ("platform", "workspace", "channel", "user_id", "thread")
     return (
         sa.update(table)
         .where(*(table.c[k] == sa.bindparam(f"key_{k}") for k in keys), table.c.version == sa.bindparam("expected"))
-        .values(**_state_values(), version=sa.bindparam("version"))
+        .values(
+            flow=sa.bindparam("flow"),
+            step=sa.bindparam("step"),
+            data=sa.bindparam("data", type_=sa.JSON()),
+            updated_at=sa.bindparam("updated_at", type_=UTCDateTime()),
+            version=sa.bindparam("version"),
+        )
     )
 
 
@@ -423,22 +426,18 @@ async def enqueue(
     period: str = "",
 ) -> bool:
     """Queue a message the bot starts; False if that (kind, subject, period, recipient) exists."""
-    stmt = (
-        _insert(session, OutboxMessage)
-        .values(
-            kind=kind,
-            subject=subject,
-            period=period,
-            recipient_id=recipient_id,
-            payload=payload,
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        .on_conflict_do_nothing()
-    )
-    return bool((await session.execute(stmt)).rowcount)
+    values = {
+        "kind": kind,
+        "subject": subject,
+        "period": period,
+        "recipient_id": recipient_id,
+        "payload": payload,
+        "status": OutboxStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    return await _insert_or_ignore(session, OutboxMessage, values)
 
 
 async def claim_outbox(
