@@ -256,6 +256,7 @@ class TeamsAdapter:
         except ServiceUrlRefused:
             return web.json_response({"error": "service URL refused"}, status=403)
         except PermissionError:
+            log.info("refused a request to %s without a valid Bot Framework token (401)", ROUTE)
             return web.json_response({"error": "unauthorized"}, status=401)
         if invoke is not None:
             return web.json_response(serializer_helper(invoke.body), status=int(invoke.status or 200))
@@ -365,13 +366,24 @@ class TeamsAdapter:
             replies = await self._handle(Inbound(**base, action=Action(submission.choice_id, submission.value)))
             return replies, (answered_card(submission.prompt, submission.label) if replies else None)
         if isinstance(submission, teams_in.Submitted):
+            done = submitted_card(submission.title or "Form")
+            card = self._card_slot(raw)
+            if card is not None and await self._was_submitted(card):
+                return [], done  # an old card pressed again: it only shows that it was sent
             replies = await self._handle(Inbound(**base, action=Action(submission.form_id), form=submission.values))
             if not replies:
                 return [], None
             refused = _error_form(replies)
             if refused is not None:
+                if card is not None and await self._was_submitted(card):
+                    return [], done  # a double click: the first press filed it
                 return [r for r in replies if r.form is None], form_card(refused)
-            return replies, submitted_card(submission.title or "Form")
+            if card is not None:
+                await references.save(
+                    self._db, tenant=card[0], scope=references.SUBMITTED_CARD, target=card[1],
+                    reference={"form": submission.form_id},
+                )
+            return replies, done
         if isinstance(submission, teams_in.OpenForm):
             return await self._handle(Inbound(**base, action=Action(submission.form_id), form={})), None
         text = teams_in.message_text(raw)
@@ -379,6 +391,20 @@ class TeamsAdapter:
             return await self._handle(Inbound(**base, action=Action(INTAKE_OPEN), form={})), None
         source = Source(channel=None if key.channel == teams_in.PERSONAL else key.channel)
         return await self._handle(Inbound(**base, text=text, source=source)), None
+
+    @staticmethod
+    def _card_slot(raw: JSON) -> tuple[str, str] | None:
+        """(tenant, storage target) of the chat card a submission came from, if it has one."""
+        message_id = raw.get("replyToId")
+        conversation_id = (raw.get("conversation") or {}).get("id")
+        if not message_id or not conversation_id:
+            return None
+        return teams_in.key_of(raw).workspace, references.card_target(str(conversation_id), str(message_id))
+
+    async def _was_submitted(self, card: tuple[str, str]) -> bool:
+        tenant, target = card
+        found = await references.load(self._db, tenant=tenant, scope=references.SUBMITTED_CARD, target=target)
+        return found is not None
 
     async def _on_invoke(self, context: TurnContext, raw: JSON) -> InvokeResponse:
         name = raw.get("name")

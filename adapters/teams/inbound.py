@@ -34,6 +34,7 @@ MAX_KEY_PART = 120
 
 _TAG = re.compile(r"<[^>]+>")
 _AT = re.compile(r"<at[^>]*>(.*?)</at>", re.IGNORECASE | re.DOTALL)
+_AMBIGUOUS = re.compile(r"[\\@\s\x00-\x1f\x7f]")
 
 
 def _short(value: str, limit: int = MAX_KEY_PART) -> str:
@@ -134,12 +135,20 @@ def html_to_text(content: str) -> str:
 
 
 def is_loopback_url(url: str | None) -> bool:
-    """Whether ``url`` points at this machine (local mode sends nowhere else)."""
-    if not url:
+    """Whether ``url`` points at this machine (local mode sends nowhere else).
+
+    Strict on purpose: URL parsers disagree about backslashes, user info and control
+    characters (``http://example.com\\@127.0.0.1/`` is 127.0.0.1 to ``urlsplit`` but
+    example.com to urllib3), so any URL using them is refused rather than interpreted.
+    """
+    if not url or not isinstance(url, str) or _AMBIGUOUS.search(url):
         return False
     try:
-        host = urlsplit(url).hostname or ""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
     except ValueError:
+        return False
+    if parts.scheme not in ("http", "https"):
         return False
     if host == "localhost":
         return True

@@ -27,8 +27,11 @@ from conversations.messages import Choices, Facts, Field, Form, Link, Option, Re
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 CARD_VERSION = "1.5"
-# Teams refuses messages of about 28 KB and more (text, card and envelope together).
-MAX_MESSAGE_BYTES = 24_000
+# Teams refuses a message over 40 KB, counted as UTF-16 (text, card and envelope together:
+# HTTP 413 MessageSizeTooBig). Sizes here are UTF-16 bytes, with room for what the Bot
+# Connector adds (addressing, ids, channel data).
+TEAMS_LIMIT_BYTES = 40_000
+MAX_MESSAGE_BYTES = 32_000
 # Teams shows at most a handful of buttons side by side; longer option lists become a drop-down.
 MAX_BUTTONS = 5
 DATA_KEY = "brm"
@@ -36,31 +39,44 @@ CHOICE_INPUT = "brm_choice"
 
 JSON = dict[str, Any]
 
+_LINK = re.compile(r"\](?=\s*\()")
 _BOLD = re.compile(r"(?<![*\w])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![*\w])")
 _PREFIX = {TextStyle.WARNING: "⚠️ ", TextStyle.SUCCESS: "✅ "}
 
 
-def markdown(text: str) -> str:
-    """The flows' ``*bold*`` as Teams' ``**bold**`` (single stars are italics there)."""
+def markdown(text: str, *, html: bool = False) -> str:
+    """The flows' ``*bold*`` as Teams' ``**bold**`` (single stars are italics there), inert.
+
+    Replies quote what people typed (titles, descriptions), so nothing in them may become a
+    link, an image, a mention or markup: ``](`` is broken with an invisible zero-width space
+    (no disguised ``[Sign in](https://...)`` links or ``![](...)`` images), and with ``html``
+    (text messages, which Teams reads as markdown *and* HTML) ``&``, ``<`` and ``>`` are
+    escaped, so ``<at>``, ``<img>`` or ``<a>`` show as typed. Adaptive Cards never render
+    HTML, so cards keep ``<`` as it is.
+    """
+    text = _LINK.sub("]\u200b", text)
+    if html:
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _BOLD.sub(r"**\1**", text)
 
 
-def _utf8(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+def _size(value: Any) -> int:
+    """Bytes Teams counts: the JSON as UTF-16."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-16-le"))
 
 
 def split_text(text: str, limit: int = MAX_MESSAGE_BYTES) -> list[str]:
-    """``text`` in pieces of at most ``limit`` UTF-8 bytes, cut at line ends or spaces if possible."""
-    if len(text.encode()) <= limit:
+    """``text`` in pieces of at most ``limit`` UTF-16 bytes, cut at line ends or spaces if possible."""
+    if len(text.encode("utf-16-le")) <= limit:
         return [text]
     pieces: list[str] = []
     rest = text
     while rest:
-        if len(rest.encode()) <= limit:
+        if len(rest.encode("utf-16-le")) <= limit:
             pieces.append(rest)
             break
-        # The longest prefix that fits, in characters (a character is at most 4 bytes).
-        cut = len(rest.encode()[:limit].decode(errors="ignore"))
+        # The longest prefix that fits, in characters (never half a surrogate pair).
+        cut = len(rest.encode("utf-16-le")[: limit - limit % 2].decode("utf-16-le", errors="ignore"))
         for sep in ("\n\n", "\n", " "):
             at = rest.rfind(sep, 0, cut)
             if at > cut // 2:
@@ -158,7 +174,7 @@ def _elements(block: Text | Facts | Choices | Link) -> list[JSON]:
 
 def _fit(element: JSON, limit: int) -> Iterator[JSON]:
     """``element``, or pieces of it, each small enough for one message."""
-    if _utf8(element) <= limit:
+    if _size(element) <= limit:
         yield element
         return
     if element["type"] == "TextBlock":
@@ -168,7 +184,7 @@ def _fit(element: JSON, limit: int) -> Iterator[JSON]:
     if element["type"] == "FactSet":
         for fact in element["facts"]:
             single = {"type": "FactSet", "facts": [fact]}
-            if _utf8(single) <= limit:
+            if _size(single) <= limit:
                 yield single
             else:
                 yield _text_block(f"**{fact['title']}**", TextStyle.PLAIN)
@@ -203,12 +219,12 @@ def card_message(content: JSON, summary: str = "") -> JSON:
 
 
 def _pack(elements: Iterable[JSON], limit: int) -> list[list[JSON]]:
-    envelope = _utf8(card_message(card([]), "x" * 200))
+    envelope = _size(card_message(card([]), "x" * 200))
     cards: list[list[JSON]] = [[]]
     size = envelope
     for element in elements:
         for piece in _fit(element, limit - envelope):
-            piece_size = _utf8(piece) + 1
+            piece_size = _size(piece) + 1
             if cards[-1] and size + piece_size > limit:
                 cards.append([])
                 size = envelope
@@ -219,7 +235,7 @@ def _pack(elements: Iterable[JSON], limit: int) -> list[list[JSON]]:
 
 def _text_messages(reply: Reply, limit: int) -> list[JSON]:
     # Teams markdown, like Adaptive Cards, needs a blank line for a line break.
-    parts = [_PREFIX.get(b.style, "") + markdown(b.text) for b in reply.blocks if isinstance(b, Text)]
+    parts = [_PREFIX.get(b.style, "") + markdown(b.text, html=True) for b in reply.blocks if isinstance(b, Text)]
     text = "\n\n".join(p.replace("\n", "\n\n") for p in parts)
     return [{"type": "message", "text": piece, "textFormat": "markdown"} for piece in split_text(text, limit - 200)]
 

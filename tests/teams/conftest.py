@@ -241,9 +241,31 @@ async def open_harness(
     return TeamsHarness(client, connector, adapter, service_url, sleeps), client
 
 
+class Egress(list[str]):
+    """Every URL the bot's shared session was asked to fetch; anything off 127.0.0.1 is stopped."""
+
+
+class EgressRefused(aiohttp.ClientError):
+    pass
+
+
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+def egress() -> Egress:
+    return Egress()
+
+
+@pytest.fixture
+async def http(egress: Egress) -> AsyncIterator[aiohttp.ClientSession]:
+    """The app's shared session, as ``brm-bot serve`` makes it, that can only reach 127.0.0.1."""
+
+    async def on_start(_: aiohttp.ClientSession, __: object, params: aiohttp.TraceRequestStartParams) -> None:
+        egress.append(str(params.url))
+        if params.url.host != "127.0.0.1":
+            raise EgressRefused(f"a test tried to reach {params.url.host}")
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
         yield session
 
 

@@ -184,3 +184,103 @@ async def test_the_bot_recipient_id_is_what_counts_as_a_mention(teams: TeamsHarn
     await teams.send(other)
     assert teams.fake.messages == []
     assert BOT_ID.startswith("28:")
+
+
+async def test_pressing_an_old_card_again_changes_nothing(teams: TeamsHarness, demo_db: Database) -> None:
+    for line in ("new request", "Invoice OCR for accounts payable", "skip",
+                 "Invoices are booked without manual typing"):
+        await teams.send(teams.personal(DANA, line))
+    card_id, _, data = _last_card_with(teams, "Project")
+    await teams.send(teams.submit(DANA, card_id, data))
+    assert "How urgent is it?" in teams.fake.messages[-1].text
+
+    # The old card pressed again (another device had not seen the update yet): ignored, and
+    # the question that is open now is asked again.
+    before = len(teams.fake.messages)
+    await teams.send(teams.submit(DANA, card_id, data))
+    again = [m.text for m in teams.fake.messages[before:]]
+    assert "earlier question" in again[0] and "How urgent is it?" in again[-1]
+    assert all(_actions(u.card or {}) == [] for u in teams.fake.of("update"))
+
+    for line in ("High", "1", "skip", "submit"):
+        await teams.send(teams.personal(DANA, line))
+    assert "Submitted as DR-13" in teams.fake.messages[-1].text
+    [request] = [r for r in await _requests(demo_db) if r.id == 13]
+    assert request.category == "project"
+
+
+async def test_submitting_an_old_form_card_again_files_nothing_and_keeps_it_closed(
+    teams: TeamsHarness, demo_db: Database
+) -> None:
+    await teams.send(teams.personal(DANA, "form"))
+    card_id, _, data = _last_card_with(teams, "Submit")
+    values = {"title": "Contract renewal reminders", "description": "", "category": "enhancement",
+              "outcome": "No contract renews by surprise again", "urgency": "high", "partner": "1",
+              "desired_date": ""}
+    await teams.send(teams.submit(DANA, card_id, {**data, **values}))
+    assert "Submitted as DR-13" in teams.fake.messages[-1].text
+    sent = len(teams.fake.messages)
+
+    for _ in range(2):  # a double click, then the old card once more
+        await teams.send(teams.submit(DANA, card_id, {**data, **values}))
+    assert len(teams.fake.messages) == sent  # no second confirmation, no "looks like DR-13" form
+    updates = teams.fake.of("update")
+    assert len(updates) == 3 and all(u.activity_id == card_id for u in updates)
+    assert all("✓ Submitted" in u.text and _actions(u.card or {}) == [] for u in updates)
+    assert len(await _requests(demo_db)) == 13
+
+    # A new form card in the same chat is a new form.
+    await teams.send(teams.personal(DANA, "form"))
+    new_id, _, new_data = _last_card_with(teams, "Submit")
+    assert new_id != card_id
+    await teams.send(teams.submit(DANA, new_id, {**new_data, **values, "title": "Supplier portal logins"}))
+    assert "Submitted as DR-14" in teams.fake.messages[-1].text
+
+
+async def test_repeated_invokes_and_installs_run_once(teams: TeamsHarness, demo_db: Database) -> None:
+    fetch = teams.fetch_task(NORA, "<p>Scanner too slow</p>")
+    first = await teams.invoke(fetch)
+    assert first["task"]["type"] == "continue"
+    again = await teams.invoke(fetch)  # Teams resends an invoke it got no answer to in time
+    assert again["task"]["type"] == "message"
+
+    [submit] = _actions(first["task"]["value"]["card"]["content"])
+    values = {"title": "Scanner too slow", "description": "Batches take minutes", "category": "problem",
+              "outcome": "Month-end batches finish within a minute", "urgency": "high", "partner": "1",
+              "desired_date": ""}
+    action = teams.submit_action(NORA, {**submit["data"], **values})
+    done = await teams.invoke(action)
+    assert "Submitted as DR-13" in done["task"]["value"]
+    repeated = await teams.invoke(action)
+    assert "already received" in repeated["task"]["value"]
+    assert len(await _requests(demo_db)) == 13
+
+    install = teams.install_team(ALICE)
+    for _ in range(3):
+        await teams.send(install)
+    assert sum("Mention me" in m.text for m in teams.fake.messages) == 1
+
+
+async def test_every_flow_runs_in_personal_chat(teams: TeamsHarness) -> None:
+    await teams.send(teams.personal(DANA, "help"))
+    assert "**status DR-42**" in teams.fake.text() and "&lt;title&gt;" in teams.fake.text()  # shown, not a tag
+    before = len(teams.fake.messages)
+    await teams.send(teams.personal(DANA, "my requests"))
+    assert "Automate month-end accruals" in "\n".join(m.text for m in teams.fake.messages[before:])
+    await teams.send(teams.personal(DANA, "new request"))
+    await teams.send(teams.personal(DANA, "cancel"))
+    assert "Nothing was saved" in teams.fake.messages[-1].text
+    await teams.send(teams.personal(DANA, "status DR-1"))
+    assert "DR-1 · Automate month-end accruals" in teams.fake.messages[-1].text
+    assert "Submitted → Triaged" in teams.fake.messages[-1].text
+
+
+async def test_a_throttled_card_update_is_retried(teams: TeamsHarness) -> None:
+    await teams.send(teams.personal(DANA, "hello"))
+    card_id, _, data = _last_card_with(teams, "My requests")
+    teams.fake.fail_next(429, retry_after="2")
+    teams.fake.fail_next(503)
+    await teams.send(teams.submit(DANA, card_id, data))
+    [update] = teams.fake.of("update")  # the PUT went through on the third try
+    assert update.activity_id == card_id and "✓ My requests" in update.text
+    assert len(teams.fake.of("refused")) == 2 and teams.sleeps[0] >= 2

@@ -112,7 +112,8 @@ def test_the_package_command_fills_in_the_bot_id(tmp_path: Path) -> None:
 def test_the_package_command_says_what_to_set(tmp_path: Path) -> None:
     result = run(["teams", "package", "--out", "brm-bot-teams.zip"], tmp_path)
     assert result.returncode == 2
-    assert "MICROSOFT_APP_ID is not set" in result.stderr
+    [line] = result.stderr.strip().splitlines()  # one clear line, no traceback
+    assert line.startswith("brm-bot: MICROSOFT_APP_ID is not set")
     assert not (tmp_path / "brm-bot-teams.zip").exists()
 
 

@@ -7,15 +7,16 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
-from adapters.teams import RetryPolicy, TeamsAdapter, TeamsConfig, unreachable
+from adapters.teams import RetryPolicy, TeamsAdapter, TeamsConfig, references, unreachable
 from bot.delivery import DeliveryWorker
 from conversations.engine import Engine
+from conversations.flows import default_flows
 from conversations.messages import Address, Reply
 from conversations.ports import DeliveryError, Unreachable
 from storage import queries as q
 from storage.db import Database
 from storage.models import OutboxStatus
-from tests.teams.conftest import ALICE, CHANNEL_ID, DANA, NORA, TENANT, TeamsHarness, open_harness
+from tests.teams.conftest import ALICE, BOT_ID, CHANNEL_ID, DANA, NORA, TENANT, Egress, TeamsHarness, open_harness
 from tests.teams.fake_connector import FakeConnector
 
 APP_ID = "9e2b0f6a-0c5d-4b3e-8d1a-6f7e5c4b3a21"
@@ -38,7 +39,9 @@ async def test_a_brm_is_notified_in_teams_after_a_restart_through_the_stored_ref
     await client.close()
 
     # A new process: nothing in memory, only the database.
-    restarted = TeamsAdapter(engine=engine, db=demo_db, config=TeamsConfig(local_mode=True), http=http)
+    fresh = Engine(demo_db, default_flows(), clock=lambda: datetime(2026, 11, 23, 9, 5, tzinfo=UTC),
+                   default_timezone="UTC")
+    restarted = TeamsAdapter(engine=fresh, db=demo_db, config=TeamsConfig(local_mode=True), http=http)
     connector = fake[0]
     before = len(connector.calls)
     worker = DeliveryWorker(demo_db, {"teams": restarted}, clock=lambda: datetime(2026, 11, 23, 9, 5, tzinfo=UTC))
@@ -150,14 +153,45 @@ async def test_with_an_app_id_a_request_without_a_token_is_refused(
     assert "not-a-real-secret" not in repr(config)
 
 
-async def test_local_mode_answers_only_service_urls_on_this_machine(teams: TeamsHarness) -> None:
-    activity = teams.personal(DANA, "hello")
-    activity["serviceUrl"] = "https://smba.trafficmanager.net/emea/"
-    response = await teams.post(activity)
-    assert response.status == 403
-    activity["serviceUrl"] = "http://169.254.169.254/latest/"
-    assert (await teams.post(activity)).status == 403
-    assert teams.fake.calls == []
+async def test_local_mode_answers_only_service_urls_on_this_machine(
+    teams: TeamsHarness, demo_db: Database, egress: Egress
+) -> None:
+    for elsewhere in (
+        "https://smba.trafficmanager.net/emea/",
+        "http://169.254.169.254/latest/",
+        "http://10.0.0.1/",
+        "http://example.com/",
+        "http://example.com\\@127.0.0.1/",  # 127.0.0.1 to urlsplit, example.com to urllib3
+        "http://127.0.0.1:80@example.com/",
+        "ftp://127.0.0.1/",
+    ):
+        activity = teams.personal(DANA, "hello")
+        activity["serviceUrl"] = elsewhere
+        response = await teams.post(activity)
+        assert response.status == 403, elsewhere
+        assert "loopback" in (await response.json())["error"]
+    assert teams.fake.calls == [] and egress == []
+    async with demo_db.session() as session:  # the turn never ran: nobody was created or remembered
+        assert await q.person_by_identity(session, platform="teams", workspace=TENANT, user_id=DANA.id) is None
+
+    await teams.send(teams.personal(DANA, "hello"))  # the same bot still answers its own machine
+    assert "What would you like to do?" in teams.fake.text()
+    assert egress and all(url.startswith(teams.service_url) for url in egress)
+
+
+async def test_local_mode_never_sends_to_a_stored_reference_off_this_machine(
+    teams: TeamsHarness, demo_db: Database, egress: Egress
+) -> None:
+    # e.g. a database that once served production, reused to try the bot locally
+    for where in ("http://10.0.0.1/", "http://example.com/"):
+        reference = {
+            "user": {"id": NORA.id}, "bot": {"id": BOT_ID}, "channelId": "msteams", "serviceUrl": where,
+            "conversation": {"id": NORA.conversation, "conversationType": "personal", "tenantId": TENANT},
+        }
+        await references.save(demo_db, tenant=TENANT, scope=references.USER, target=NORA.id, reference=reference)
+        with pytest.raises(Unreachable, match="local mode"):
+            await teams.adapter.send(Address("teams", TENANT, user=NORA.id), Reply.text("Nudge"))
+    assert teams.fake.calls == [] and egress == []
 
 
 async def test_a_request_without_json_content_type_gets_a_clear_answer(teams: TeamsHarness) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 from adapters.teams.inbound import Pressed, message_text, read_card_value
-from adapters.teams.render import MAX_MESSAGE_BYTES, plain_text, render
+from adapters.teams.render import MAX_MESSAGE_BYTES, TEAMS_LIMIT_BYTES, plain_text, render
 from conversations.messages import Choices, Facts, Option, Reply, Text, TextStyle
 from tests.teams.conftest import DANA, TeamsHarness
 
 
 def _size(message: dict) -> int:
-    return len(json.dumps(message, ensure_ascii=False).encode())
+    """What Teams counts against its 40 KB: the JSON in UTF-16."""
+    return len(json.dumps(message, ensure_ascii=False).encode("utf-16-le"))
 
 
 def test_long_content_is_split_into_messages_teams_accepts() -> None:
@@ -24,7 +25,7 @@ def test_long_content_is_split_into_messages_teams_accepts() -> None:
     )
     messages = render(reply)
     assert len(messages) > 3
-    assert all(_size(m) < MAX_MESSAGE_BYTES for m in messages)
+    assert all(_size(m) < MAX_MESSAGE_BYTES < TEAMS_LIMIT_BYTES for m in messages)
     shown = plain_text(messages)
     for i in range(30):
         assert f"{i}: Ünïcödé paragraph" in shown
@@ -72,5 +73,45 @@ async def test_a_long_reply_reaches_the_person_in_several_messages(teams: TeamsH
     await teams.send(teams.personal(DANA, title[:200]))
     description = "Context. " * 440  # just under the 4,000 character limit
     await teams.send(teams.personal(DANA, description))
-    assert all(len(json.dumps(c.body, ensure_ascii=False).encode()) < MAX_MESSAGE_BYTES for c in teams.fake.messages)
+    assert all(_size(c.body) < TEAMS_LIMIT_BYTES for c in teams.fake.messages)
     assert "What will be better for the business" in teams.fake.messages[-1].text
+
+
+HOSTILE = (
+    "[Reset your password](https://evil.example/login) ![](https://evil.example/p.png) <at>Everyone</at> <img src=x>"
+)
+
+
+def _links(message: dict) -> list[str]:
+    """Markdown links and images Teams would render in the message (text and card texts)."""
+    import re
+
+    return re.findall(r"\]\s*\(", plain_text([message]))
+
+
+def test_hostile_text_is_shown_as_typed_never_as_links_mentions_or_markup() -> None:
+    [text] = render(Reply.text(f"Your request *{HOSTILE}* was filed."))
+    assert _links(text) == [] and "<" not in text["text"]
+    assert "&lt;at&gt;Everyone&lt;/at&gt;" in text["text"] and "**[Reset your password]" in text["text"]
+
+    [card] = render(Reply.of(
+        Text(HOSTILE, TextStyle.HEADING),
+        Facts(title=HOSTILE, items=(("Title", HOSTILE),)),
+        Choices(id="intake:confirm", prompt=HOSTILE, options=(Option("submit", "Submit"),)),
+    ))
+    assert _links(card) == []
+    content = card["attachments"][0]["content"]
+    assert "entities" not in content.get("msteams", {})  # an <at> in a card without an entity is text
+    shown = plain_text([card]).replace("\u200b", "")
+    assert shown.count("[Reset your password](https://evil.example/login)") == 4  # still readable as typed
+
+
+async def test_a_hostile_title_reaches_teams_inert(teams: TeamsHarness) -> None:
+    await teams.send(teams.personal(DANA, "new request"))
+    await teams.send(teams.personal(DANA, HOSTILE[:120]))
+    await teams.send(teams.personal(DANA, "skip"))
+    await teams.send(teams.personal(DANA, "Nobody gets phished"))
+    assert teams.fake.messages
+    for call in teams.fake.messages:
+        assert _links(call.body) == []
+        assert "<at>" not in (call.body.get("text") or "") and "<img" not in (call.body.get("text") or "")
