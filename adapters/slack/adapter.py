@@ -42,6 +42,7 @@ from adapters.slack.features import Features
 from adapters.slack.inbound import (
     CAPTURE_SHORTCUT,
     COMMAND,
+    COMMAND_VERBS,
     INTAKE_OPEN,
     PLATFORM,
     ModalPlace,
@@ -58,6 +59,7 @@ from adapters.slack.render import (
     errors_fit,
     field_errors,
     messages,
+    owner_of,
     render_home,
     render_modal,
 )
@@ -90,8 +92,10 @@ UNREACHABLE_ERRORS = frozenset(
 )
 SLASH_HELP = (
     "In any channel: */brm request* [title] opens the request form, */brm status DR-42* shows a request, "
-    "*/brm mine* lists yours. On any message: ⋮ → *Capture as demand request*."
+    "*/brm mine* lists yours. On any message: ⋮ → *Capture as demand request*. "
+    "Or write to me in a direct message, or mention me in a channel."
 )
+NOT_YOURS = "Those buttons answer someone else's question. Mention me to start your own."
 SORRY = "Sorry, something went wrong on my side and I could not finish that. Please try again in a minute."
 
 
@@ -255,7 +259,7 @@ class SlackAdapter:
             return
         async with self._work("a mention", apologise_to=(inbound.key.channel, inbound.key.thread)):
             replies = await self._turn(inbound)
-            await self._post(inbound.key.channel, replies, thread=inbound.key.thread)
+            await self._post(inbound.key.channel, replies, thread=inbound.key.thread, owner=inbound.key.user)
 
     async def _on_home(self, body: dict[str, Any]) -> None:
         event = body["event"]
@@ -286,9 +290,19 @@ class SlackAdapter:
             if inbound.action is not None and inbound.action.id == INTAKE_OPEN:
                 await self._open_form(str(body["trigger_id"]), inbound, response_url=body.get("response_url"))
                 return
+            verb = command_words(str(body.get("text") or ""))[0]
+            if verb in ("", "help") or verb not in COMMAND_VERBS:
+                # Help without the chat menu's buttons: they would start questions that can only
+                # be answered by typing, and what is typed in a channel never reaches the bot.
+                answer = [Reply.text(SLASH_HELP)]
+                if verb not in ("", "help"):
+                    answer.insert(0, Reply.text(f"I don't know “/brm {verb[:40]}”.", TextStyle.MUTED))
+                await self._respond(str(body["response_url"]), answer)
+                return
+            # Every /brm starts afresh: a question an earlier /brm left open (say "Which
+            # request?") must not take this command's words as its answer.
+            await self._turn(dataclasses.replace(inbound, event_id=f"{inbound.event_id}:reset", text="cancel"))
             replies = await self._turn(inbound)
-            if command_words(str(body.get("text") or ""))[0] in ("", "help"):
-                replies.append(Reply.text(SLASH_HELP, TextStyle.MUTED))
             await self._respond(str(body["response_url"]), replies)
 
     async def _on_capture(self, ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -324,6 +338,11 @@ class SlackAdapter:
         async with self._work("a button"):
             container = body.get("container") or {}
             team, user = team_of(body), str(body["user"]["id"])
+            owner = owner_of(str(body["actions"][0].get("block_id") or ""))
+            if owner is not None and owner != user:
+                if body.get("response_url"):
+                    await self._respond(str(body["response_url"]), [Reply.text(NOT_YOURS, TextStyle.MUTED)])
+                return
             channel = await self._dm_channel(team, user) if container.get("type") == "view" else None
             inbound = to_inbound(body, channel=channel)
             if inbound is None:
@@ -333,7 +352,7 @@ class SlackAdapter:
             if container.get("is_ephemeral") and body.get("response_url"):
                 await self._respond(str(body["response_url"]), replies)
             else:
-                await self._post(inbound.key.channel, replies, thread=inbound.key.thread)
+                await self._post(inbound.key.channel, replies, thread=inbound.key.thread, owner=user)
 
     async def _mark_answered(self, body: Mapping[str, Any]) -> None:
         """Replace the pressed question's buttons with "✓ label", so they can't be pressed twice."""
@@ -432,10 +451,12 @@ class SlackAdapter:
             time_zone=info.get("tz") or None,
         )
 
-    async def _post(self, channel: str, replies: Sequence[Reply], *, thread: str | None = None) -> str | None:
-        """Post the replies of a turn; returns the first message's ts."""
+    async def _post(
+        self, channel: str, replies: Sequence[Reply], *, thread: str | None = None, owner: str | None = None
+    ) -> str | None:
+        """Post the replies of a turn (``owner``: whose questions they ask); returns the first message's ts."""
         first: str | None = None
-        for message in messages(replies):
+        for message in messages(replies, owner=owner):
             posted = await self.client.chat_postMessage(
                 channel=channel, blocks=message.blocks, text=message.text, thread_ts=thread
             )

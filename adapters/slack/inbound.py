@@ -29,6 +29,8 @@ PLATFORM = "slack"
 COMMAND = "/brm"
 CAPTURE_SHORTCUT = "capture_demand_request"
 INTAKE_OPEN = "intake:open"
+COMMAND_THREAD = "/brm"
+"""The conversation ``/brm`` runs in: one per person and channel, apart from chat and threads."""
 ACTION_SEPARATOR = "|"
 TEXT_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 TITLE_PREFILL_CHARS = 150
@@ -39,6 +41,9 @@ _CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 _SPECIAL = re.compile(r"<!([a-z]+)(?:\^[^|>]*)?(?:\|([^>]*))?>")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
 _COMMAND_WORDS = {"": "help", "help": "help", "mine": "my requests", "my": "my requests", "list": "my requests"}
+_FORM_VERBS = frozenset({"request", "new", "capture"})
+COMMAND_VERBS = frozenset({*_COMMAND_WORDS, *_FORM_VERBS, "status", "show", "track"})
+"""The ``/brm`` words the adapter hands to the engine; anything else gets the command's help."""
 
 
 def slack_text(raw: str, *, bot_user_id: str | None = None) -> str:
@@ -226,10 +231,11 @@ def _event(payload: Mapping[str, Any], bot_user_id: str | None) -> Inbound | Non
 
 
 def _command(payload: Mapping[str, Any]) -> Inbound:
-    key = ConversationKey(PLATFORM, str(payload["team_id"]), str(payload["channel_id"]), str(payload["user_id"]))
+    team, where, user = str(payload["team_id"]), str(payload["channel_id"]), str(payload["user_id"])
+    key = ConversationKey(PLATFORM, team, where, user, COMMAND_THREAD)
     verb, rest = command_words(str(payload.get("text") or ""))
-    base = {"key": key, "event_id": event_id(payload), "source": Source(channel=key.channel)}
-    if verb in ("request", "new", "capture"):
+    base = {"key": key, "event_id": event_id(payload), "source": Source(channel=where)}
+    if verb in _FORM_VERBS:
         return Inbound(**base, action=Action(INTAKE_OPEN), form={"title": rest} if rest else {})
     if verb in _COMMAND_WORDS and not rest:
         return Inbound(**base, text=_COMMAND_WORDS[verb])
@@ -247,7 +253,10 @@ def _action(payload: Mapping[str, Any], fallback_channel: str | None) -> Inbound
     if not where:
         return None
     message = payload.get("message") or {}
-    thread = message.get("thread_ts") if not str(where).startswith("D") else None
+    if container.get("is_ephemeral"):
+        thread: str | None = COMMAND_THREAD  # only /brm answers are ephemeral
+    else:
+        thread = message.get("thread_ts") if not str(where).startswith("D") else None
     key = ConversationKey(PLATFORM, team_of(payload), str(where), str(payload["user"]["id"]), thread)
     return Inbound(key=key, event_id=event_id(payload), action=Action(choice_id, str(pressed["value"])))
 

@@ -3,8 +3,9 @@
 Everything here is a pure function of its arguments, so the rules are tested without a
 server: a reply that would break a limit is split (long text) or truncated with a visible
 note (too many blocks), never sent to be refused by Slack. User text is escaped (``&``,
-``<``, ``>``) so a request title cannot ping ``<!channel>`` or hide a fake link; the
-``*bold*`` marks the flows use still work.
+``<``, ``>``) so a request title cannot ping ``<!channel>`` or hide a fake link, and every
+``mrkdwn`` text is ``verbatim`` so Slack does not turn a typed "@channel" or "#general" into
+a live mention or link either; the ``*bold*`` marks the flows use still work.
 
 Example::
 
@@ -49,6 +50,7 @@ _CHOICE_BLOCK_IDS = (CHOICES_BLOCK, CHOICES_BLOCK + "+")
 _STYLE_PREFIX = {TextStyle.WARNING: "⚠️ ", TextStyle.SUCCESS: "✅ "}
 _ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_URL = re.compile(r"^https?://[^\s<>|]+$")
 
 Block = dict[str, Any]
 
@@ -63,6 +65,11 @@ def escape(text: str) -> str:
 def clip(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, with an ellipsis when something was cut."""
     return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    """Already escaped mrkdwn; ``verbatim`` stops Slack's automatic parsing of "@here" and the like."""
+    return {"type": "mrkdwn", "text": text or " ", "verbatim": True}
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:
@@ -96,7 +103,7 @@ def _chunks(text: str, limit: int) -> list[str]:
 def _sections(mrkdwn: str) -> list[Block]:
     """Already escaped mrkdwn as sections of at most 3,000 characters."""
     pieces = _chunks(mrkdwn, SECTION_CHARS)
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": piece or " "}} for piece in pieces]
+    return [{"type": "section", "text": _mrkdwn(piece)} for piece in pieces]
 
 
 def _text(block: Text) -> list[Block]:
@@ -105,17 +112,24 @@ def _text(block: Text) -> list[Block]:
     if block.style == TextStyle.HEADING:
         return _sections(f"*{escape(block.text)}*")
     if block.style == TextStyle.MUTED and len(block.text) <= CONTEXT_CHARS:
-        return [{"type": "context", "elements": [{"type": "mrkdwn", "text": escape(block.text) or " "}]}]
+        return [{"type": "context", "elements": [_mrkdwn(escape(block.text))]}]
     return _sections(_STYLE_PREFIX.get(block.style, "") + escape(block.text))
 
 
 def _facts(block: Facts) -> list[Block]:
     lines = [f"*{escape(block.title)}*"] if block.title else []
     for label, value in block.items:
-        shown = escape(value)
+        shown = _url(value) or escape(value)
         long = "\n" in value or len(value) > 60
         lines.append(f"*{escape(label)}*\n{shown}" if long else f"*{escape(label)}:* {shown}")
     return _sections("\n".join(lines))
+
+
+def _url(value: str) -> str | None:
+    """A value that is exactly one web address, as a link (``verbatim`` text links nothing by itself)."""
+    if not _URL.match(value):
+        return None
+    return f"<{escape(value)}>"
 
 
 def _button(option: Option, action_id: str) -> Block:
@@ -173,7 +187,7 @@ def _blocks(reply: Reply) -> list[Block]:
 
 
 def _note(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{escape(text)}_"}]}
+    return {"type": "context", "elements": [_mrkdwn(f"_{escape(text)}_")]}
 
 
 def _limit(blocks: list[Block], limit: int) -> list[Block]:
@@ -184,12 +198,14 @@ def _limit(blocks: list[Block], limit: int) -> list[Block]:
     return [*blocks[: limit - 1], note]
 
 
-def _unique_ids(blocks: list[Block]) -> list[Block]:
+def _unique_ids(blocks: list[Block], owner: str | None = None) -> list[Block]:
     """Number every button and actions block of one message or view, so no id repeats.
 
-    A question's actions blocks become ``choices|<question>|<part>``; its buttons
+    A question's actions blocks become ``choices|<question>|<part>`` (``|<owner>`` added when
+    the question belongs to one person, see :func:`owner_of`); its buttons
     ``<choices id>|<n>`` with ``n`` counting every button of the message.
     """
+    tail = f"{ACTION_SEPARATOR}{owner}" if owner else ""
     question = -1
     part = 0
     button = 0
@@ -200,7 +216,7 @@ def _unique_ids(blocks: list[Block]) -> list[Block]:
             question, part = question + 1, 0
         else:
             part += 1
-        block["block_id"] = f"{CHOICES_BLOCK}{ACTION_SEPARATOR}{question}{ACTION_SEPARATOR}{part}"
+        block["block_id"] = f"{CHOICES_BLOCK}{ACTION_SEPARATOR}{question}{ACTION_SEPARATOR}{part}{tail}"
         for element in block["elements"]:
             choice_id = element["action_id"].rpartition(ACTION_SEPARATOR)[0]
             suffix = f"{ACTION_SEPARATOR}{button}"
@@ -209,15 +225,15 @@ def _unique_ids(blocks: list[Block]) -> list[Block]:
     return blocks
 
 
-def render(reply: Reply, *, limit: int = MESSAGE_BLOCKS) -> list[Block]:
+def render(reply: Reply, *, limit: int = MESSAGE_BLOCKS, owner: str | None = None) -> list[Block]:
     """The reply as Block Kit blocks: at most ``limit`` blocks, every id unique.
 
     Example::
 
         render(Reply.text("a <!channel> & b"))
-        # [{"type": "section", "text": {"type": "mrkdwn", "text": "a &lt;!channel&gt; &amp; b"}}]
+        # [{"type": "section", "text": {"type": "mrkdwn", "text": "a &lt;!channel&gt; &amp; b", "verbatim": True}}]
     """
-    return _unique_ids(_limit(_blocks(reply), limit))
+    return _unique_ids(_limit(_blocks(reply), limit), owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +244,11 @@ class Message:
     text: str
 
 
-def messages(replies: Sequence[Reply]) -> list[Message]:
+def messages(replies: Sequence[Reply], *, owner: str | None = None) -> list[Message]:
     """The replies of one turn packed into as few messages as fit (each at most 50 blocks).
+
+    ``owner`` is the person whose conversation asks the questions: in a channel thread,
+    somebody else's press on those buttons is then recognised (:func:`owner_of`).
 
     One message per turn keeps the channel tidy and spends one ``chat.postMessage`` call
     where three would hit Slack's per-channel rate limit sooner.
@@ -242,12 +261,12 @@ def messages(replies: Sequence[Reply]) -> list[Message]:
         if not blocks:
             continue
         if current and len(current) + len(blocks) > MESSAGE_BLOCKS:
-            out.append(Message(_unique_ids(current), fallback_text(texts)))
+            out.append(Message(_unique_ids(current, owner), fallback_text(texts)))
             current, texts = [], []
         current.extend(blocks)
         texts.append(reply)
     if current:
-        out.append(Message(_unique_ids(current), fallback_text(texts)))
+        out.append(Message(_unique_ids(current, owner), fallback_text(texts)))
     return out
 
 
@@ -269,7 +288,7 @@ def answered(blocks: Sequence[Block], block_id: str, label: str) -> list[Block]:
     of its buttons can be pressed a second time; the rest of the message stays as it was.
     """
     parts = block_id.split(ACTION_SEPARATOR)
-    ours = parts[0] == CHOICES_BLOCK and len(parts) == 3
+    ours = parts[0] == CHOICES_BLOCK and len(parts) in (3, 4)
 
     def same(block: Block) -> bool:
         bid = str(block.get("block_id", ""))
@@ -288,8 +307,16 @@ def answered(blocks: Sequence[Block], block_id: str, label: str) -> list[Block]:
     return out
 
 
+def owner_of(block_id: str) -> str | None:
+    """The person a question's buttons belong to, read from its actions block id (None: anyone)."""
+    parts = block_id.split(ACTION_SEPARATOR)
+    if parts[0] == CHOICES_BLOCK and len(parts) == 4 and parts[3]:
+        return parts[3]
+    return None
+
+
 def _note_plain(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(clip(text, CONTEXT_CHARS))}]}
+    return {"type": "context", "elements": [_mrkdwn(escape(clip(text, CONTEXT_CHARS)))]}
 
 
 # --- modals ---------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlmodel import select
 
 from storage.models import DemandRequest, Identity, Person
-from tests.slack.conftest import DANA, NEWBIE, SlackHarness, dm_of
+from tests.slack.conftest import ALICE, DANA, NEWBIE, SlackHarness, dm_of
+from tests.slack.fake_slack import BOT_USER_ID, TEAM_ID
 
 
 async def test_a_whole_intake_by_direct_message_with_buttons(slack: SlackHarness) -> None:
@@ -57,3 +58,60 @@ async def test_a_new_person_is_matched_by_the_email_slack_reports_once(slack: Sl
         identity = (await session.execute(select(Identity).where(Identity.user_id == NEWBIE))).scalar_one()
     assert person.name == "Nora New" and person.time_zone == "Europe/Berlin"
     assert identity.person_id == person.id and identity.platform == "slack"
+
+
+async def _to_the_urgency_question(slack: SlackHarness) -> None:
+    for n, line in enumerate(("new request", "Invoice OCR for accounts payable", "skip",
+                              "Invoices are booked without typing", "project"), 1):
+        await slack.dm(line)
+        await slack.fake.wait_for("chat.postMessage", n)
+    assert "How urgent is it?" in slack.fake.called("chat.postMessage")[-1].text
+
+
+async def test_a_stale_button_is_harmless_and_says_so(slack: SlackHarness) -> None:
+    await _to_the_urgency_question(slack)
+    urgency = slack.fake.called("chat.postMessage")[-1]
+    await slack.dm("high")  # typed instead of pressed: the buttons are still there
+    partner = (await slack.fake.wait_for("chat.postMessage", 6))[-1]
+    assert "Which business partner is this for?" in partner.text
+
+    await slack.press(urgency, "Low")
+    answer = (await slack.fake.wait_for("chat.postMessage", 7))[-1]
+    assert "earlier question, so I ignored it" in answer.text
+    assert [b for b in answer.blocks if b["type"] == "actions"], "the open question is asked again"
+    (update,) = slack.fake.called("chat.update")
+    assert not [b for b in update.blocks if b["type"] == "actions"], "the stale buttons are gone"
+
+    await slack.press(partner, "Finance (yours)")
+    when = (await slack.fake.wait_for("chat.postMessage", 8))[-1]
+    assert "By when do you need it?" in when.text, "the flow went on from where it was"
+    await slack.press(when, "No particular date")
+    summary = (await slack.fake.wait_for("chat.postMessage", 9))[-1]
+    assert "High" in summary.text and "Low" not in summary.text, "the stale press changed nothing"
+
+
+async def test_pressing_the_same_button_twice_answers_once(slack: SlackHarness) -> None:
+    await _to_the_urgency_question(slack)
+    urgency = slack.fake.called("chat.postMessage")[-1]
+    await slack.press(urgency, "High")
+    await slack.fake.wait_for("chat.postMessage", 6)
+    await slack.press(urgency, "High")  # a double click: Slack sends a second payload
+    await slack.settle()
+    texts = [c.text for c in slack.fake.called("chat.postMessage")[5:]]
+    assert len(texts) == 2 and "ignored it" in texts[1]
+
+
+async def test_someone_elses_press_in_a_thread_leaves_the_question_to_its_owner(slack: SlackHarness) -> None:
+    await slack.event({"type": "app_mention", "user": DANA, "text": f"<@{BOT_USER_ID}> hello",
+                       "ts": "1700000500.000100", "team": TEAM_ID, "channel": "C0GENERAL"})
+    (menu,) = await slack.fake.wait_for("chat.postMessage")
+    await slack.press(menu, "New request", user=ALICE)
+    await slack.settle()
+    (note,) = [c for c in slack.fake.calls if c.method.startswith("response:")]
+    assert note.args["response_type"] == "ephemeral" and "someone else's question" in note.text
+    assert not slack.fake.called("chat.update"), "Dana's buttons stay"
+    assert len(slack.fake.called("chat.postMessage")) == 1, "nothing is posted into Dana's thread"
+
+    await slack.press(menu, "New request")
+    asked = (await slack.fake.wait_for("chat.postMessage", 2))[-1]
+    assert asked.args["thread_ts"] == "1700000500.000100" and "What do you need?" in asked.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tests.slack.conftest import ALICE, DANA, SlackHarness, dm_of
-from tests.slack.fake_slack import BOT_USER_ID, TEAM_ID
+from tests.slack.fake_slack import BOT_USER_ID, TEAM_ID, Call
 
 
 async def test_brm_status_answers_only_the_person_who_asked(slack: SlackHarness) -> None:
@@ -85,3 +85,66 @@ async def test_a_mention_in_a_channel_continues_in_its_thread(slack: SlackHarnes
     described = (await slack.fake.wait_for("chat.postMessage", 2))[-1]
     assert described.args["thread_ts"] == "1700000300.000100"
     assert "Describe it" in described.text, "the thread's conversation went on to the next question"
+
+
+def ephemeral(slack: SlackHarness) -> list[Call]:
+    return [c for c in slack.fake.calls if c.method.startswith("response:")]
+
+
+async def test_an_unknown_brm_word_gets_the_commands_and_no_dead_end_buttons(slack: SlackHarness) -> None:
+    assert (await slack.command("frobnicate now")).status == 200
+    await slack.settle()
+    (answer,) = ephemeral(slack)
+    assert answer.args["response_type"] == "ephemeral"
+    assert "I don't know “/brm frobnicate”" in answer.text
+    assert "/brm request" in answer.text and "/brm status DR-42" in answer.text
+    assert not [b for b in answer.blocks if b["type"] == "actions"], "no menu that leads to typed questions"
+    assert not slack.fake.called("chat.postMessage")
+
+
+async def test_each_brm_starts_afresh_and_never_eats_the_next_command(slack: SlackHarness) -> None:
+    await slack.command("status")  # asks "Which request?" and leaves the question open
+    await slack.settle()
+    await slack.command("mine")
+    await slack.settle()
+    asked, mine = ephemeral(slack)
+    assert "Which request?" in asked.text
+    assert "Your requests" in mine.text and "not a request key" not in mine.text
+
+
+async def test_a_brm_status_question_is_answered_with_its_buttons(slack: SlackHarness) -> None:
+    await slack.command("status")
+    await slack.settle()
+    (asked,) = ephemeral(slack)
+    block, button = next(
+        (b, e) for b in asked.blocks if b["type"] == "actions" for e in b["elements"]
+        if e["text"]["text"].startswith("DR-1")
+    )
+    payload = {
+        "type": "block_actions", "user": {"id": DANA, "team_id": TEAM_ID}, "team": {"id": TEAM_ID},
+        "api_app_id": "A0FAKE", "token": "unused", "trigger_id": "trig.eph.1",
+        "container": {"type": "message", "message_ts": "1700000400.000100", "channel_id": "C0GENERAL",
+                      "is_ephemeral": True},
+        "channel": {"id": "C0GENERAL", "name": "general"},
+        "response_url": slack.fake.response_url("eph1"),
+        "actions": [{"action_id": button["action_id"], "block_id": block["block_id"], "text": button["text"],
+                     "value": button["value"], "type": "button", "action_ts": "1700000401.1"}],
+    }
+    assert (await slack.interact(payload)).status == 200
+    await slack.settle()
+    replaced, shown = [c for c in ephemeral(slack) if c.method == "response:eph1"]
+    assert replaced.args["replace_original"] is True and "✓ DR-1" in replaced.text
+    assert "Automate month-end accruals" in shown.text and shown.args["response_type"] == "ephemeral"
+    assert not slack.fake.called("chat.postMessage") and not slack.fake.called("chat.update")
+
+
+async def test_a_brm_typed_in_the_bots_dm_leaves_the_chat_there_as_it_was(slack: SlackHarness) -> None:
+    await slack.dm("new request")
+    await slack.fake.wait_for("chat.postMessage")
+    await slack.command("mine", channel=dm_of(DANA))
+    await slack.settle()
+    (mine,) = ephemeral(slack)
+    assert "Your requests" in mine.text
+    await slack.dm("Invoice OCR for accounts payable")
+    described = (await slack.fake.wait_for("chat.postMessage", 2))[-1]
+    assert "Describe it" in described.text, "the intake in the DM went on where it was"

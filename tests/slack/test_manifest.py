@@ -75,3 +75,21 @@ def test_the_app_can_be_chatted_with_and_has_a_home() -> None:
     assert 175 <= len(app["display_information"]["long_description"]) <= 4000
     for shortcut in app["features"]["shortcuts"]:
         assert len(shortcut["name"]) <= 80 and len(shortcut["description"]) <= 150
+
+
+def test_the_manifest_uses_slacks_schema_keys() -> None:
+    app = manifest()
+    assert set(app) <= {"_metadata", "display_information", "features", "oauth_config", "settings"}
+    assert app["display_information"]["name"] and len(app["display_information"]["name"]) <= 35
+    assert set(app["features"]) <= {"app_home", "bot_user", "shortcuts", "slash_commands", "unfurl_domains"}
+    (command,) = app["features"]["slash_commands"]
+    assert command["url"].endswith("/slack/events") and command["description"]
+    assert {"name", "type", "callback_id", "description"} <= set(app["features"]["shortcuts"][0])
+    assert set(app["oauth_config"]) == {"scopes"} and set(app["oauth_config"]["scopes"]) == {"bot"}
+    settings = app["settings"]
+    assert set(settings) <= {"event_subscriptions", "interactivity", "org_deploy_enabled", "socket_mode_enabled",
+                             "token_rotation_enabled", "allowed_ip_address_ranges"}
+    assert set(settings["event_subscriptions"]) == {"request_url", "bot_events"}
+    assert settings["org_deploy_enabled"] is False
+    assert settings["socket_mode_enabled"] is False, "HTTP is the default; docs/slack.md says how to switch"
+    assert settings["token_rotation_enabled"] is False, "the bot uses a long-lived xoxb token"

@@ -105,3 +105,24 @@ async def test_tokens_and_the_signing_secret_never_reach_the_logs(
     assert caplog.records, "the run did log"
     assert BOT_TOKEN not in caplog.text
     assert SIGNING_SECRET not in caplog.text
+
+
+async def test_a_429_on_views_open_is_retried_and_the_modal_opens(slack: SlackHarness) -> None:
+    slack.fake.rate_limit_once("views.open", retry_after=1)
+    await slack.command("request")
+    (opened,) = await slack.fake.wait_for("views.open")
+    assert [c.status for c in slack.fake.calls if c.method == "views.open"] == [429, 200]
+    assert opened.view["callback_id"] == "intake:submit"
+
+
+async def test_a_modal_slack_refuses_to_open_gets_an_apology_and_no_secret_in_the_logs(
+    slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    slack.fake.fail_once("views.open", 200, {"ok": False, "error": "expired_trigger_id"})
+    await slack.command("request")
+    await slack.settle()
+    (sorry,) = [c for c in slack.fake.calls if c.method.startswith("response:")]
+    assert sorry.args["response_type"] == "ephemeral" and "try again" in sorry.text
+    assert "views.open" in caplog.text or "/brm" in caplog.text
+    assert BOT_TOKEN not in caplog.text and SIGNING_SECRET not in caplog.text

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from adapters.slack.inbound import slack_text, to_inbound
 from adapters.slack.render import answered, messages, render, render_home, render_modal
+from bot.delivery import DeliveryWorker
 from conversations.messages import Choices, Facts, Field, Form, Link, Option, Reply, Text, TextStyle
-from tests.slack.conftest import DANA, SlackHarness
+from tests.conftest import FakeClock
+from tests.slack.conftest import ALICE, DANA, SlackHarness, dm_of
 from tests.slack.test_forms import GOOD, submission
 
 HOSTILE = "<!channel> Free money <https://evil.example|your bank> & <@U0CEO>"
@@ -178,3 +180,59 @@ async def test_a_hostile_title_is_shown_as_text_in_slack(slack: SlackHarness) ->
     sent = json.dumps(confirmation.args)
     assert "<!channel>" not in sent and "<https://evil" not in sent
     assert "&lt;!channel&gt;" in confirmation.text
+
+
+def mrkdwn_objects(node: object) -> list[dict]:
+    """Every mrkdwn text object anywhere in a payload."""
+    if isinstance(node, dict):
+        found = [node] if node.get("type") == "mrkdwn" else []
+        return found + [m for value in node.values() for m in mrkdwn_objects(value)]
+    if isinstance(node, list):
+        return [m for item in node for m in mrkdwn_objects(item)]
+    return []
+
+
+def assert_inert(payload: object) -> None:
+    """No live mention or link a person typed, and no text Slack would parse on its own."""
+    sent = json.dumps(payload, ensure_ascii=False)
+    for live in ("<!channel>", "<@U0CEO>", "<https://evil", "<!here>"):
+        assert live not in sent
+    objects = mrkdwn_objects(payload)
+    assert all(o.get("verbatim") is True for o in objects), "Slack auto-parses '@channel' in non-verbatim mrkdwn"
+
+
+def test_every_mrkdwn_text_is_verbatim_and_a_bare_address_stays_a_link() -> None:
+    reply = Reply.of(Text("@channel look"), Text("quiet", TextStyle.MUTED),
+                     Facts(items=(("Source", "https://fake.slack.com/archives/C1/p1"), ("Title", "@here x"))))
+    blocks = render(reply)
+    assert_inert(blocks)
+    assert "<https://fake.slack.com/archives/C1/p1>" in json.dumps(blocks)
+    (message,) = messages([reply])
+    assert_inert(message.blocks)
+
+
+async def test_a_hostile_title_stays_text_in_the_modal_home_and_the_brms_notification(
+    slack: SlackHarness, clock: FakeClock
+) -> None:
+    await slack.dm("hello", user=ALICE)  # Alice, a BRM, is reachable in Slack
+    await slack.fake.wait_for("chat.postMessage")
+    await slack.command("request <!channel> please")
+    (opened,) = await slack.fake.wait_for("views.open")
+    title = next(b for b in opened.view["blocks"] if b["block_id"] == "title")
+    assert title["element"]["type"] == "plain_text_input", "an input shows its words as typed, never as markup"
+    assert not [o for o in mrkdwn_objects(opened.view) if "<" in o["text"] or o.get("verbatim") is not True]
+    await slack.interact(submission(opened, {**GOOD, "title": HOSTILE}))
+    (_, confirmation) = await slack.fake.wait_for("chat.postMessage", 2)
+    assert_inert(confirmation.args)
+
+    await slack.event({"type": "app_home_opened", "user": DANA, "channel": dm_of(DANA), "tab": "home"})
+    (home,) = await slack.fake.wait_for("views.publish")
+    assert "&lt;!channel&gt;" in json.dumps(home.view) and "Free money" in home.text
+    assert_inert(home.view)
+
+    worker = DeliveryWorker(slack.db, {}, clock=clock)
+    worker.register(slack.adapter)
+    assert await worker.run_once() >= 1
+    notice = slack.fake.called("chat.postMessage")[-1]
+    assert notice.args["channel"] == dm_of(ALICE) and "Free money" in notice.text
+    assert_inert(notice.args)
