@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from bot import logs
-from bot.runtime import StartupError, housekeeping, open_runtime, utcnow
+from bot.runtime import DATABASE_ERRORS, StartupError, database_problem, housekeeping, open_runtime, utcnow
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("brm_bot")
@@ -181,8 +181,8 @@ async def _db_upgrade(settings: Settings) -> int:
         before = await migrate.current_revision(db)
         await migrate.upgrade(db)
         after = await migrate.current_revision(db)
-    except OSError as exc:
-        raise StartupError(f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})") from None
+    except DATABASE_ERRORS as exc:
+        raise database_problem(exc) from None
     finally:
         await db.dispose()
     typer.echo(

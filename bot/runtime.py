@@ -9,6 +9,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
+import sqlalchemy as sa
+
 from bot.delivery import DeliveryWorker
 from bot.settings import Settings
 from conversations.engine import Engine
@@ -24,6 +27,20 @@ EVENT_MEMORY = timedelta(days=7)
 
 class StartupError(Exception):
     """The bot cannot start; the message says what to do."""
+
+
+def database_problem(exc: BaseException) -> StartupError:
+    """One line naming DATABASE_URL and what the database said (never the URL's password)."""
+    cause = getattr(exc, "orig", None) or exc
+    said = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return StartupError(f"DATABASE_URL: cannot use the database ({type(cause).__name__}: {said[:300]})")
+
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    sa.exc.DBAPIError,
+    asyncpg.PostgresError,  # raised as is when a connection is refused (unknown role, database)
+)
 
 
 def utcnow() -> datetime:
@@ -60,8 +77,8 @@ async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) 
     try:
         try:
             await prepare_database(db)
-        except (OSError, ConnectionError) as exc:
-            raise StartupError(f"DATABASE_URL: cannot reach the database ({type(exc).__name__}: {exc})") from None
+        except DATABASE_ERRORS as exc:
+            raise database_problem(exc) from None
         holder: list[DeliveryWorker] = []
         engine = Engine(
             db,

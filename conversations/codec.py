@@ -54,9 +54,7 @@ def _block_to_json(block: Block) -> dict[str, Any]:
 
 
 def _option_from(d: dict[str, Any]) -> Option:
-    return Option(
-        id=d["id"], label=d["label"], primary=d.get("primary", False), danger=d.get("danger", False)
-    )
+    return Option(id=d["id"], label=d["label"], primary=d.get("primary", False), danger=d.get("danger", False))
 
 
 def _block_from_json(d: dict[str, Any]) -> Block:

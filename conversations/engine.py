@@ -51,6 +51,7 @@ class Step:
     next: str | None = None
     data: Mapping[str, JSONValue] = field(default_factory=dict)
     handoff: tuple[str, str] | None = None  # (flow, argument) to start next; ("", text) re-reads text
+    flow: str | None = None  # the flow whose step ``next`` names, if not the flow that returned it
 
     @classmethod
     def end(cls, *replies: Reply) -> Step:
@@ -109,6 +110,7 @@ class Flow(Protocol):
     name: ClassVar[str]
     triggers: ClassVar[frozenset[str]]
     title: ClassVar[str]
+    keeps_draft: ClassVar[bool]  # True: leaving it loses typed work, so expiry and cancel say so
 
     async def start(self, turn: Turn, argument: str) -> Step: ...
 
@@ -132,11 +134,19 @@ FORM_OPEN = "open"
 FORM_SUBMIT = "submit"
 
 
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def clean_text(raw: str) -> str:
-    """NFC-normalised text without control characters (newlines and tabs kept), stripped."""
+    """NFC-normalised, stripped text without control characters (newlines and tabs kept).
+
+    Bidi overrides go (they can make text read differently from what is stored); zero-width
+    joiners stay, since emoji sequences and Persian or Hindi spelling need them.
+    """
     text = unicodedata.normalize("NFC", raw)
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))
-    return text.strip()
+    return "".join(
+        ch for ch in text if ch in "\n\t" or (unicodedata.category(ch) not in ("Cc", "Cs") and ch not in BIDI_CONTROLS)
+    ).strip()
 
 
 class Engine:
@@ -207,9 +217,14 @@ class Engine:
         """The person's overview (App Home, a personal tab): no conversation state is touched."""
         from conversations.flows.requests import overview
 
-        async with self.db.transaction() as session:
-            person = await self._person(session, key, sender)
-            return await overview(session, person, _zone(person.time_zone, self._default_tz))
+        for attempt in range(MAX_TURN_ATTEMPTS):
+            try:
+                async with self.db.transaction() as session:
+                    person = await self._person(session, key, sender)
+                    return await overview(session, person, _zone(person.time_zone, self._default_tz))
+            except (q.StaleState, IntegrityError):
+                await asyncio.sleep(0.005 * (attempt + 1))
+        raise RuntimeError("could not resolve the person for the overview")
 
     async def known(self, *, platform: str, workspace: str, user_id: str) -> bool:
         """Whether this platform user is already linked to a person (adapters skip profile look-ups)."""
@@ -228,28 +243,31 @@ class Engine:
                 return [], 0
             person = await self._person(session, inbound.key, inbound.sender)
             turn = Turn(session, person, inbound, now, _zone(person.time_zone, self._default_tz))
-            saved = self._states.get(skey) or await q.load_state(session, skey)
+            remembered = self._states.get(skey)
+            saved = remembered or await q.load_state(session, skey)
             before = (saved.flow, saved.step or "", saved.data) if saved and saved.flow else None
             state = FlowState(*before) if before else None
 
             replies: list[Reply] = []
             if state and saved and now - saved.updated_at > self._ttl:
                 flow = self.flows.get(state.flow)
-                replies.append(
-                    Reply.text(
-                        f"Your unfinished {flow.title if flow else 'conversation'} expired after 24 hours of "
-                        "silence, so I discarded the draft. Nothing was submitted.",
-                        TextStyle.WARNING,
+                if flow is not None and flow.keeps_draft:
+                    replies.append(
+                        Reply.text(
+                            f"Your unfinished {flow.title} expired after 24 hours of silence, so I discarded "
+                            "the draft. Nothing was submitted.",
+                            TextStyle.WARNING,
+                        )
                     )
-                )
                 state = None
 
             step, owner = await self._route(turn, state, inbound)
             replies.extend(step.replies)
             after = (owner, step.next, dict(step.data)) if owner and step.next else None
-            # Save when something changed, and on every turn of an active flow (its silence clock).
+            # Save when something changed, on every turn of an active flow (its silence clock), and
+            # whenever the state came from memory: the version check proves nobody changed it since.
             written: q.SavedState | None = None
-            if after != before or after is not None:
+            if after != before or after is not None or remembered is not None:
                 version = saved.version if saved else None
                 written = q.SavedState(*(after or (None, "", {})), version=(version or 0) + 1, updated_at=now)
                 await q.save_state(
@@ -275,14 +293,18 @@ class Engine:
 
     async def _route(self, turn: Turn, state: FlowState | None, inbound: Inbound) -> tuple[Step, str | None]:
         step, owner = await self._route_once(turn, state, inbound)
-        if step.handoff is None:
-            return step, owner
-        target, argument = step.handoff
-        if target:
-            then, owner = await self.flows[target].start(turn, argument), target
-        else:
-            then, owner = await self._route_once(turn, None, inbound)
-        return Step(replies=step.replies + then.replies, next=then.next, data=then.data), owner
+        if step.handoff is not None:
+            target, argument = step.handoff
+            if target:
+                then, owner = await self.flows[target].start(turn, argument), target
+            else:
+                then, owner = await self._route_once(turn, None, inbound)
+            step = Step(replies=step.replies + then.replies, next=then.next, data=then.data, flow=then.flow)
+        if step.flow is not None:
+            if step.flow not in self.flows:
+                raise ValueError(f"a step names the unknown flow {step.flow!r}")
+            owner = step.flow
+        return step, owner
 
     async def _route_once(self, turn: Turn, state: FlowState | None, inbound: Inbound) -> tuple[Step, str | None]:
         """Pick what runs: a form, a global command, the active step, a trigger, or the menu.
@@ -294,12 +316,13 @@ class Engine:
             return await self._form(turn, state, action.id, inbound.form)
 
         words = inbound.text.casefold()
-        if action is None and words in GLOBAL_CANCEL:
-            if state is None:
+        command = words.rstrip(".!")
+        if action is None and command in GLOBAL_CANCEL:
+            flow = self.flows.get(state.flow) if state is not None else None
+            if flow is None or not flow.keeps_draft:
                 return Step.end(Reply.text("There is nothing to cancel. Type *help* to see what I can do.")), None
-            title = self.flows[state.flow].title if state.flow in self.flows else "conversation"
-            return Step.end(Reply.text(f"Cancelled your {title}. Nothing was saved.")), None
-        if action is None and words in GLOBAL_HELP:
+            return Step.end(Reply.text(f"Cancelled your {flow.title}. Nothing was saved.")), None
+        if action is None and command in GLOBAL_HELP:
             if state is not None and state.flow in self.flows and state.flow != MENU:
                 return await self._keep(turn, state, self.flows[MENU].help_text())  # type: ignore[attr-defined]
             return await self.flows[MENU].start(turn, ""), MENU
@@ -327,7 +350,7 @@ class Engine:
         if action is not None:
             flow_name, _, rest = action.id.partition(":")
             if rest == "start" and flow_name in self.flows:
-                return await self.flows[flow_name].start(turn, action.value), flow_name
+                return await self.flows[flow_name].start(turn, ""), flow_name
             note = Reply.text("That button belongs to a conversation that has already ended.", TextStyle.MUTED)
             return Step.hand_to(MENU, "", note), None
 
@@ -398,7 +421,7 @@ class Engine:
             )
             session.add(person)
             await session.flush()
-        await q.add_identity(
+        linked = await q.add_identity(
             session,
             person_id=person.id,  # type: ignore[arg-type]
             platform=key.platform,
@@ -406,6 +429,9 @@ class Engine:
             user_id=key.user,
             directory_id=directory_id,
         )
+        if not linked:
+            # Another turn linked this account first: start again and use the person it chose.
+            raise q.StaleState(key)
         return person
 
     @asynccontextmanager

@@ -50,6 +50,10 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
     async with db.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            # The driver opens transactions only before data changes, not before DDL: open one
+            # here, so a failed migration leaves the schema exactly as it was.
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
         await conn.run_sync(_run)
 
 

@@ -120,7 +120,8 @@ async def add_identity(
     workspace: str,
     user_id: str,
     directory_id: str | None = None,
-) -> None:
+) -> bool:
+    """Link a platform account to a person; False if that account was already linked."""
     values = {
         "person_id": person_id,
         "platform": platform,
@@ -129,7 +130,7 @@ async def add_identity(
         "directory_id": directory_id,
         "created_at": utcnow(),
     }
-    await _insert_or_ignore(session, Identity, values)
+    return await _insert_or_ignore(session, Identity, values)
 
 
 async def identities_of(session: AsyncSession, person_id: int) -> Sequence[Identity]:

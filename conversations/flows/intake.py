@@ -70,9 +70,7 @@ class _Context:
     def partner_options(self) -> tuple[Option, ...]:
         own = [p for p in self.partners if p.id == self.own_partner_id]
         rest = [p for p in self.partners if p.id != self.own_partner_id]
-        options = [
-            Option(str(p.id), p.name + (" (yours)" if p.id == self.own_partner_id else "")) for p in own
-        ]
+        options = [Option(str(p.id), p.name + (" (yours)" if p.id == self.own_partner_id else "")) for p in own]
         options += [Option(str(p.id), p.name) for p in rest]
         return (*options, Option(NO_PARTNER, "Not sure"))
 
@@ -81,8 +79,17 @@ class _Context:
         return found or "Not sure (a BRM will assign it)"
 
 
-def validate(field: str, raw: str, ctx: _Context) -> tuple[Any, str | None]:
-    """The stored value of ``field`` read from ``raw``, or an error that says what to fix."""
+def _choose(text: str, options: tuple[Option, ...], by_id: bool) -> Option | None:
+    if by_id:
+        return next((o for o in options if o.id == text), None)
+    return pick(text, options)
+
+
+def validate(field: str, raw: str, ctx: _Context, *, by_id: bool = False) -> tuple[Any, str | None]:
+    """The stored value of ``field`` read from ``raw``, or an error that says what to fix.
+
+    ``by_id``: ``raw`` is an option id (a pressed button, a form's select), never a position.
+    """
     text = raw.strip()
     match field:
         case "title":
@@ -95,11 +102,11 @@ def validate(field: str, raw: str, ctx: _Context) -> tuple[Any, str | None]:
             return text, check_text("business outcome", text, minimum=10, maximum=OUTCOME_MAX)
         case "category" | "urgency":
             options = CATEGORY_OPTIONS if field == "category" else URGENCY_OPTIONS
-            option = pick(text, options)
+            option = _choose(text, options, by_id)
             return (option.id, None) if option else (None, not_an_option(text, options))
         case "partner":
             options = ctx.partner_options()
-            option = pick(text, options)
+            option = _choose(text, options, by_id)
             if option is None:
                 return None, not_an_option(text, options)
             return (None if option.id == NO_PARTNER else int(option.id)), None
@@ -114,6 +121,7 @@ def validate(field: str, raw: str, ctx: _Context) -> tuple[Any, str | None]:
 class IntakeFlow:
     name: ClassVar[str] = "intake"
     title: ClassVar[str] = "demand request"
+    keeps_draft: ClassVar[bool] = True
     triggers: ClassVar[frozenset[str]] = frozenset(
         {"new request", "request", "new", "demand", "new demand", "idea", "submit", "capture"}
     )
@@ -139,7 +147,7 @@ class IntakeFlow:
         if state.step in FIELDS:
             return (await self._ask(turn, state.step, data, ctx),)
         if state.step == "edit_value":
-            return (await self._ask(turn, data["editing"], data, ctx),)
+            return (await self._ask(turn, data["editing"], data, ctx, "edit_value"),)
         if state.step == "edit_field":
             return (self._which_field(),)
         if state.step == "duplicate":
@@ -155,9 +163,9 @@ class IntakeFlow:
             field = data["editing"] if state.step == "edit_value" else state.step
             if field == "partner":
                 await ctx.ensure()
-            value, error = validate(field, said, ctx)
+            value, error = validate(field, said, ctx, by_id=inbound.action is not None)
             if error is not None:
-                return Step((warn(error), await self._ask(turn, field, data, ctx)), state.step, data)
+                return Step((warn(error), await self._ask(turn, field, data, ctx, state.step)), state.step, data)
             data[field] = value
             data.pop("editing", None)
             following = FIELDS[FIELDS.index(field) + 1] if field != FIELDS[-1] else None
@@ -167,18 +175,16 @@ class IntakeFlow:
 
         if state.step == "edit_field":
             options = self._field_options()
-            option = pick(said, options)
+            option = _choose(said, options, inbound.action is not None)
             if option is None:
                 return Step((warn(not_an_option(said, options)), self._which_field()), "edit_field", data)
             data["editing"] = option.id
-            return Step((await self._ask(turn, option.id, data, ctx),), "edit_value", data)
+            return Step((await self._ask(turn, option.id, data, ctx, "edit_value"),), "edit_value", data)
 
         options = CONFIRM_OPTIONS if state.step == "confirm" else DUPLICATE_OPTIONS
-        option = pick(said, options)
+        option = _choose(said, options, inbound.action is not None)
         if option is None:
-            return Step(
-                (warn(not_an_option(said, options)), *await self.reprompt(turn, state)), state.step, data
-            )
+            return Step((warn(not_an_option(said, options)), *await self.reprompt(turn, state)), state.step, data)
         if option.id == "cancel":
             return Step.end(Reply.text("Cancelled your demand request. Nothing was saved."))
         if option.id == "edit":
@@ -199,7 +205,7 @@ class IntakeFlow:
             raw = values.get(field, "") or ""
             if field == "partner" and not raw:
                 raw = NO_PARTNER
-            value, error = validate(field, raw, ctx)
+            value, error = validate(field, raw, ctx, by_id=True)
             if error is not None:
                 errors[field] = error
             data[field] = value
@@ -210,10 +216,13 @@ class IntakeFlow:
         duplicate = await self._duplicate(turn, data)
         if duplicate is not None and values.get("duplicate_ok") != duplicate.key:
             context = {**_form_context(values), "duplicate_ok": duplicate.key}
-            error = (
-                f"This looks like {duplicate.key} “{duplicate.title}” ({duplicate.status}). "
-                "Submit again to file yours anyway, or change the title."
+            seen = await q.visible_request(turn.session, turn.person, duplicate.id)  # type: ignore[arg-type]
+            similar = (
+                f"This looks like {seen.key} “{seen.title}” ({seen.status})."
+                if seen
+                else "A request much like this one is already open for this business partner."
             )
+            error = f"{similar} Submit again to file yours anyway, or change the title."
             return Step.end(Reply.of(self._form(ctx, values, errors={"title": error}, context=context)))
         return await self._submit(turn, data, ctx, allow_duplicate=True)
 
@@ -281,9 +290,7 @@ class IntakeFlow:
                     options=ctx.partner_options(),
                     initial=partner_initial,
                 ),
-                Field(
-                    "desired_date", "Desired date", kind="date", initial=values.get("desired_date") or None
-                ),
+                Field("desired_date", "Desired date", kind="date", initial=values.get("desired_date") or None),
             ),
         )
 
@@ -296,7 +303,11 @@ class IntakeFlow:
             today=turn.now.astimezone(turn.tz).date(),
         )
 
-    async def _ask(self, turn: Turn, field: str, data: Mapping[str, Any], ctx: _Context) -> Reply:
+    async def _ask(
+        self, turn: Turn, field: str, data: Mapping[str, Any], ctx: _Context, step: str | None = None
+    ) -> Reply:
+        """The question for ``field``; its buttons answer ``step`` (``edit_value`` when editing)."""
+        choice_id = f"{self.name}:{step or field}"
         match field:
             case "title":
                 return Reply.text(f"What do you need? Give it a short title (up to {TITLE_MAX} characters).")
@@ -309,22 +320,22 @@ class IntakeFlow:
                     "What will be better for the business when this is done? That is the business outcome."
                 )
             case "category":
-                return question("intake:category", "Which category fits best?", CATEGORY_OPTIONS)
+                return question(choice_id, "Which category fits best?", CATEGORY_OPTIONS)
             case "urgency":
-                return question("intake:urgency", "How urgent is it?", URGENCY_OPTIONS)
+                return question(choice_id, "How urgent is it?", URGENCY_OPTIONS)
             case "partner":
                 await ctx.ensure()
                 options = ctx.partner_options()
                 intro = (f"Your own business partner is {ctx.partner_name(ctx.own_partner_id)}.",)
                 return question(
-                    "intake:partner",
+                    choice_id,
                     "Which business partner is this for?",
                     options,
                     *(intro if ctx.own_partner_id else ()),
                 )
             case "desired_date":
                 return question(
-                    "intake:desired_date",
+                    choice_id,
                     "By when do you need it? Type a date like 2026-12-31, or press the button.",
                     (NO_DATE,),
                 )
@@ -365,31 +376,43 @@ class IntakeFlow:
             return None
         titles = dict(await q.open_titles_of_partner(turn.session, partner_id))
         best = process.extractOne(
-            data["title"], titles, scorer=fuzz.token_set_ratio, processor=utils.default_process,
+            data["title"],
+            titles,
+            scorer=fuzz.token_set_ratio,
+            processor=utils.default_process,
             score_cutoff=DUPLICATE_SCORE,
         )
         return await q.get_request(turn.session, best[2]) if best else None
 
-    async def _submit(
-        self, turn: Turn, data: Mapping[str, Any], ctx: _Context, *, allow_duplicate: bool
-    ) -> Step:
+    async def _similar(self, turn: Turn, duplicate: DemandRequest) -> Reply:
+        """The close match, shown in full only to someone who may see it; others learn no more."""
+        seen = await q.visible_request(turn.session, turn.person, duplicate.id)  # type: ignore[arg-type]
+        if seen is None:
+            return Reply.text(
+                "A request much like this one is already open for this business partner. "
+                "If it is the same need, its BRM will link them.",
+                TextStyle.WARNING,
+            )
+        return Reply.of(
+            Text(f"This looks like a request that is already open, {seen.key}:", TextStyle.WARNING),
+            Facts(
+                items=(
+                    ("Title", seen.title),
+                    ("Status", seen.status.capitalize()),
+                    ("Submitted", turn.local(seen.created_at)),
+                )
+            ),
+        )
+
+    async def _submit(self, turn: Turn, data: Mapping[str, Any], ctx: _Context, *, allow_duplicate: bool) -> Step:
         if not allow_duplicate:
             duplicate = await self._duplicate(turn, data)
             if duplicate is not None:
-                found = Reply.of(
-                    Text(
-                        f"This looks like a request that is already open, {duplicate.key}:", TextStyle.WARNING
-                    ),
-                    Facts(
-                        items=(
-                            ("Title", duplicate.title),
-                            ("Status", duplicate.status.capitalize()),
-                            ("Submitted", turn.local(duplicate.created_at)),
-                        )
-                    ),
-                )
                 return Step(
-                    (found, question("intake:duplicate", "Submit yours anyway?", DUPLICATE_OPTIONS)),
+                    (
+                        await self._similar(turn, duplicate),
+                        question("intake:duplicate", "Submit yours anyway?", DUPLICATE_OPTIONS),
+                    ),
                     "duplicate",
                     dict(data),
                 )

@@ -27,6 +27,7 @@ HELP = (
 class MenuFlow:
     name: ClassVar[str] = "menu"
     title: ClassVar[str] = "menu"
+    keeps_draft: ClassVar[bool] = False
     triggers: ClassVar[frozenset[str]] = frozenset({"hello", "hi", "hey", "start"})
 
     def __init__(self, flows: Sequence[Flow] = ()) -> None:
@@ -59,4 +60,9 @@ class MenuFlow:
 
     @staticmethod
     def _question() -> Reply:
-        return question("menu:pick", "What would you like to do?", MENU_OPTIONS)
+        return menu_question()
+
+
+def menu_question(prompt: str = "What would you like to do?") -> Reply:
+    """The menu's buttons; a flow that ends with them hands the conversation to the menu."""
+    return question("menu:pick", prompt, MENU_OPTIONS)

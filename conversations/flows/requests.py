@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conversations.engine import FlowState, Step, Turn
+from conversations.engine import MENU, FlowState, Step, Turn
 from conversations.flows.common import pick, question, warn
+from conversations.flows.menu import menu_question
 from conversations.messages import Choices, Facts, Inbound, Option, Reply, Text, TextStyle
 from storage import queries as q
 from storage.models import DemandRequest, Person, Role
@@ -38,15 +39,14 @@ def request_list(title: str, requests: Sequence[DemandRequest], tz: ZoneInfo) ->
 class MyRequestsFlow:
     name: ClassVar[str] = "mine"
     title: ClassVar[str] = "request list"
+    keeps_draft: ClassVar[bool] = False
     triggers: ClassVar[frozenset[str]] = frozenset({"my requests", "mine", "list", "my demand", "requests"})
 
     async def start(self, turn: Turn, argument: str) -> Step:
         mine = await q.visible_requests(turn.session, turn.person, mine_only=True, limit=LIST_LIMIT)
         replies: list[Reply] = []
         if mine:
-            heading = (
-                f"Your requests ({LIST_LIMIT} most recent)" if len(mine) == LIST_LIMIT else "Your requests"
-            )
+            heading = f"Your requests ({LIST_LIMIT} most recent)" if len(mine) == LIST_LIMIT else "Your requests"
             replies.append(request_list(heading, mine, turn.tz))
         if turn.person.role == Role.BRM:
             partners_open = [
@@ -57,9 +57,10 @@ class MyRequestsFlow:
             if partners_open:
                 replies.append(request_list("Open demand of your business partners", partners_open, turn.tz))
         if not replies:
-            return Step.end(
-                Reply.text("You have no demand requests yet."),
-                question("intake:start", "Want to file one?", (Option("new", "New request", primary=True),)),
+            return Step(
+                (Reply.text("You have no demand requests yet."), menu_question("Want to file one?")),
+                next="pick",
+                flow=MENU,
             )
         replies.append(Reply.text("Type *status DR-…* with a key for the details.", TextStyle.MUTED))
         return Step.end(*replies)
@@ -74,6 +75,7 @@ class MyRequestsFlow:
 class StatusFlow:
     name: ClassVar[str] = "status"
     title: ClassVar[str] = "status check"
+    keeps_draft: ClassVar[bool] = False
     triggers: ClassVar[frozenset[str]] = frozenset({"status", "show", "track"})
 
     async def start(self, turn: Turn, argument: str) -> Step:
@@ -103,9 +105,7 @@ class StatusFlow:
         if request_id is None:
             error = f"“{shown}” is not a request key. Keys look like DR-42."
             if retry:
-                return Step(
-                    (warn(error), *await self.reprompt(turn, FlowState(self.name, "key", {}))), "key", {}
-                )
+                return Step((warn(error), *await self.reprompt(turn, FlowState(self.name, "key", {}))), "key", {})
             return Step.end(warn(error))
         request = await q.visible_request(turn.session, turn.person, request_id)
         if request is None:
@@ -166,11 +166,7 @@ async def overview(session: AsyncSession, person: Person, tz: ZoneInfo) -> Reply
         heading = "Open demand of your business partners" if person.role == Role.BRM else "Open demand"
         blocks.append(Text(heading, TextStyle.HEADING))
         blocks.append(
-            Text(
-                "\n".join(f"• {_line(r, tz)}" for r in open_demand)
-                if open_demand
-                else "Nothing open right now."
-            )
+            Text("\n".join(f"• {_line(r, tz)}" for r in open_demand) if open_demand else "Nothing open right now.")
         )
     blocks.append(
         Choices(

@@ -128,3 +128,23 @@ def test_export_writes_every_request_with_the_requesters_email(tmp_path: Path) -
 def test_an_unsupported_database_url_is_refused(tmp_path: Path, url: str) -> None:
     result = run(["db", "upgrade"], tmp_path, env={"DATABASE_URL": url})
     assert result.returncode == 2 and result.stderr.startswith("brm-bot: DATABASE_URL:")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sqlite+aiosqlite:////nonexistent/dir/bot.db", "unable to open database file"),
+        ("postgresql+asyncpg://nobody:s3cret-pw@127.0.0.1:5432/test", "nobody"),
+    ],
+)
+def test_a_database_that_cannot_be_used_is_one_line_without_the_password(
+    tmp_path: Path, url: str, says: str, postgres_url: str | None
+) -> None:
+    if url.startswith("postgresql") and postgres_url is None:
+        pytest.skip("no PostgreSQL answers here, so it cannot refuse an unknown role")
+    for command in (["db", "upgrade"], ["chat"]):
+        result = run(command, tmp_path, env={"DATABASE_URL": url})
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("brm-bot: DATABASE_URL: cannot use the database")
+        assert says in lines[0] and "s3cret-pw" not in result.stderr

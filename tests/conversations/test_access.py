@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 
 from conversations.engine import Engine
@@ -72,3 +74,22 @@ async def test_the_home_overview_shows_a_brm_their_partners_open_demand(engine: 
     assert "Expense report approvals on mobile" in home  # Finance, submitted
     assert "Vendor master data clean-up" not in home  # delivered: not open
     assert "CRM lead scoring" not in home  # Sales: Ben's
+
+
+async def test_the_empty_list_offers_a_new_request_by_button_or_number(engine: Engine) -> None:
+    newcomer = Chat(engine, email="yara@example.com", name="Yara")
+    assert "Want to file one?" in await newcomer.say("my requests")
+    assert "short title" in await newcomer.press("New request")
+    await newcomer.say("cancel")
+    await newcomer.say("my requests")
+    assert "short title" in await newcomer.say("1")
+
+
+async def test_an_idle_menu_neither_expires_loudly_nor_cancels(engine: Engine, clock) -> None:
+    chat = Chat(engine)
+    await chat.say("hi")
+    assert "nothing to cancel" in (await chat.say("cancel")).lower()
+    await chat.say("hi")
+    clock.advance(timedelta(hours=25))
+    text = await chat.say("my requests")
+    assert "expired" not in text and "Your requests" in text

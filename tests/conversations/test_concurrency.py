@@ -10,7 +10,7 @@ from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.messages import ConversationKey, Inbound, Sender
 from storage import queries as q
-from storage.models import DemandRequest
+from storage.models import DemandRequest, Person
 
 
 def _inbound(text: str, event_id: str, user: str = "dana@example.com") -> Inbound:
@@ -46,9 +46,7 @@ async def test_two_engines_on_one_database_never_lose_a_turn(engine: Engine, clo
         replica = engine if n % 2 else other
         await asyncio.gather(replica.handle(_inbound(line, f"b{n + 2}")), asyncio.sleep(0))
     # now both replicas race on the same turn with different event ids: exactly one "submit" wins
-    results = await asyncio.gather(
-        engine.handle(_inbound("submit", "c1")), other.handle(_inbound("submit", "c2"))
-    )
+    results = await asyncio.gather(engine.handle(_inbound("submit", "c1")), other.handle(_inbound("submit", "c2")))
     texts = ["\n".join(r.plain_text() for r in replies) for replies in results]
     # (PostgreSQL may skip a key: the losing turn's insert used a sequence value, then rolled back)
     assert sum("Submitted as DR-" in t for t in texts) == 1
@@ -72,3 +70,25 @@ async def test_many_people_at_once_each_get_their_own_conversation(engine: Engin
         for p in people:
             row = await q.load_state(session, q.StateKey("console", "local", "terminal", p))
             assert row is not None and row.data == {"title": "Laptop for " + p}
+
+
+async def test_a_replica_with_a_stale_memory_still_sees_the_other_replicas_draft(engine: Engine, clock) -> None:
+    other = Engine(engine.db, default_flows(), clock=clock)
+    await engine.handle(_inbound("my requests", "s1"))  # engine now remembers "no flow"
+    await other.handle(_inbound("new request", "s2"))  # the other replica starts a draft
+    replies = await engine.handle(_inbound("cancel", "s3"))
+    assert "Cancelled your demand request" in replies[0].plain_text()
+    flow, _, _ = await _state(engine)
+    assert flow is None
+
+
+async def test_first_contact_in_two_channels_at_once_makes_one_person(engine: Engine) -> None:
+    def hello(channel: str, event: str) -> Inbound:
+        key = ConversationKey("slack", "T1", channel, "U-NEW")
+        return Inbound(key=key, event_id=event, text="request Shared drive clean-up", sender=Sender(name="Noor"))
+
+    await asyncio.gather(engine.handle(hello("D1", "f1")), engine.handle(hello("C1", "f2")))
+    async with engine.db.session() as session:
+        person = await q.person_by_identity(session, platform="slack", workspace="T1", user_id="U-NEW")
+        noors = await session.execute(sa.select(sa.func.count()).select_from(Person).where(Person.name == "Noor"))
+    assert person is not None and noors.scalar_one() == 1

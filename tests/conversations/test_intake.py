@@ -152,9 +152,7 @@ async def test_a_stale_button_is_ignored_and_the_current_question_repeated(engin
     assert "Urgency: Low" in chat.text
 
 
-async def test_a_draft_survives_a_restart_and_expires_after_24_hours_of_silence(
-    engine: Engine, clock
-) -> None:
+async def test_a_draft_survives_a_restart_and_expires_after_24_hours_of_silence(engine: Engine, clock) -> None:
     chat = Chat(engine)
     await chat.say("request Mobile approvals")
     restarted = Engine(engine.db, default_flows(), clock=clock)
@@ -171,9 +169,7 @@ async def test_a_draft_survives_a_restart_and_expires_after_24_hours_of_silence(
 
 async def test_the_form_refuses_bad_fields_with_messages_and_stores_nothing(engine: Engine) -> None:
     chat = Chat(engine, platform="slack")
-    (reply,) = await chat.submit(
-        "intake:open", {"title": "From a message", "source_link": "https://x.test/p1"}
-    )
+    (reply,) = await chat.submit("intake:open", {"title": "From a message", "source_link": "https://x.test/p1"})
     assert reply.form is not None and reply.form.context == {"source_link": "https://x.test/p1"}
     title_field = next(f for f in reply.form.fields if f.name == "title")
     assert title_field.initial == "From a message"
@@ -228,3 +224,72 @@ async def test_where_a_request_came_from_is_recorded(engine: Engine) -> None:
     await chat.say("submit")
     stored = (await _requests(engine))[-1]
     assert (stored.source_platform, stored.source_channel) == ("slack", "D123")
+
+
+async def test_pressed_buttons_and_form_selects_pick_by_id_not_by_position(engine: Engine) -> None:
+    chat = Chat(engine, platform="slack")
+    for line in ("request Territory planning sheet", "skip", "Reps see their accounts in one place", "idea", "low"):
+        await chat.say(line)
+    await chat.press("Sales & Marketing")
+    assert "Business partner: Sales & Marketing" in await chat.press("No particular date")
+    await chat.press("Submit")
+    assert (await _requests(engine))[-1].brm_id is not None
+    async with engine.db.session() as session:
+        sales = next(p for p in await q.partners(session) if p.name == "Sales & Marketing")
+    assert (await _requests(engine))[-1].partner_id == sales.id
+
+    values = {
+        "title": "Pipeline hygiene report",
+        "outcome": "Forecast calls take half the time",
+        "category": "idea",
+        "urgency": "low",
+        "partner": str(sales.id),
+    }
+    await chat.submit("intake:submit", values)
+    assert (await _requests(engine))[-1].partner_id == sales.id
+
+
+async def test_a_choice_field_can_be_edited_by_pressing_its_button(engine: Engine) -> None:
+    chat = Chat(engine, platform="slack")
+    for line in ("request Badge printer", "skip", "Visitors get badges without a queue", "idea", "low", "1", "skip"):
+        await chat.say(line)
+    await chat.press("Edit a field")
+    assert "Which category" in await chat.press("Category")
+    summary = await chat.press("Project")
+    assert "Category: Project" in summary and "Submit it?" in summary
+
+
+async def test_a_close_match_of_someone_elses_request_reveals_nothing_about_it(engine: Engine) -> None:
+    gus = Chat(engine, email="gus@example.com")  # a requester of People & Culture
+    # Eli's open "CRM lead scoring" belongs to Sales & Marketing.
+    for line in ("request CRM lead scoring", "skip", "Sales reps call the best leads first", "idea", "low"):
+        await gus.say(line)
+    await gus.say("Sales & Marketing")
+    await gus.say("skip")
+    text = await gus.say("submit")
+    assert "already open for this business partner" in text and "Submit yours anyway?" in text
+    assert "DR-4" not in text and "Submitted" not in text.replace("Submit yours", "")
+    values = {
+        "title": "CRM lead scoring",
+        "outcome": "Sales reps call the best leads first",
+        "category": "idea",
+        "urgency": "low",
+        "partner": "2",
+    }
+    (flagged,) = await Chat(engine, email="gus@example.com", platform="slack").submit("intake:submit", values)
+    assert flagged.form is not None and "DR-4" not in flagged.form.errors["title"]
+
+
+async def test_commands_work_with_trailing_punctuation(engine: Engine) -> None:
+    chat = Chat(engine)
+    await chat.say("new request")
+    assert "Cancelled your demand request" in await chat.say("Cancel.")
+    assert len(await _requests(engine)) == 12
+
+
+async def test_emoji_sequences_and_joiners_survive_but_bidi_overrides_do_not(engine: Engine) -> None:
+    chat = Chat(engine)
+    await chat.say("request Laptop for 👩\u200d💻 team می\u200cخواهم \u202eevil")
+    for line in ("skip", "Developers get the right machine", "idea", "low", "1", "skip", "submit"):
+        await chat.say(line)
+    assert (await _requests(engine))[-1].title == "Laptop for 👩\u200d💻 team می\u200cخواهم evil"

@@ -66,9 +66,7 @@ _ids = itertools.count()
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=st.lists(message, min_size=1, max_size=20))
-async def test_random_scripts_never_crash_nor_half_write(
-    engine: Engine, script: list[tuple[str, str, str]]
-) -> None:
+async def test_random_scripts_never_crash_nor_half_write(engine: Engine, script: list[tuple[str, str, str]]) -> None:
     key = ConversationKey("console", "local", "terminal", f"fuzz{next(_ids)}@example.com")
     submitted = 0
     for kind, a, b in script:
@@ -96,9 +94,7 @@ async def test_random_scripts_never_crash_nor_half_write(
         )
         ids = [r.id for r in mine]
         changes = (
-            (await session.execute(sa.select(StatusChange).where(StatusChange.request_id.in_(ids))))
-            .scalars()
-            .all()
+            (await session.execute(sa.select(StatusChange).where(StatusChange.request_id.in_(ids)))).scalars().all()
         )
     assert submitted == len(mine)
     for request in mine:

@@ -142,3 +142,15 @@ async def test_request_keys_follow_the_ids(db: Database) -> None:
             now=now,
         )
     assert created.key == "DR-13" and created.brm_id is None
+
+
+async def test_a_migration_that_fails_halfway_leaves_the_schema_as_it_was(tmp_path) -> None:
+    db = Database.connect(f"sqlite+aiosqlite:///{tmp_path / 'half.db'}")
+    async with db.engine.begin() as conn:  # a table in the way makes the first migration fail midway
+        await conn.exec_driver_sql("CREATE TABLE person (id INTEGER PRIMARY KEY)")
+    with pytest.raises(Exception, match="person"):
+        await migrate.upgrade(db)
+    async with db.engine.connect() as conn:
+        tables = {row[0] for row in await conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
+    await db.dispose()
+    assert tables == {"person"}  # business_partner and the others, made before the failure, are gone
