@@ -30,6 +30,7 @@ import requests
 from botbuilder.schema import Activity
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import (
+    AppCredentials,
     AuthenticateRequestResult,
     AuthenticationConstants,
     BotFrameworkAuthentication,
@@ -202,12 +203,32 @@ class _AiohttpDriver(AsyncRequestsHTTPSender):  # type: ignore[misc]
         return AsyncRequestsClientResponse(request, response)
 
 
+class _OffLoopCredentialsPolicy(AsyncRequestsCredentialsPolicy):  # type: ignore[misc]
+    """msrest's credentials policy, with the token fetched in a worker thread.
+
+    botbuilder's ``MicrosoftAppCredentials`` gets its token through msal, synchronously: a
+    cache hit is quick, but every hour or so it is an HTTP call to Azure AD that would stop
+    the event loop (every turn of every user) for as long as Azure AD takes to answer.
+    """
+
+    async def send(self, request: Any, **kwargs: Any) -> Any:
+        creds = self._creds
+        if not (isinstance(creds, AppCredentials) and creds.microsoft_app_id):
+            return await super().send(request, **kwargs)
+        try:
+            token = await asyncio.to_thread(creds.get_access_token)
+        except requests.RequestException as exc:
+            raise ClientRequestError(f"Error occurred in request: {type(exc).__name__}") from exc
+        request.context.session.headers["Authorization"] = f"Bearer {token}"
+        return await self.next.send(request, **kwargs)
+
+
 def _send_with(client: ConnectorClient, http: aiohttp.ClientSession) -> None:
     """Rebuild the client's msrest pipeline (the SDK's default policies) on :class:`_AiohttpDriver`."""
     config = client.config
     policies: list[Any] = [config.user_agent_policy, RawDeserializer(), config.http_logger_policy]
     if config.credentials:
-        policies.insert(1, AsyncRequestsCredentialsPolicy(config.credentials))
+        policies.insert(1, _OffLoopCredentialsPolicy(config.credentials))
     config.pipeline = AsyncPipeline(policies, AsyncPipelineRequestsHTTPSender(_AiohttpDriver(config, http)))
 
 
