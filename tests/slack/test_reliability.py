@@ -126,3 +126,20 @@ async def test_a_modal_slack_refuses_to_open_gets_an_apology_and_no_secret_in_th
     assert sorry.args["response_type"] == "ephemeral" and "try again" in sorry.text
     assert "views.open" in caplog.text or "/brm" in caplog.text
     assert BOT_TOKEN not in caplog.text and SIGNING_SECRET not in caplog.text
+
+
+async def test_a_button_this_version_does_not_know_gets_200_and_does_nothing(slack: SlackHarness) -> None:
+    payload = {
+        "type": "block_actions", "user": {"id": DANA, "team_id": "T0FAKE"}, "team": {"id": "T0FAKE"},
+        "api_app_id": "A0FAKE", "token": "unused", "trigger_id": "trig.old.1",
+        "container": {"type": "message", "message_ts": "1690000000.000100", "channel_id": dm_of(DANA),
+                      "is_ephemeral": False},
+        "channel": {"id": dm_of(DANA), "name": "directmessage"},
+        "message": {"type": "message", "ts": "1690000000.000100", "text": "old", "blocks": []},
+        "actions": [{"action_id": "approve_request", "block_id": "old", "value": "7", "type": "button",
+                     "text": {"type": "plain_text", "text": "Approve"}, "action_ts": "1700000000.1"}],
+    }
+    response = await slack.interact(payload)
+    assert response.status == 200, "Slack shows the person a warning for anything else"
+    await slack.settle()
+    assert not slack.fake.called("chat.postMessage") and not slack.fake.called("chat.update")
