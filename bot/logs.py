@@ -10,7 +10,9 @@ import logging
 import re
 from collections.abc import Iterable
 
-TOKEN_PATTERN = re.compile(r"\b(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+)")
+TOKEN_PATTERN = re.compile(
+    r"\b(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+)|(?<=Bearer )[A-Za-z0-9._~+/=-]{16,}", re.IGNORECASE
+)
 MASK = "[redacted]"
 
 

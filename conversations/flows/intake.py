@@ -7,6 +7,7 @@ typed in the terminal.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -26,6 +27,7 @@ DESCRIPTION_MAX = 4000
 OUTCOME_MAX = 2000
 DUPLICATE_SCORE = 85.0
 NO_PARTNER = "none"
+FORM_TOKEN = "form_token"  # one per opened form: a second submission of it files nothing
 
 FIELDS = ("title", "description", "outcome", "category", "urgency", "partner", "desired_date")
 LABELS = {
@@ -195,7 +197,8 @@ class IntakeFlow:
 
     async def open_form(self, turn: Turn, prefill: Mapping[str, str]) -> Step:
         ctx = await (await self._context(turn)).ensure()
-        return Step.end(Reply.of(self._form(ctx, prefill, errors={}, context=_form_context(prefill))))
+        context = {**_form_context(prefill), FORM_TOKEN: uuid.uuid4().hex}
+        return Step.end(Reply.of(self._form(ctx, prefill, errors={}, context=context)))
 
     async def submit_form(self, turn: Turn, values: Mapping[str, str]) -> Step:
         ctx = await (await self._context(turn)).ensure()
@@ -224,6 +227,12 @@ class IntakeFlow:
             )
             error = f"{similar} Submit again to file yours anyway, or change the title."
             return Step.end(Reply.of(self._form(ctx, values, errors={"title": error}, context=context)))
+        token = values.get(FORM_TOKEN)
+        if token and not await q.claim_event(
+            turn.session, platform=turn.inbound.key.platform, event_id=f"form:{token[:64]}", now=turn.now
+        ):
+            # The same form sent twice (a double click, a resent card): file it once.
+            return Step.end(Reply.text("That form was already submitted; I filed it once.", TextStyle.MUTED))
         return await self._submit(turn, data, ctx, allow_duplicate=True)
 
     def _form(
@@ -465,5 +474,5 @@ class IntakeFlow:
 
 
 def _form_context(values: Mapping[str, str]) -> dict[str, str]:
-    keep = ("source_link", "source_channel", "duplicate_ok")
+    keep = ("source_link", "source_channel", "duplicate_ok", FORM_TOKEN)
     return {k: values[k] for k in keep if values.get(k)}

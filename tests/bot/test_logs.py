@@ -45,3 +45,9 @@ def test_secrets_in_a_traceback_are_masked(captured: tuple[logging.Logger, list[
     except RuntimeError:
         logger.exception("call failed")
     assert "xoxb-0000-1111-secret" not in lines[0] and "[redacted]" in lines[0]
+
+
+def test_bearer_tokens_are_masked(captured: tuple[logging.Logger, list[str]]) -> None:
+    logger, lines = captured
+    logger.debug("headers: Authorization: Bearer eyJ0eXAiOiJKV1QiLCJhbGciOi.payload.signature")
+    assert lines == ["headers: Authorization: Bearer [redacted]"]

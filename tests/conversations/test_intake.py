@@ -170,7 +170,7 @@ async def test_a_draft_survives_a_restart_and_expires_after_24_hours_of_silence(
 async def test_the_form_refuses_bad_fields_with_messages_and_stores_nothing(engine: Engine) -> None:
     chat = Chat(engine, platform="slack")
     (reply,) = await chat.submit("intake:open", {"title": "From a message", "source_link": "https://x.test/p1"})
-    assert reply.form is not None and reply.form.context == {"source_link": "https://x.test/p1"}
+    assert reply.form is not None and reply.form.context["source_link"] == "https://x.test/p1"
     title_field = next(f for f in reply.form.fields if f.name == "title")
     assert title_field.initial == "From a message"
     (refused,) = await chat.submit(
@@ -293,3 +293,22 @@ async def test_emoji_sequences_and_joiners_survive_but_bidi_overrides_do_not(eng
     for line in ("skip", "Developers get the right machine", "idea", "low", "1", "skip", "submit"):
         await chat.say(line)
     assert (await _requests(engine))[-1].title == "Laptop for 👩\u200d💻 team می\u200cخواهم evil"
+
+
+async def test_the_same_form_submitted_twice_files_one_request(engine: Engine) -> None:
+    chat = Chat(engine, platform="teams")
+    (opened,) = await chat.submit("intake:open", {"title": "Room booking kiosk"})
+    assert opened.form is not None and opened.form.context.get("form_token")
+    values = {
+        "title": "Room booking kiosk",
+        "outcome": "Nobody walks to a booked room again",
+        "category": "idea",
+        "urgency": "low",
+        "partner": "",
+        **opened.form.context,
+    }
+    first = await chat.submit("intake:submit", values)
+    again = await chat.submit("intake:submit", values)
+    assert "Submitted as DR-13" in first[0].plain_text()
+    assert "already submitted" in again[0].plain_text()
+    assert len(await _requests(engine)) == 13
