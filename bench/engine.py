@@ -38,6 +38,7 @@ from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.messages import ConversationKey, Inbound, Sender
 from storage import migrate
+from storage.admin import create_database
 from storage.db import Database
 from storage.demo import load_demo
 
@@ -68,20 +69,8 @@ def _pct(values: Sequence[float], p: float) -> float:
 
 async def _fresh(url: str) -> Database:
     """A new, migrated database with the demo organisation (PostgreSQL: a database of its own)."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        import asyncpg
-
-        conn = await asyncpg.connect(
-            host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
-            database=parsed.database, timeout=5,
-        )
-        try:
-            await conn.execute("DROP DATABASE IF EXISTS brm_bench WITH (FORCE)")
-            await conn.execute("CREATE DATABASE brm_bench")
-        finally:
-            await conn.close()
-        url = parsed.set(database="brm_bench").render_as_string(hide_password=False)
+    if sa.make_url(url).get_backend_name() == "postgresql":
+        url = await create_database(url, "brm_bench", replace=True)
     db = Database.connect(url)
     await migrate.upgrade(db)
     async with db.transaction() as session:

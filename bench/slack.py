@@ -59,6 +59,7 @@ from adapters.slack.client import web_client
 from conversations.engine import Engine
 from conversations.flows import default_flows
 from storage import migrate
+from storage.admin import create_database
 from storage.db import Database
 from storage.demo import load_demo
 from tests.slack.fake_slack import BOT_USER_ID, TEAM_ID, FakeSlack
@@ -99,20 +100,8 @@ def _event(n: int, text: str) -> str:
 
 async def _fresh(url: str) -> Database:
     """A new, migrated database with the demo organisation (PostgreSQL: a database of its own)."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        import asyncpg
-
-        conn = await asyncpg.connect(
-            host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
-            database=parsed.database, timeout=5,
-        )
-        try:
-            await conn.execute("DROP DATABASE IF EXISTS brm_bench_slack WITH (FORCE)")
-            await conn.execute("CREATE DATABASE brm_bench_slack")
-        finally:
-            await conn.close()
-        url = parsed.set(database="brm_bench_slack").render_as_string(hide_password=False)
+    if sa.make_url(url).get_backend_name() == "postgresql":
+        url = await create_database(url, "brm_bench_slack", replace=True)
     db = Database.connect(url, pool_size=10)
     await migrate.upgrade(db)
     async with db.transaction() as session:

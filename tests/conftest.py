@@ -23,12 +23,11 @@ import storage.models  # noqa: F401  (registers the tables)
 from conversations.engine import Engine
 from conversations.flows import default_flows
 from storage import migrate
+from storage.admin import create_database, drop_database
 from storage.db import Database
 from storage.demo import load_demo
 
-POSTGRES_URL = os.environ.get(
-    "BRM_BOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("BRM_BOT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 _pg_status: dict[str, str] = {}
 
 
@@ -46,47 +45,13 @@ class FakeClock:
 
 
 async def _create_pg_database() -> str:
-    import asyncpg
-
-    url = sa.make_url(POSTGRES_URL)
-    name = f"brm_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database=url.database or "postgres",
-        timeout=5,
-    )
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    test_url = url.set(database=name).render_as_string(hide_password=False)
+    test_url = await create_database(POSTGRES_URL, f"brm_test_{os.getpid()}_{uuid.uuid4().hex[:6]}")
     db = Database.connect(test_url)
     try:
         await migrate.upgrade(db)
     finally:
         await db.dispose()
     return test_url
-
-
-async def _drop_pg_database(test_url: str) -> None:
-    import asyncpg
-
-    url = sa.make_url(POSTGRES_URL)
-    conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database=url.database or "postgres",
-        timeout=5,
-    )
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{sa.make_url(test_url).database}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +67,7 @@ def postgres_url() -> Iterator[str | None]:
         return
     _pg_status["ran"] = sa.make_url(test_url).render_as_string()
     yield test_url
-    asyncio.run(_drop_pg_database(test_url))
+    asyncio.run(drop_database(POSTGRES_URL, str(sa.make_url(test_url).database)))
 
 
 @pytest.fixture(scope="session")
