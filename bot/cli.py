@@ -124,6 +124,7 @@ async def _serve(settings: Settings) -> int:
     from aiohttp import web
 
     from bot.web import ServedAdapter, build_web_app
+    from conversations.ports import PlatformRefused
 
     async with open_runtime(settings) as runtime, aiohttp.ClientSession() as http:
         adapters: list[ServedAdapter] = []
@@ -151,7 +152,10 @@ async def _serve(settings: Settings) -> int:
         janitor = asyncio.create_task(housekeeping(runtime.db))
         try:
             for adapter in adapters:
-                await adapter.start()
+                try:
+                    await adapter.start()
+                except PlatformRefused as exc:
+                    raise StartupError(str(exc)) from None
             names = ", ".join(a.platform for a in adapters)
             log.info("serving %s on http://%s:%d (health: /healthz)", names, settings.host, settings.port)
             await stop.wait()

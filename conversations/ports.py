@@ -32,6 +32,10 @@ class Unreachable(DeliveryError):
         super().__init__(message, retryable=False)
 
 
+class PlatformRefused(Exception):
+    """A platform refused the bot's credentials at start; the message names the setting to fix."""
+
+
 class Outbound(Protocol):
     platform: Platform
 

@@ -75,7 +75,7 @@ from conversations.messages import (
     Sender,
     TextStyle,
 )
-from conversations.ports import DeliveryError, Unreachable
+from conversations.ports import DeliveryError, PlatformRefused, Unreachable
 from storage import queries as q
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,9 @@ UNREACHABLE_ERRORS = frozenset(
         "channel_not_found", "user_not_found", "not_in_channel", "is_archived", "account_inactive",
         "cannot_dm_bot", "user_disabled", "user_not_visible", "team_access_not_granted", "messages_tab_disabled",
     }
+)
+REFUSED_TOKEN = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "not_allowed_token_type"}
 )
 SLASH_HELP = (
     "In any channel: */brm request* [title] opens the request form, */brm status DR-42* shows a request, "
@@ -173,7 +176,10 @@ class SlackAdapter:
             self._bot_user_id = auth.get("user_id")
             log.info("Slack: connected to workspace %s as %s", auth.get("team"), auth.get("user"))
         except SlackApiError as exc:
-            log.error("Slack refused SLACK_BOT_TOKEN (%s): check the token in docs/slack.md", _error_code(exc))
+            code = _error_code(exc)
+            if code in REFUSED_TOKEN:
+                raise PlatformRefused(f"SLACK_BOT_TOKEN: Slack refused the token ({code}); see docs/slack.md") from None
+            log.error("Slack: checking SLACK_BOT_TOKEN failed (%s); will retry on the first event", code)
         except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("Slack: cannot reach the Web API yet (%s); will retry on the first event", type(exc).__name__)
         if self._app_token is not None:

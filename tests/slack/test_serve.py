@@ -124,3 +124,23 @@ async def test_serve_answers_slack_and_the_health_check_then_stops_cleanly(
     assert "shutting down" in printed
     assert "Traceback" not in printed
     assert BOT_TOKEN not in printed and SIGNING_SECRET not in printed
+
+
+async def test_serve_stops_with_one_line_when_slack_refuses_the_token(fake_slack: FakeSlack, tmp_path: Path) -> None:
+    fake_slack.fail_once("auth.test", 200, {"ok": False, "error": "invalid_auth"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_", "TEAMS_", "BRM_BOT_"))}
+    env.update({
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake_slack.api_url,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", "HOST": "127.0.0.1", "PORT": str(_free_port()),
+        "HOME": str(tmp_path),
+    })
+    process = await asyncio.create_subprocess_exec(
+        *_brm_bot(), "serve", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(START_SECONDS):
+        _, err = await process.communicate()
+    assert process.returncode == 2
+    message = err.decode().strip().splitlines()[-1]
+    assert message == "brm-bot: SLACK_BOT_TOKEN: Slack refused the token (invalid_auth); see docs/slack.md"
+    assert "Traceback" not in err.decode() and BOT_TOKEN not in err.decode()
