@@ -56,8 +56,11 @@ class Database:
             _tune_sqlite(engine)
         else:
             # A fixed pool (no overflow connections opened and closed under load), recycled
-            # hourly rather than pinged before every use: a ping is a round trip a turn.
-            engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60, pool_recycle=3600)
+            # hourly rather than pinged before every use (a ping is a round trip a turn), and not
+            # rolled back on return: sessions always end their own transactions.
+            engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=0, pool_timeout=60, pool_recycle=3600, pool_reset_on_return=None
+            )
         return cls(engine)
 
     @asynccontextmanager
