@@ -1,0 +1,89 @@
+"""The terminal chat on a real pseudo-terminal: prompt, line editing and history."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+
+UP = "\x1b[A"
+
+
+class Terminal:
+    """``brm-bot chat`` attached to a pty, read and typed into like a person at a keyboard."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        command = shutil.which("brm-bot")
+        args = [command] if command else [sys.executable, "-c", "from bot.cli import main; main()"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_", "TEAMS_", "BRM_BOT_"))}
+        env.update(
+            {
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+                "HOME": str(tmp_path),
+                "TERM": "xterm",
+                "COLUMNS": "120",
+                "LINES": "40",
+            }
+        )
+        self.fd, child = pty.openpty()
+        self.process = subprocess.Popen(
+            [*args, "chat", "--demo"],
+            stdin=child,
+            stdout=child,
+            stderr=child,
+            cwd=tmp_path,
+            env=env,
+            close_fds=True,
+        )
+        os.close(child)
+        self.screen = ""
+
+    def type(self, keys: str) -> None:
+        os.write(self.fd, keys.encode())
+
+    def wait_for(self, text: str, *, after: int = 0, within: float = 30.0) -> int:
+        """Read until ``text`` shows up past position ``after``; returns where it ends."""
+        deadline = time.monotonic() + within
+        while (found := self.screen.find(text, after)) < 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never saw {text!r} in:\n{self.screen[-2000:]}")
+            ready, _, _ = select.select([self.fd], [], [], 0.2)
+            if ready:
+                try:
+                    self.screen += os.read(self.fd, 65536).decode(errors="replace")
+                except OSError:
+                    break
+        return found + len(text)
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+        os.close(self.fd)
+
+
+def test_the_terminal_chat_recalls_earlier_lines_with_the_up_arrow(tmp_path: Path) -> None:
+    terminal = Terminal(tmp_path)
+    try:
+        seen = terminal.wait_for("you>")
+        terminal.type("status DR-1\r")
+        seen = terminal.wait_for("Requested by", after=seen)  # only the status of one request says this
+        terminal.wait_for("you>", after=seen)
+        terminal.type("my requests\r")
+        seen = terminal.wait_for("Your requests", after=seen)
+        seen = terminal.wait_for("you>", after=seen)
+        terminal.type(UP + UP + "\r")  # two lines back: status DR-1 again
+        seen = terminal.wait_for("Requested by", after=seen)
+        seen = terminal.wait_for("you>", after=seen)
+        terminal.type("\x04")  # Ctrl-D leaves
+        terminal.wait_for("Bye.", after=seen)
+    finally:
+        terminal.close()
