@@ -93,11 +93,16 @@ def _block_from_json(d: dict[str, Any]) -> Block:
 
 
 def reply_to_json(reply: Reply) -> dict[str, Any]:
-    return {"blocks": [_block_to_json(b) for b in reply.blocks], "replaces_previous": reply.replaces_previous}
+    return {
+        "blocks": [_block_to_json(b) for b in reply.blocks],
+        "replaces_previous": reply.replaces_previous,
+        "ignored_action": reply.ignored_action,
+    }
 
 
 def reply_from_json(payload: dict[str, Any]) -> Reply:
     return Reply(
         blocks=tuple(_block_from_json(b) for b in payload["blocks"]),
         replaces_previous=bool(payload.get("replaces_previous", False)),
+        ignored_action=bool(payload.get("ignored_action", False)),
     )

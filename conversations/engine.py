@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations import codec
-from conversations.messages import ConversationKey, Inbound, Reply, Sender, TextStyle
+from conversations.messages import ConversationKey, Inbound, Reply, Sender, Text, TextStyle
 from storage import queries as q
 from storage.db import Database
 from storage.models import Person, Role
@@ -338,11 +338,11 @@ class Engine:
 
         if state is not None and state.flow in self.flows:
             if action is not None and not _action_fits(action.id, state):
-                return await self._keep(
-                    turn,
-                    state,
-                    Reply.text("That button belongs to an earlier question, so I ignored it.", TextStyle.MUTED),
+                note = Reply(
+                    blocks=(Text("That button belongs to an earlier question, so I ignored it.", TextStyle.MUTED),),
+                    ignored_action=True,
                 )
+                return await self._keep(turn, state, note)
             if action is None and not inbound.text:
                 return await self._keep(turn, state, Reply.text("I got an empty message.", TextStyle.MUTED))
             return await self.flows[state.flow].step(turn, state, inbound), state.flow
@@ -351,7 +351,10 @@ class Engine:
             flow_name, _, rest = action.id.partition(":")
             if rest == "start" and flow_name in self.flows:
                 return await self.flows[flow_name].start(turn, ""), flow_name
-            note = Reply.text("That button belongs to a conversation that has already ended.", TextStyle.MUTED)
+            note = Reply(
+                blocks=(Text("That button belongs to a conversation that has already ended.", TextStyle.MUTED),),
+                ignored_action=True,
+            )
             return Step.hand_to(MENU, "", note), None
 
         if not inbound.text:

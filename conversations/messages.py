@@ -155,8 +155,12 @@ Block = Text | Facts | Choices | Form | Link
 
 @dataclass(frozen=True, slots=True)
 class Reply:
+    """What the bot says. ``ignored_action``: this answers a button that belonged to an earlier
+    question, so adapters must not show that press as accepted ("✓ label")."""
+
     blocks: tuple[Block, ...]
     replaces_previous: bool = False
+    ignored_action: bool = False
 
     @classmethod
     def of(cls, *blocks: Block, replaces_previous: bool = False) -> Reply:

@@ -355,32 +355,36 @@ class SlackAdapter:
             inbound = to_inbound(body, channel=channel)
             if inbound is None:
                 return
-            await self._mark_answered(body)
             replies = await self._turn(inbound)
+            await self._mark_answered(body, ignored=any(reply.ignored_action for reply in replies))
             if container.get("is_ephemeral") and body.get("response_url"):
                 await self._respond(str(body["response_url"]), replies)
             else:
                 await self._post(inbound.key.channel, replies, thread=inbound.key.thread, owner=user)
 
-    async def _mark_answered(self, body: Mapping[str, Any]) -> None:
-        """Replace the pressed question's buttons with "✓ label", so they can't be pressed twice."""
+    async def _mark_answered(self, body: Mapping[str, Any], *, ignored: bool = False) -> None:
+        """Replace the pressed question's buttons with "✓ label", so they can't be pressed twice.
+
+        A press the engine ignored (the question had moved on) shows as no longer active instead.
+        """
         container = body.get("container") or {}
         if container.get("type") != "message":
             return  # App Home buttons are a menu: they stay
         pressed = body["actions"][0]
         label = str((pressed.get("text") or {}).get("text") or pressed.get("value") or "")
         message = body.get("message") or {}
-        blocks = answered(message.get("blocks") or [], str(pressed.get("block_id") or ""), label)
+        note = "No longer active" if ignored else f"✓ {label}"
+        blocks = answered(message.get("blocks") or [], str(pressed.get("block_id") or ""), note)
         if container.get("is_ephemeral"):
             if body.get("response_url"):
                 hook = webhook_client(str(body["response_url"]), http=self._http)
-                await hook.send_dict({"replace_original": True, "blocks": blocks, "text": f"✓ {label}"})
+                await hook.send_dict({"replace_original": True, "blocks": blocks, "text": note})
             return
         await self.client.chat_update(
             channel=str(container.get("channel_id") or (body.get("channel") or {}).get("id")),
             ts=str(container.get("message_ts") or message.get("ts")),
             blocks=blocks,
-            text=str(message.get("text") or f"✓ {label}"),
+            text=str(message.get("text") or note),
         )
 
     async def _on_submit(self, ack: AsyncAck, body: dict[str, Any]) -> None:

@@ -280,8 +280,9 @@ def render_home(reply: Reply) -> dict[str, Any]:
     return {"type": "home", "blocks": render(reply, limit=VIEW_BLOCKS)}
 
 
-def answered(blocks: Sequence[Block], block_id: str, label: str) -> list[Block]:
-    """The blocks of a message after a button press: that question's buttons become "✓ label".
+def answered(blocks: Sequence[Block], block_id: str, note: str) -> list[Block]:
+    """The blocks of a message after a button press: that question's buttons become ``note``
+    ("✓ label", or "No longer active" for a press the engine ignored).
 
     Every actions block of the same question (a long question uses several) goes, so none
     of its buttons can be pressed a second time; the rest of the message stays as it was.
@@ -301,7 +302,7 @@ def answered(blocks: Sequence[Block], block_id: str, label: str) -> list[Block]:
         if not same(block):
             out.append(block)
         elif not replaced:
-            out.append(_note_plain(f"✓ {label}"))
+            out.append(_note_plain(note))
             replaced = True
     return out
 

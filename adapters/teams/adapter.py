@@ -364,7 +364,9 @@ class TeamsAdapter:
         }
         if isinstance(submission, teams_in.Pressed):
             replies = await self._handle(Inbound(**base, action=Action(submission.choice_id, submission.value)))
-            return replies, (answered_card(submission.prompt, submission.label) if replies else None)
+            ignored = any(reply.ignored_action for reply in replies)
+            note = "No longer active" if ignored else f"✓ {submission.label}"
+            return replies, (answered_card(submission.prompt, note) if replies else None)
         if isinstance(submission, teams_in.Submitted):
             done = submitted_card(submission.title or "Form")
             card = self._card_slot(raw)

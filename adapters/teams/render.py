@@ -328,9 +328,9 @@ def open_form_button(title: str, form_id: str = "intake:open") -> JSON:
 # --- after a press ------------------------------------------------------------------------------
 
 
-def answered_card(prompt: str, label: str) -> JSON:
-    """What a pressed choices card becomes: the question and the answer, no buttons."""
-    return card([_text_block(prompt, TextStyle.MUTED), _text_block(f"✓ {label}", TextStyle.PLAIN)])
+def answered_card(prompt: str, note: str) -> JSON:
+    """What a pressed choices card becomes: the question and ``note`` ("✓ answer"), no buttons."""
+    return card([_text_block(prompt, TextStyle.MUTED), _text_block(note, TextStyle.PLAIN)])
 
 
 def submitted_card(title: str, note: str = "Submitted") -> JSON:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlmodel import select
 
 from storage.models import DemandRequest, Identity, Person
@@ -81,6 +83,8 @@ async def test_a_stale_button_is_harmless_and_says_so(slack: SlackHarness) -> No
     assert [b for b in answer.blocks if b["type"] == "actions"], "the open question is asked again"
     (update,) = slack.fake.called("chat.update")
     assert not [b for b in update.blocks if b["type"] == "actions"], "the stale buttons are gone"
+    shown = json.dumps(update.blocks, ensure_ascii=False)
+    assert "No longer active" in shown and "✓ Low" not in shown, "the ignored press isn't shown as taken"
 
     await slack.press(partner, "Finance (yours)")
     when = (await slack.fake.wait_for("chat.postMessage", 8))[-1]

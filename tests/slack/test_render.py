@@ -96,7 +96,7 @@ def test_many_long_options_become_several_rows_of_short_unique_buttons() -> None
     assert_within_limits(blocks)
     rows = [b for b in blocks if b["type"] == "actions"]
     assert [len(r["elements"]) for r in rows] == [25, 25, 10]
-    after = answered(blocks, rows[1]["block_id"], "Partner number 30")
+    after = answered(blocks, rows[1]["block_id"], "✓ Partner number 30")
     assert not [b for b in after if b["type"] == "actions"], "every row of the answered question goes"
     assert "✓ Partner number 30" in json.dumps(after, ensure_ascii=False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlmodel import select
@@ -201,6 +202,8 @@ async def test_pressing_an_old_card_again_changes_nothing(teams: TeamsHarness, d
     again = [m.text for m in teams.fake.messages[before:]]
     assert "earlier question" in again[0] and "How urgent is it?" in again[-1]
     assert all(_actions(u.card or {}) == [] for u in teams.fake.of("update"))
+    last_update = json.dumps(teams.fake.of("update")[-1].card, ensure_ascii=False)
+    assert "No longer active" in last_update and "✓ Project" not in last_update, "the ignored press is not taken"
 
     for line in ("High", "1", "skip", "submit"):
         await teams.send(teams.personal(DANA, line))
