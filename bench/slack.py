@@ -137,6 +137,16 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}/slack/events"
 
 
+async def _ack_time(client: aiohttp.ClientSession, url: str, body: str) -> float:
+    """POST one signed event; the seconds until the app answered (its ack)."""
+    started = time.perf_counter()
+    async with client.post(url, data=body.encode(), headers=_signed(body)) as response:
+        await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"the app answered {response.status}")
+    return time.perf_counter() - started
+
+
 async def _load(url: str, bodies: Sequence[str], concurrency: int) -> list[float]:
     """POST the bodies with ``concurrency`` in flight; the ack latency of each."""
     latencies: list[float] = []
@@ -147,13 +157,7 @@ async def _load(url: str, bodies: Sequence[str], concurrency: int) -> list[float
 
         async def worker() -> None:
             while not queue.empty():
-                body = queue.get_nowait()
-                started = time.perf_counter()
-                async with client.post(url, data=body.encode(), headers=_signed(body)) as response:
-                    await response.read()
-                    if response.status != 200:
-                        raise RuntimeError(f"the app answered {response.status}")
-                latencies.append(time.perf_counter() - started)
+                latencies.append(await _ack_time(client, url, queue.get_nowait()))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
@@ -166,12 +170,7 @@ async def _load_paced(url: str, bodies: Sequence[str], rate: float) -> list[floa
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as client:
 
         async def one(body: str) -> None:
-            started = time.perf_counter()
-            async with client.post(url, data=body.encode(), headers=_signed(body)) as response:
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"the app answered {response.status}")
-            latencies.append(time.perf_counter() - started)
+            latencies.append(await _ack_time(client, url, body))
 
         tasks = []
         due = time.perf_counter()
