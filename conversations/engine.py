@@ -27,14 +27,12 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from conversations import codec
 from conversations.messages import ConversationKey, Inbound, Reply, Sender, Text, TextStyle
 from storage import queries as q
 from storage.db import Database
 from storage.models import Person, Role
+from storage.tx import INTEGRITY_ERRORS, Tx
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +70,9 @@ class FlowState:
 
 @dataclass(slots=True)
 class Turn:
-    """Everything a flow may use for one turn. ``session`` is the turn's transaction."""
+    """Everything a flow may use for one turn. ``tx`` is the turn's transaction."""
 
-    session: AsyncSession
+    tx: Tx
     person: Person
     inbound: Inbound
     now: datetime
@@ -88,7 +86,7 @@ class Turn:
     async def notify(self, *, recipient_id: int, kind: str, subject: str, reply: Reply, period: str = "") -> bool:
         """Queue a message the bot starts, committed with this turn (or not at all)."""
         added = await q.enqueue(
-            self.session,
+            self.tx,
             kind=kind,
             subject=subject,
             period=period,
@@ -202,7 +200,7 @@ class Engine:
             for attempt in range(MAX_TURN_ATTEMPTS):
                 try:
                     replies, queued = await self._turn(inbound)
-                except (q.StaleState, IntegrityError) as exc:
+                except (q.StaleState, *INTEGRITY_ERRORS) as exc:
                     log.debug("turn raced (%s), attempt %d", type(exc).__name__, attempt + 1)
                     self._states.pop(_state_key(inbound.key), None)
                     self._people.pop((inbound.key.platform, inbound.key.workspace, inbound.key.user), None)
@@ -219,17 +217,17 @@ class Engine:
 
         for attempt in range(MAX_TURN_ATTEMPTS):
             try:
-                async with self.db.transaction() as session:
-                    person = await self._person(session, key, sender)
-                    return await overview(session, person, _zone(person.time_zone, self._default_tz))
-            except (q.StaleState, IntegrityError):
+                async with self.db.tx() as tx:
+                    person = await self._person(tx, key, sender)
+                    return await overview(tx, person, _zone(person.time_zone, self._default_tz))
+            except (q.StaleState, *INTEGRITY_ERRORS):
                 await asyncio.sleep(0.005 * (attempt + 1))
         raise RuntimeError("could not resolve the person for the overview")
 
     async def known(self, *, platform: str, workspace: str, user_id: str) -> bool:
         """Whether this platform user is already linked to a person (adapters skip profile look-ups)."""
-        async with self.db.session() as session:
-            person = await q.person_by_identity(session, platform=platform, workspace=workspace, user_id=user_id)
+        async with self.db.tx() as tx:
+            person = await q.person_by_identity(tx, platform=platform, workspace=workspace, user_id=user_id)
             return person is not None
 
     # --- one turn ------------------------------------------------------------------------------
@@ -237,14 +235,14 @@ class Engine:
     async def _turn(self, inbound: Inbound) -> tuple[list[Reply], int]:
         now = self._clock()
         skey = _state_key(inbound.key)
-        async with self.db.transaction() as session:
-            if not await q.claim_event(session, platform=inbound.key.platform, event_id=inbound.event_id, now=now):
+        async with self.db.tx() as tx:
+            if not await q.claim_event(tx, platform=inbound.key.platform, event_id=inbound.event_id, now=now):
                 log.info("duplicate event %s ignored", inbound.event_id)
                 return [], 0
-            person = await self._person(session, inbound.key, inbound.sender)
-            turn = Turn(session, person, inbound, now, _zone(person.time_zone, self._default_tz))
+            person = await self._person(tx, inbound.key, inbound.sender)
+            turn = Turn(tx, person, inbound, now, _zone(person.time_zone, self._default_tz))
             remembered = self._states.get(skey)
-            saved = remembered or await q.load_state(session, skey)
+            saved = remembered or await q.load_state(tx, skey)
             before = (saved.flow, saved.step or "", saved.data) if saved and saved.flow else None
             state = FlowState(*before) if before else None
 
@@ -271,7 +269,7 @@ class Engine:
                 version = saved.version if saved else None
                 written = q.SavedState(*(after or (None, "", {})), version=(version or 0) + 1, updated_at=now)
                 await q.save_state(
-                    session,
+                    tx,
                     skey,
                     expected_version=version,
                     flow=written.flow,
@@ -384,14 +382,14 @@ class Engine:
         again = await self.flows[state.flow].reprompt(turn, state)
         return Step(replies=(note, *again), next=state.step, data=state.data), state.flow
 
-    async def _person(self, session: AsyncSession, key: ConversationKey, sender: Sender | None) -> Person:
+    async def _person(self, tx: Tx, key: ConversationKey, sender: Sender | None) -> Person:
         """The person writing: cached for a short while, else looked up, else created."""
         ident = (key.platform, key.workspace, key.user)
         cached = self._people.get(ident)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        person = await q.person_by_identity(session, platform=key.platform, workspace=key.workspace, user_id=key.user)
-        return person or await self._first_contact(session, key, sender)
+        person = await q.person_by_identity(tx, platform=key.platform, workspace=key.workspace, user_id=key.user)
+        return person or await self._first_contact(tx, key, sender)
 
     def _remember_person(self, key: ConversationKey, person: Person) -> None:
         """Called after commit only, so a rolled-back first contact is never remembered.
@@ -406,26 +404,25 @@ class Engine:
         if len(self._people) > self._state_cache_size:
             self._people.pop(next(iter(self._people)))
 
-    async def _first_contact(self, session: AsyncSession, key: ConversationKey, sender: Sender | None) -> Person:
+    async def _first_contact(self, tx: Tx, key: ConversationKey, sender: Sender | None) -> Person:
         email = (sender.email or "").strip().lower() if sender else ""
         directory_id = sender.directory_id if sender else None
         person: Person | None = None
         if directory_id:
-            person = await q.person_by_directory_id(session, directory_id)
+            person = await q.person_by_directory_id(tx, directory_id)
         if person is None and email:
-            person = await q.person_by_email(session, email)
+            person = await q.person_by_email(tx, email)
         if person is None:
             tz = sender.time_zone if sender and sender.time_zone and _valid_zone(sender.time_zone) else None
-            person = Person(
+            person = await q.add_person(
+                tx,
                 name=(sender.name if sender and sender.name else key.user)[:200],
                 email=email or None,
                 role=Role.REQUESTER,
                 time_zone=tz or self._default_tz_name,
             )
-            session.add(person)
-            await session.flush()
         linked = await q.add_identity(
-            session,
+            tx,
             person_id=person.id,  # type: ignore[arg-type]
             platform=key.platform,
             workspace=key.workspace,

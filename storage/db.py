@@ -22,8 +22,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from storage._sqlite_inline import inline_connector
+from storage.tx import AsyncpgTx, SqliteTx, Tx
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 
@@ -68,6 +70,43 @@ class Database:
         """A session inside one transaction: committed on success, rolled back on error."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        """One transaction of plain SQL on a pooled driver connection (see :mod:`storage.tx`).
+
+        Committed on success, rolled back on error; a connection whose rollback fails is
+        discarded rather than returned to the pool.
+        """
+        raw = await self.engine.raw_connection()
+        driver = raw.driver_connection
+        reusable = False
+        try:
+            if self.dialect == "postgresql":
+                transaction = driver.transaction()  # type: ignore[union-attr]
+                await transaction.start()
+                try:
+                    yield AsyncpgTx(driver)
+                except BaseException:
+                    await transaction.rollback()
+                    reusable = True
+                    raise
+                await transaction.commit()
+            else:
+                connection = driver._conn  # type: ignore[union-attr]  # the inline sqlite3 connection
+                try:
+                    yield SqliteTx(connection)
+                except BaseException:
+                    connection.rollback()
+                    reusable = True
+                    raise
+                connection.commit()
+            reusable = True
+        finally:
+            if reusable:
+                raw.close()
+            else:
+                await greenlet_spawn(raw.invalidate)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

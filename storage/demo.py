@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import queries as q
-from storage.models import BusinessPartner, Maturity, Person, Relationship, Role, Status
+from storage.models import BusinessPartner, DemandRequest, Maturity, Person, Relationship, Role, Status
 
 PARTNERS = (
     ("Finance", "Maria Lopez, CFO", Maturity.TRUSTED_ADVISOR),
@@ -187,7 +187,7 @@ async def load_demo(session: AsyncSession, *, now: datetime) -> bool:
     await session.flush()
     for title, outcome, category, urgency, email, index, final, days in REQUESTS:
         created = now - timedelta(days=days)
-        request = await q.create_request(
+        filed = await q.create_request(
             session,
             q.NewRequest(
                 title=title,
@@ -202,6 +202,8 @@ async def load_demo(session: AsyncSession, *, now: datetime) -> bool:
             ),
             now=created,
         )
+        request = await session.get(DemandRequest, filed.id)  # the ORM's own copy, to change
+        assert request is not None
         brm_id = request.brm_id
         path = (
             (Status.TRIAGED, Status.DEFERRED)

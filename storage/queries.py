@@ -1,7 +1,12 @@
-"""Queries and writes, each taking the session of the caller's transaction.
+"""Queries and writes, each taking the caller's transaction: a :class:`~storage.tx.Tx` or a session.
 
 Nothing here commits: the caller owns the transaction, so one turn of a conversation
 (request, status change, outbox rows, conversation state) is written whole or not at all.
+
+What a chat turn runs is plain SQL (:mod:`storage.tx`), written once for both databases;
+it takes either a ``Tx`` (the engine's fast path) or an ORM session (everyone else), and
+returns the same model objects either way. The rest (demo data, exports, the outbox worker)
+uses the ORM.
 """
 
 from __future__ import annotations
@@ -21,20 +26,21 @@ from storage.models import (
     OPEN_STATUSES,
     BusinessPartner,
     ConversationReference,
-    ConversationState,
     DemandRequest,
     Identity,
     OutboxMessage,
     OutboxStatus,
     Person,
     ProcessedEvent,
-    Relationship,
     Role,
     Status,
     StatusChange,
     utcnow,
 )
+from storage.tx import Sql, Tx, as_tx
 from storage.types import UTCDateTime
+
+Db = Tx | AsyncSession
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -42,39 +48,56 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
+# --- rows to models -------------------------------------------------------------------------
+
+
+def _reader(model: Any) -> tuple[str, Any]:
+    """The column list to SELECT for ``model`` and a function turning one row into it.
+
+    Rows become model objects through ``model_construct`` (no validation: the row came from
+    our own table), with times, days and JSON in Python's form whichever driver read them.
+    """
+    columns = list(model.__table__.c)  # type: ignore[attr-defined]
+    converters: list[tuple[str, Any]] = []
+    for column in columns:
+        kind = column.type
+        if isinstance(kind, UTCDateTime | sa.DateTime):
+            converters.append((column.name, Tx.dt))
+        elif isinstance(kind, sa.Date):
+            converters.append((column.name, Tx.day))
+        elif isinstance(kind, sa.JSON):
+            converters.append((column.name, Tx.json))
+        elif isinstance(kind, sa.Boolean):
+            converters.append((column.name, lambda v: None if v is None else bool(v)))
+        else:
+            converters.append((column.name, None))
+
+    def read(row: Sequence[Any]) -> Any:
+        pairs = zip(converters, row, strict=True)
+        return model.model_construct(**{name: value if read is None else read(value) for (name, read), value in pairs})
+
+    return ", ".join(f"{model.__tablename__}.{c.name}" for c in columns), read
+
+
+sa.orm.configure_mappers()  # model_construct needs the attributes instrumented before any query ran
+PERSON_COLUMNS, _person = _reader(Person)
+PARTNER_COLUMNS, _partner = _reader(BusinessPartner)
+REQUEST_COLUMNS, _request = _reader(DemandRequest)
+CHANGE_COLUMNS, _change = _reader(StatusChange)
+_OPEN = ", ".join(f"'{s.value}'" for s in sorted(OPEN_STATUSES))
+
+
 # --- inbound events -----------------------------------------------------------------------
 
-
-_insert_ignoring: dict[str, Any] = {}
-
-
-async def _insert_or_ignore(session: AsyncSession, table: Any, values: dict[str, Any]) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING; True if a row was inserted.
-
-    Plain SQL that both databases read the same, built once per table and column set:
-    SQLAlchemy's own ON CONFLICT constructs are not cacheable, so they were compiled anew on
-    every call, and these inserts run on every turn.
-    """
-    columns = table.__table__.c  # type: ignore[attr-defined]
-    name = f"{table.__tablename__}:{','.join(values)}"
-    stmt = _insert_ignoring.get(name)
-    if stmt is None:
-        sql = (
-            f"INSERT INTO {table.__tablename__} ({', '.join(values)}) "
-            f"VALUES ({', '.join(':' + c for c in values)}) ON CONFLICT DO NOTHING"
-        )
-        stmt = _insert_ignoring[name] = sa.text(sql).bindparams(
-            *(sa.bindparam(c, type_=columns[c].type) for c in values)
-        )
-    result = await (await session.connection()).execute(stmt, values)
-    return bool(result.rowcount)
+_CLAIM = Sql(
+    "INSERT INTO processed_event (platform, event_id, at) VALUES (:platform, :event_id, :at) ON CONFLICT DO NOTHING"
+)
 
 
-async def claim_event(session: AsyncSession, *, platform: str, event_id: str, now: datetime) -> bool:
+async def claim_event(db: Db, *, platform: str, event_id: str, now: datetime) -> bool:
     """Record an inbound event id; False when it was already processed (a platform retry)."""
-    return await _insert_or_ignore(
-        session, ProcessedEvent, {"platform": platform, "event_id": event_id[:200], "at": now}
-    )
+    tx = await as_tx(db)
+    return bool(await tx.execute(_CLAIM, {"platform": platform, "event_id": event_id[:200], "at": now}))
 
 
 async def forget_events_before(session: AsyncSession, *, before: datetime) -> int:
@@ -84,36 +107,67 @@ async def forget_events_before(session: AsyncSession, *, before: datetime) -> in
 
 # --- people ---------------------------------------------------------------------------------
 
-
-async def person_by_identity(session: AsyncSession, *, platform: str, workspace: str, user_id: str) -> Person | None:
-    stmt = (
-        select(Person)
-        .join(Identity, col(Identity.person_id) == col(Person.id))
-        .where(Identity.platform == platform, Identity.workspace == workspace, Identity.user_id == user_id)
-    )
-    return (await session.execute(stmt)).scalars().first()
-
-
-async def person_by_email(session: AsyncSession, email: str) -> Person | None:
-    stmt = select(Person).where(Person.email == email.strip().lower())
-    return (await session.execute(stmt)).scalars().first()
-
-
-async def person_by_directory_id(session: AsyncSession, directory_id: str) -> Person | None:
-    stmt = (
-        select(Person)
-        .join(Identity, col(Identity.person_id) == col(Person.id))
-        .where(Identity.directory_id == directory_id)
-    )
-    return (await session.execute(stmt)).scalars().first()
+_PERSON_BY_IDENTITY = Sql(
+    f"SELECT {PERSON_COLUMNS} FROM person JOIN identity ON identity.person_id = person.id "
+    "WHERE identity.platform = :platform AND identity.workspace = :workspace AND identity.user_id = :user_id"
+)
+_PERSON_BY_EMAIL = Sql(f"SELECT {PERSON_COLUMNS} FROM person WHERE person.email = :email")
+_PERSON_BY_DIRECTORY_ID = Sql(
+    f"SELECT {PERSON_COLUMNS} FROM person JOIN identity ON identity.person_id = person.id "
+    "WHERE identity.directory_id = :directory_id ORDER BY identity.id LIMIT 1"
+)
+_PERSON = Sql(f"SELECT {PERSON_COLUMNS} FROM person WHERE person.id = :id")
+_ADD_PERSON = Sql(
+    "INSERT INTO person (name, email, role, time_zone, partner_id, created_at) "
+    "VALUES (:name, :email, :role, :time_zone, :partner_id, :created_at) RETURNING id"
+)
+_ADD_IDENTITY = Sql(
+    "INSERT INTO identity (person_id, platform, workspace, user_id, directory_id, created_at) "
+    "VALUES (:person_id, :platform, :workspace, :user_id, :directory_id, :created_at) ON CONFLICT DO NOTHING"
+)
 
 
-async def get_person(session: AsyncSession, person_id: int) -> Person | None:
-    return await session.get(Person, person_id)
+async def _one(db: Db, sql: Sql, params: dict[str, Any], read: Any) -> Any:
+    row = await (await as_tx(db)).fetchone(sql, params)
+    return read(row) if row is not None else None
+
+
+async def person_by_identity(db: Db, *, platform: str, workspace: str, user_id: str) -> Person | None:
+    params = {"platform": platform, "workspace": workspace, "user_id": user_id}
+    return await _one(db, _PERSON_BY_IDENTITY, params, _person)  # type: ignore[no-any-return]
+
+
+async def person_by_email(db: Db, email: str) -> Person | None:
+    return await _one(db, _PERSON_BY_EMAIL, {"email": email.strip().lower()}, _person)  # type: ignore[no-any-return]
+
+
+async def person_by_directory_id(db: Db, directory_id: str) -> Person | None:
+    return await _one(db, _PERSON_BY_DIRECTORY_ID, {"directory_id": directory_id}, _person)  # type: ignore[no-any-return]
+
+
+async def get_person(db: Db, person_id: int) -> Person | None:
+    return await _one(db, _PERSON, {"id": person_id}, _person)  # type: ignore[no-any-return]
+
+
+async def add_person(
+    db: Db, *, name: str, email: str | None, role: Role, time_zone: str, partner_id: int | None = None
+) -> Person:
+    """A new person (the caller has checked that the email is free)."""
+    values: dict[str, Any] = {
+        "name": name,
+        "email": email,
+        "role": role.value,
+        "time_zone": time_zone,
+        "partner_id": partner_id,
+        "created_at": utcnow(),
+    }
+    row = await (await as_tx(db)).fetchone(_ADD_PERSON, values)
+    assert row is not None
+    return Person.model_construct(id=row[0], **{**values, "role": role})
 
 
 async def add_identity(
-    session: AsyncSession,
+    db: Db,
     *,
     person_id: int,
     platform: str,
@@ -130,7 +184,7 @@ async def add_identity(
         "directory_id": directory_id,
         "created_at": utcnow(),
     }
-    return await _insert_or_ignore(session, Identity, values)
+    return bool(await (await as_tx(db)).execute(_ADD_IDENTITY, values))
 
 
 async def identities_of(session: AsyncSession, person_id: int) -> Sequence[Identity]:
@@ -144,28 +198,29 @@ async def people(session: AsyncSession) -> Sequence[Person]:
 
 # --- partners and relationships ----------------------------------------------------------------
 
-
-async def partners(session: AsyncSession) -> Sequence[BusinessPartner]:
-    stmt = select(BusinessPartner).order_by(col(BusinessPartner.name))
-    return (await session.execute(stmt)).scalars().all()
-
-
-async def get_partner(session: AsyncSession, partner_id: int) -> BusinessPartner | None:
-    return await session.get(BusinessPartner, partner_id)
-
-
-async def primary_brm(session: AsyncSession, partner_id: int) -> Person | None:
-    stmt = (
-        select(Person)
-        .join(Relationship, col(Relationship.brm_id) == col(Person.id))
-        .where(Relationship.partner_id == partner_id, col(Relationship.is_primary).is_(True))
-    )
-    return (await session.execute(stmt)).scalars().first()
+_PARTNERS = Sql(f"SELECT {PARTNER_COLUMNS} FROM business_partner ORDER BY business_partner.name")
+_PARTNER = Sql(f"SELECT {PARTNER_COLUMNS} FROM business_partner WHERE business_partner.id = :id")
+_PRIMARY_BRM = Sql(
+    f"SELECT {PERSON_COLUMNS} FROM person JOIN relationship ON relationship.brm_id = person.id "
+    "WHERE relationship.partner_id = :partner_id AND relationship.is_primary"
+)
+_OWNED_PARTNERS = Sql("SELECT partner_id FROM relationship WHERE brm_id = :brm_id ORDER BY partner_id")
 
 
-async def partner_ids_owned_by(session: AsyncSession, brm_id: int) -> list[int]:
-    stmt = select(Relationship.partner_id).where(Relationship.brm_id == brm_id)
-    return list((await session.execute(stmt)).scalars().all())
+async def partners(db: Db) -> list[BusinessPartner]:
+    return [_partner(row) for row in await (await as_tx(db)).fetch(_PARTNERS, {})]
+
+
+async def get_partner(db: Db, partner_id: int) -> BusinessPartner | None:
+    return await _one(db, _PARTNER, {"id": partner_id}, _partner)  # type: ignore[no-any-return]
+
+
+async def primary_brm(db: Db, partner_id: int) -> Person | None:
+    return await _one(db, _PRIMARY_BRM, {"partner_id": partner_id}, _person)  # type: ignore[no-any-return]
+
+
+async def partner_ids_owned_by(db: Db, brm_id: int) -> list[int]:
+    return [row[0] for row in await (await as_tx(db)).fetch(_OWNED_PARTNERS, {"brm_id": brm_id})]
 
 
 # --- demand requests ------------------------------------------------------------------------
@@ -186,40 +241,53 @@ class NewRequest:
     source_link: str | None = None
 
 
-async def create_request(session: AsyncSession, new: NewRequest, *, now: datetime) -> DemandRequest:
-    """Insert a request, its owning BRM and its first status change, in the caller's transaction."""
-    brm = await primary_brm(session, new.partner_id) if new.partner_id is not None else None
-    request = DemandRequest(
-        title=new.title,
-        description=new.description,
-        outcome=new.outcome,
-        category=new.category,
-        urgency=new.urgency,
-        desired_date=new.desired_date,
-        requester_id=new.requester_id,
-        partner_id=new.partner_id,
-        brm_id=brm.id if brm else None,
-        status=Status.SUBMITTED,
-        source_platform=new.source_platform,
-        source_channel=new.source_channel,
-        source_link=new.source_link,
-        created_at=now,
-        updated_at=now,
+_ADD_REQUEST = Sql(
+    "INSERT INTO demand_request (title, description, outcome, category, urgency, desired_date, requester_id, "
+    "partner_id, brm_id, status, source_platform, source_channel, source_link, created_at, updated_at) "
+    "VALUES (:title, :description, :outcome, :category, :urgency, :desired_date, :requester_id, :partner_id, "
+    "(SELECT brm_id FROM relationship WHERE partner_id = :partner_id AND is_primary), :status, :source_platform, "
+    ":source_channel, :source_link, :now, :now) RETURNING id, brm_id"
+)
+_ADD_CHANGE = Sql(
+    "INSERT INTO status_change (request_id, by_person_id, at, from_status, to_status, note) "
+    "VALUES (:request_id, :by_person_id, :at, :from_status, :to_status, :note)"
+)
+
+
+async def create_request(db: Db, new: NewRequest, *, now: datetime) -> DemandRequest:
+    """Insert a request, owned by its partner's primary BRM, and its first status change."""
+    tx = await as_tx(db)
+    values: dict[str, Any] = {
+        "title": new.title,
+        "description": new.description,
+        "outcome": new.outcome,
+        "category": new.category,
+        "urgency": new.urgency,
+        "desired_date": new.desired_date,
+        "requester_id": new.requester_id,
+        "partner_id": new.partner_id,
+        "status": Status.SUBMITTED.value,
+        "source_platform": new.source_platform,
+        "source_channel": new.source_channel,
+        "source_link": new.source_link,
+        "now": now,
+    }
+    row = await tx.fetchone(_ADD_REQUEST, values)
+    assert row is not None
+    request_id, brm_id = row[0], row[1]
+    change = {
+        "request_id": request_id,
+        "by_person_id": new.requester_id,
+        "at": now,
+        "from_status": None,
+        "to_status": Status.SUBMITTED.value,
+        "note": "Submitted",
+    }
+    await tx.execute(_ADD_CHANGE, change)
+    del values["now"]
+    return DemandRequest.model_construct(  # type: ignore[no-any-return]
+        id=request_id, brm_id=brm_id, **{**values, "status": Status.SUBMITTED}, created_at=now, updated_at=now
     )
-    session.add(request)
-    await session.flush()
-    session.add(
-        StatusChange(
-            request_id=request.id,  # type: ignore[arg-type]
-            by_person_id=new.requester_id,
-            at=now,
-            from_status=None,
-            to_status=Status.SUBMITTED,
-            note="Submitted",
-        )
-    )
-    await session.flush()
-    return request
 
 
 async def change_status(
@@ -247,61 +315,79 @@ async def change_status(
     return change
 
 
-async def get_request(session: AsyncSession, request_id: int) -> DemandRequest | None:
-    return await session.get(DemandRequest, request_id)
+_REQUEST = Sql(f"SELECT {REQUEST_COLUMNS} FROM demand_request WHERE demand_request.id = :id")
+_HISTORY = Sql(
+    f"SELECT {CHANGE_COLUMNS} FROM status_change WHERE status_change.request_id = :id ORDER BY status_change.id"
+)
+_OPEN_TITLES = Sql(
+    f"SELECT id, title FROM demand_request WHERE partner_id = :partner_id AND status IN ({_OPEN}) ORDER BY id"
+)
 
 
-async def status_history(session: AsyncSession, request_id: int) -> Sequence[StatusChange]:
-    stmt = select(StatusChange).where(StatusChange.request_id == request_id).order_by(col(StatusChange.id))
-    return (await session.execute(stmt)).scalars().all()
+async def get_request(db: Db, request_id: int) -> DemandRequest | None:
+    return await _one(db, _REQUEST, {"id": request_id}, _request)  # type: ignore[no-any-return]
 
 
-def _visible_to(person: Person, owned_partner_ids: Sequence[int]) -> Any:
+async def status_history(db: Db, request_id: int) -> list[StatusChange]:
+    return [_change(row) for row in await (await as_tx(db)).fetch(_HISTORY, {"id": request_id})]
+
+
+# Who sees which requests: a requester their own; a BRM also those of the partners they have a
+# relationship with, and those they own; leaders and admins all of them.
+_VISIBLE = {
+    "own": "demand_request.requester_id = :me",
+    "brm": (
+        "(demand_request.requester_id = :me OR demand_request.brm_id = :me OR demand_request.partner_id IN "
+        "(SELECT relationship.partner_id FROM relationship WHERE relationship.brm_id = :me))"
+    ),
+    "all": "1 = 1",
+}
+
+
+@functools.cache
+def _visible_sql(scope: str, only_open: bool, one: bool) -> Sql:
+    where = [_VISIBLE[scope]]
+    if only_open:
+        where.append(f"demand_request.status IN ({_OPEN})")
+    if one:
+        where.append("demand_request.id = :id")
+    tail = "" if one else " ORDER BY demand_request.id DESC LIMIT :limit"
+    return Sql(f"SELECT {REQUEST_COLUMNS} FROM demand_request WHERE {' AND '.join(where)}{tail}")
+
+
+def _scope(person: Person) -> str:
     if person.role in (Role.LEADER, Role.ADMIN):
-        return sa.true()
-    if person.role == Role.BRM:
-        return sa.or_(
-            col(DemandRequest.requester_id) == person.id,
-            col(DemandRequest.partner_id).in_(owned_partner_ids),
-            col(DemandRequest.brm_id) == person.id,
-        )
-    return col(DemandRequest.requester_id) == person.id
+        return "all"
+    return "brm" if person.role == Role.BRM else "own"
 
 
 async def visible_requests(
-    session: AsyncSession,
+    db: Db,
     person: Person,
     *,
     only_open: bool = False,
     mine_only: bool = False,
     limit: int = 50,
-) -> Sequence[DemandRequest]:
+) -> list[DemandRequest]:
     """Requests ``person`` may see, newest first: a requester their own, a BRM their partners'."""
-    if mine_only:
-        where: Any = col(DemandRequest.requester_id) == person.id
-    else:
-        owned = await partner_ids_owned_by(session, person.id) if person.role == Role.BRM else []  # type: ignore[arg-type]
-        where = _visible_to(person, owned)
-    stmt = select(DemandRequest).where(where)
-    if only_open:
-        stmt = stmt.where(col(DemandRequest.status).in_([s.value for s in OPEN_STATUSES]))
-    stmt = stmt.order_by(col(DemandRequest.id).desc()).limit(limit)
-    return (await session.execute(stmt)).scalars().all()
+    sql = _visible_sql("own" if mine_only else _scope(person), only_open, False)
+    params: dict[str, Any] = {"limit": limit}
+    if "me" in sql.names:
+        params["me"] = person.id
+    return [_request(row) for row in await (await as_tx(db)).fetch(sql, params)]
 
 
-async def visible_request(session: AsyncSession, person: Person, request_id: int) -> DemandRequest | None:
-    owned = await partner_ids_owned_by(session, person.id) if person.role == Role.BRM else []  # type: ignore[arg-type]
-    stmt = select(DemandRequest).where(DemandRequest.id == request_id, _visible_to(person, owned))
-    return (await session.execute(stmt)).scalars().first()
+async def visible_request(db: Db, person: Person, request_id: int) -> DemandRequest | None:
+    sql = _visible_sql(_scope(person), False, True)
+    params: dict[str, Any] = {"id": request_id}
+    if "me" in sql.names:
+        params["me"] = person.id
+    return await _one(db, sql, params, _request)  # type: ignore[no-any-return]
 
 
-async def open_titles_of_partner(session: AsyncSession, partner_id: int) -> list[tuple[int, str]]:
+async def open_titles_of_partner(db: Db, partner_id: int) -> list[tuple[int, str]]:
     """(id, title) of the partner's open requests: just what a duplicate check compares."""
-    stmt = select(DemandRequest.id, DemandRequest.title).where(
-        DemandRequest.partner_id == partner_id,
-        col(DemandRequest.status).in_([s.value for s in OPEN_STATUSES]),
-    )
-    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
+    return [(row[0], row[1]) for row in await (await as_tx(db)).fetch(_OPEN_TITLES, {"partner_id": partner_id})]
 
 
 async def all_requests_with_requester(
@@ -341,17 +427,38 @@ class SavedState:
     updated_at: datetime
 
 
-async def load_state(session: AsyncSession, key: StateKey) -> SavedState | None:
-    table = ConversationState.__table__  # type: ignore[attr-defined]
-    stmt = sa.select(table.c.flow, table.c.step, table.c.data, table.c.version, table.c.updated_at).where(
-        table.c.platform == key.platform,
-        table.c.workspace == key.workspace,
-        table.c.channel == key.channel,
-        table.c.user_id == key.user_id,
-        table.c.thread == key.thread,
-    )
-    row = (await (await session.connection()).execute(stmt)).first()
-    return SavedState(row.flow, row.step, dict(row.data or {}), row.version, row.updated_at) if row else None
+_STATE_KEY = (
+    "platform = :platform AND workspace = :workspace AND channel = :channel AND user_id = :user_id "
+    "AND thread = :thread"
+)
+_LOAD_STATE = Sql(f"SELECT flow, step, data, version, updated_at FROM conversation_state WHERE {_STATE_KEY}")
+_INSERT_STATE = Sql(
+    "INSERT INTO conversation_state "
+    "(platform, workspace, channel, user_id, thread, flow, step, data, version, updated_at) "
+    "VALUES (:platform, :workspace, :channel, :user_id, :thread, :flow, :step, :data, 1, :updated_at) "
+    "ON CONFLICT DO NOTHING"
+)
+_UPDATE_STATE = Sql(
+    "UPDATE conversation_state SET flow = :flow, step = :step, data = :data, version = :version, "
+    f"updated_at = :updated_at WHERE {_STATE_KEY} AND version = :expected"
+)
+
+
+def _key_params(key: StateKey) -> dict[str, Any]:
+    return {
+        "platform": key.platform,
+        "workspace": key.workspace,
+        "channel": key.channel,
+        "user_id": key.user_id,
+        "thread": key.thread,
+    }
+
+
+async def load_state(db: Db, key: StateKey) -> SavedState | None:
+    row = await (await as_tx(db)).fetchone(_LOAD_STATE, _key_params(key))
+    if row is None:
+        return None
+    return SavedState(row[0], row[1], dict(Tx.json(row[2]) or {}), row[3], Tx.dt(row[4]))  # type: ignore[arg-type]
 
 
 class StaleState(Exception):
@@ -359,7 +466,7 @@ class StaleState(Exception):
 
 
 async def save_state(
-    session: AsyncSession,
+    db: Db,
     key: StateKey,
     *,
     expected_version: int | None,
@@ -372,52 +479,26 @@ async def save_state(
 
     ``expected_version`` None means no row existed when the turn began.
     """
-    params = {
-        "platform": key.platform,
-        "workspace": key.workspace,
-        "channel": key.channel,
-        "user_id": key.user_id,
-        "thread": key.thread,
-        "flow": flow,
-        "step": step,
-        "data": data,
-        "updated_at": now,
-    }
+    params = {**_key_params(key), "flow": flow, "step": step, "data": data, "updated_at": now}
     if expected_version is None:
-        inserted = await _insert_or_ignore(session, ConversationState, {**params, "version": 1})
-        if not inserted:
-            raise StaleState(key)
-        return
-    params.update({f"key_{k}": params.pop(k) for k in ("platform", "workspace", "channel", "user_id", "thread")})
-    params.update(expected=expected_version, version=expected_version + 1)
-    result = await (await session.connection()).execute(_state_update(), params)
-    if not result.rowcount:
+        written = await (await as_tx(db)).execute(_INSERT_STATE, params)
+    else:
+        params.update(expected=expected_version, version=expected_version + 1)
+        written = await (await as_tx(db)).execute(_UPDATE_STATE, params)
+    if not written:
         raise StaleState(key)
-
-
-@functools.cache
-def _state_update() -> Any:
-    """The UPDATE of every turn, built once (with a version check: see :class:`StaleState`)."""
-    table = ConversationState.__table__  # type: ignore[attr-defined]
-    keys = ("platform", "workspace", "channel", "user_id", "thread")
-    return (
-        sa.update(table)
-        .where(*(table.c[k] == sa.bindparam(f"key_{k}") for k in keys), table.c.version == sa.bindparam("expected"))
-        .values(
-            flow=sa.bindparam("flow"),
-            step=sa.bindparam("step"),
-            data=sa.bindparam("data", type_=sa.JSON()),
-            updated_at=sa.bindparam("updated_at", type_=UTCDateTime()),
-            version=sa.bindparam("version"),
-        )
-    )
 
 
 # --- outbox -------------------------------------------------------------------------------------
 
+_ENQUEUE = Sql(
+    "INSERT INTO outbox (kind, subject, period, recipient_id, payload, status, attempts, next_attempt_at, created_at) "
+    "VALUES (:kind, :subject, :period, :recipient_id, :payload, :status, 0, :now, :now) ON CONFLICT DO NOTHING"
+)
+
 
 async def enqueue(
-    session: AsyncSession,
+    db: Db,
     *,
     kind: str,
     subject: str,
@@ -434,11 +515,9 @@ async def enqueue(
         "recipient_id": recipient_id,
         "payload": payload,
         "status": OutboxStatus.PENDING.value,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
+        "now": now,
     }
-    return await _insert_or_ignore(session, OutboxMessage, values)
+    return bool(await (await as_tx(db)).execute(_ENQUEUE, values))
 
 
 async def claim_outbox(

@@ -14,13 +14,13 @@ from datetime import date
 from typing import Any, ClassVar
 
 from rapidfuzz import fuzz, process, utils
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversations.engine import FORM_SUBMIT, FlowState, Step, Turn
 from conversations.flows.common import SKIP_WORDS, check_text, not_an_option, parse_date, pick, question, warn
 from conversations.messages import Facts, Field, Form, Inbound, Option, Reply, Text, TextStyle
 from storage import queries as q
 from storage.models import BusinessPartner, Category, DemandRequest, Urgency
+from storage.tx import Tx
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 4000
@@ -58,7 +58,7 @@ NO_DATE = Option("skip", "No particular date")
 class _Context:
     """What the intake rules need besides the answer; the partner list is read only when used."""
 
-    session: AsyncSession
+    tx: Tx
     own_partner_id: int | None
     today: date
     partners: Sequence[BusinessPartner] = ()
@@ -66,7 +66,7 @@ class _Context:
 
     async def ensure(self) -> _Context:
         if not self.loaded:
-            self.partners, self.loaded = await q.partners(self.session), True
+            self.partners, self.loaded = await q.partners(self.tx), True
         return self
 
     def partner_options(self) -> tuple[Option, ...]:
@@ -219,7 +219,7 @@ class IntakeFlow:
         duplicate = await self._duplicate(turn, data)
         if duplicate is not None and values.get("duplicate_ok") != duplicate.key:
             context = {**_form_context(values), "duplicate_ok": duplicate.key}
-            seen = await q.visible_request(turn.session, turn.person, duplicate.id)  # type: ignore[arg-type]
+            seen = await q.visible_request(turn.tx, turn.person, duplicate.id)  # type: ignore[arg-type]
             similar = (
                 f"This looks like {seen.key} “{seen.title}” ({seen.status})."
                 if seen
@@ -229,7 +229,7 @@ class IntakeFlow:
             return Step.end(Reply.of(self._form(ctx, values, errors={"title": error}, context=context)))
         token = values.get(FORM_TOKEN)
         if token and not await q.claim_event(
-            turn.session, platform=turn.inbound.key.platform, event_id=f"form:{token[:64]}", now=turn.now
+            turn.tx, platform=turn.inbound.key.platform, event_id=f"form:{token[:64]}", now=turn.now
         ):
             # The same form sent twice (a double click, a resent card): file it once.
             return Step.end(Reply.text("That form was already submitted; I filed it once.", TextStyle.MUTED))
@@ -307,7 +307,7 @@ class IntakeFlow:
 
     async def _context(self, turn: Turn) -> _Context:
         return _Context(
-            session=turn.session,
+            tx=turn.tx,
             own_partner_id=turn.person.partner_id,
             today=turn.now.astimezone(turn.tz).date(),
         )
@@ -383,7 +383,7 @@ class IntakeFlow:
         partner_id = data.get("partner")
         if partner_id is None:
             return None
-        titles = dict(await q.open_titles_of_partner(turn.session, partner_id))
+        titles = dict(await q.open_titles_of_partner(turn.tx, partner_id))
         best = process.extractOne(
             data["title"],
             titles,
@@ -391,11 +391,11 @@ class IntakeFlow:
             processor=utils.default_process,
             score_cutoff=DUPLICATE_SCORE,
         )
-        return await q.get_request(turn.session, best[2]) if best else None
+        return await q.get_request(turn.tx, best[2]) if best else None
 
     async def _similar(self, turn: Turn, duplicate: DemandRequest) -> Reply:
         """The close match, shown in full only to someone who may see it; others learn no more."""
-        seen = await q.visible_request(turn.session, turn.person, duplicate.id)  # type: ignore[arg-type]
+        seen = await q.visible_request(turn.tx, turn.person, duplicate.id)  # type: ignore[arg-type]
         if seen is None:
             return Reply.text(
                 "A request much like this one is already open for this business partner. "
@@ -428,7 +428,7 @@ class IntakeFlow:
         source = turn.inbound.source
         desired = data.get("desired_date")
         request = await q.create_request(
-            turn.session,
+            turn.tx,
             q.NewRequest(
                 title=data["title"],
                 description=data.get("description"),
@@ -447,7 +447,7 @@ class IntakeFlow:
             now=turn.now,
         )
         facts = self._facts(data, ctx)
-        brm = await q.get_person(turn.session, request.brm_id) if request.brm_id else None
+        brm = await q.get_person(turn.tx, request.brm_id) if request.brm_id else None
         if brm is not None and brm.id != turn.person.id:
             await turn.notify(
                 recipient_id=brm.id,  # type: ignore[arg-type]

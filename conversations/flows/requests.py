@@ -7,14 +7,13 @@ from collections.abc import Sequence
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from conversations.engine import MENU, FlowState, Step, Turn
 from conversations.flows.common import pick, question, warn
 from conversations.flows.menu import menu_question
 from conversations.messages import Choices, Facts, Inbound, Option, Reply, Text, TextStyle
 from storage import queries as q
 from storage.models import DemandRequest, Person, Role
+from storage.tx import Tx
 
 KEY_PATTERN = re.compile(r"^\s*(?:dr\s*-?\s*)?#?(\d{1,9})\s*$", re.IGNORECASE)
 LIST_LIMIT = 20
@@ -43,7 +42,7 @@ class MyRequestsFlow:
     triggers: ClassVar[frozenset[str]] = frozenset({"my requests", "mine", "list", "my demand", "requests"})
 
     async def start(self, turn: Turn, argument: str) -> Step:
-        mine = await q.visible_requests(turn.session, turn.person, mine_only=True, limit=LIST_LIMIT)
+        mine = await q.visible_requests(turn.tx, turn.person, mine_only=True, limit=LIST_LIMIT)
         replies: list[Reply] = []
         if mine:
             heading = f"Your requests ({LIST_LIMIT} most recent)" if len(mine) == LIST_LIMIT else "Your requests"
@@ -51,7 +50,7 @@ class MyRequestsFlow:
         if turn.person.role == Role.BRM:
             partners_open = [
                 r
-                for r in await q.visible_requests(turn.session, turn.person, only_open=True, limit=LIST_LIMIT)
+                for r in await q.visible_requests(turn.tx, turn.person, only_open=True, limit=LIST_LIMIT)
                 if r.requester_id != turn.person.id
             ]
             if partners_open:
@@ -96,7 +95,7 @@ class StatusFlow:
         return (question("status:key", "Which request? Type its key (like DR-42) or pick one.", options),)
 
     async def _recent(self, turn: Turn) -> tuple[Option, ...]:
-        recent = await q.visible_requests(turn.session, turn.person, limit=5)
+        recent = await q.visible_requests(turn.tx, turn.person, limit=5)
         return tuple(Option(r.key, f"{r.key} {r.title}"[:75]) for r in recent)
 
     async def _show(self, turn: Turn, said: str, *, retry: bool = False) -> Step:
@@ -107,17 +106,17 @@ class StatusFlow:
             if retry:
                 return Step((warn(error), *await self.reprompt(turn, FlowState(self.name, "key", {}))), "key", {})
             return Step.end(warn(error))
-        request = await q.visible_request(turn.session, turn.person, request_id)
+        request = await q.visible_request(turn.tx, turn.person, request_id)
         if request is None:
             return Step.end(warn(f"I couldn't find DR-{request_id} among the requests you can see."))
-        return Step.end(await describe(turn.session, request, turn.tz))
+        return Step.end(await describe(turn.tx, request, turn.tz))
 
 
-async def describe(session: AsyncSession, request: DemandRequest, tz: ZoneInfo) -> Reply:
-    requester = await q.get_person(session, request.requester_id)
-    partner = await q.get_partner(session, request.partner_id) if request.partner_id else None
-    brm = await q.get_person(session, request.brm_id) if request.brm_id else None
-    history = await q.status_history(session, request.id)  # type: ignore[arg-type]
+async def describe(tx: Tx, request: DemandRequest, tz: ZoneInfo) -> Reply:
+    requester = await q.get_person(tx, request.requester_id)
+    partner = await q.get_partner(tx, request.partner_id) if request.partner_id else None
+    brm = await q.get_person(tx, request.brm_id) if request.brm_id else None
+    history = await q.status_history(tx, request.id)  # type: ignore[arg-type]
     facts = Facts(
         title=f"{request.key} · {request.title}",
         items=(
@@ -148,10 +147,10 @@ async def describe(session: AsyncSession, request: DemandRequest, tz: ZoneInfo) 
     return Reply(blocks=tuple(blocks))
 
 
-async def overview(session: AsyncSession, person: Person, tz: ZoneInfo) -> Reply:
+async def overview(tx: Tx, person: Person, tz: ZoneInfo) -> Reply:
     """What a person sees first: their requests, and a BRM's or leader's open demand."""
     blocks: list[Text | Facts | Choices] = [Text(f"Hello {person.name}", TextStyle.HEADING)]
-    mine = await q.visible_requests(session, person, mine_only=True, limit=10)
+    mine = await q.visible_requests(tx, person, mine_only=True, limit=10)
     if mine:
         blocks.append(Text("Your requests", TextStyle.HEADING))
         blocks.append(Text("\n".join(f"• {_line(r, tz)}" for r in mine)))
@@ -160,7 +159,7 @@ async def overview(session: AsyncSession, person: Person, tz: ZoneInfo) -> Reply
     if person.role in (Role.BRM, Role.LEADER, Role.ADMIN):
         open_demand = [
             r
-            for r in await q.visible_requests(session, person, only_open=True, limit=25)
+            for r in await q.visible_requests(tx, person, only_open=True, limit=25)
             if r.requester_id != person.id
         ]
         heading = "Open demand of your business partners" if person.role == Role.BRM else "Open demand"
