@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.slack import SlackAdapter
 from adapters.slack.client import web_client
+from bot.runtime import freeze_startup_heap
 from conversations.engine import Engine
 from conversations.flows import default_flows
 from storage import migrate
@@ -221,6 +222,7 @@ async def serve(kind: str, api_url: str, db_url: str) -> None:
             adapter.mount(app)
             await adapter.start()
         runner, url = await _serve(app)
+        freeze_startup_heap()  # as brm-bot serve does; both apps get it, so neither pays for full collections
         print(url, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         if adapter is not None:

@@ -17,7 +17,15 @@ from typing import Annotated, Any
 import typer
 
 from bot import logs
-from bot.runtime import DATABASE_ERRORS, StartupError, database_problem, housekeeping, open_runtime, utcnow
+from bot.runtime import (
+    DATABASE_ERRORS,
+    StartupError,
+    database_problem,
+    freeze_startup_heap,
+    housekeeping,
+    open_runtime,
+    utcnow,
+)
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("brm_bot")
@@ -156,6 +164,7 @@ async def _serve(settings: Settings) -> int:
                     await adapter.start()
                 except PlatformRefused as exc:
                     raise StartupError(str(exc)) from None
+            freeze_startup_heap()
             names = ", ".join(a.platform for a in adapters)
             log.info("serving %s on http://%s:%d (health: /healthz)", names, settings.host, settings.port)
             await stop.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -54,6 +55,18 @@ class Runtime:
     engine: Engine
     worker: DeliveryWorker
     adapters: dict[str, Outbound] = field(default_factory=dict)
+
+
+def freeze_startup_heap() -> None:
+    """Move everything alive after start-up out of the garbage collector's sight.
+
+    The libraries a server imports (bolt, botbuilder, SQLAlchemy) leave a large heap that never
+    becomes garbage, and each full collection walked all of it: a 60-70 ms pause that every
+    request in flight waited out (seen as the Slack benchmark's ack p99). Frozen, a full
+    collection only walks what was allocated since.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def prepare_database(db: Database, *, upgrade_empty: bool = True) -> None:

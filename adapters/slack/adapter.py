@@ -37,7 +37,7 @@ from slack_bolt.request.internals import extract_content_type, parse_body
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 
-from adapters.slack.client import web_client, webhook_client
+from adapters.slack.client import sdk_logger, web_client, webhook_client
 from adapters.slack.features import Features
 from adapters.slack.inbound import (
     CAPTURE_SHORTCUT,
@@ -84,6 +84,7 @@ EVENTS_PATH = "/slack/events"
 DM_SCOPE = "dm"
 CACHE_SIZE = 10_000
 CLOSE_GRACE_SECONDS = 10.0
+WORK_SLOTS = 4  # acknowledged events worked on at once; the rest wait their turn (see _work)
 UNREACHABLE_ERRORS = frozenset(
     {
         "channel_not_found", "user_not_found", "not_in_channel", "is_archived", "account_inactive",
@@ -148,7 +149,7 @@ class SlackAdapter:
             client=self.client,
             signing_secret=signing_secret,
             process_before_response=False,
-            logger=logging.getLogger("adapters.slack.bolt"),
+            logger=sdk_logger("adapters.slack.bolt"),
         )
         self.features = Features()
         self._socket: AsyncSocketModeHandler | None = None
@@ -156,6 +157,7 @@ class SlackAdapter:
         self._dms: _Bounded = _Bounded(CACHE_SIZE)
         self._bot_user_id: str | None = None
         self._busy: set[asyncio.Task[Any]] = set()
+        self._slots = asyncio.Semaphore(WORK_SLOTS)
         self._register()
 
     # --- ServedAdapter ------------------------------------------------------------------------------
@@ -519,6 +521,10 @@ class SlackAdapter:
     ) -> AsyncIterator[None]:
         """Work done after the ack: tracked (``close`` waits for it) and never silently lost.
 
+        At most ``WORK_SLOTS`` pieces run at once and the rest wait, asleep: under a burst,
+        every running piece puts callbacks on the event loop, and a new request's ack would
+        queue behind all of them. The order of one person's messages is kept by the engine.
+
         A failure is logged by type (never with message content or tokens) and, where there
         is somewhere to say so, the person is told.
         """
@@ -526,7 +532,8 @@ class SlackAdapter:
         if task is not None:
             self._busy.add(task)
         try:
-            yield
+            async with self._slots:
+                yield
         except Exception as exc:
             log.exception("Slack: handling %s failed (%s)", what, type(exc).__name__)
             with contextlib.suppress(Exception):

@@ -103,8 +103,22 @@ async def test_tokens_and_the_signing_secret_never_reach_the_logs(
     await slack.post("{broken", "application/json")
     await slack.post("{}", "application/json", secret="wrong")
     assert caplog.records, "the run did log"
+    assert "Sending a request - url: POST" in caplog.text, "slack-sdk's own debug lines were on"
     assert BOT_TOKEN not in caplog.text
     assert SIGNING_SECRET not in caplog.text
+
+
+async def test_slack_sdk_debug_lines_follow_the_log_level(
+    slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await slack.dm("hello")
+    await slack.settle()
+    assert not [r for r in caplog.records if r.levelno < logging.INFO], "no debug line at INFO"
+    caplog.set_level(logging.DEBUG)
+    await slack.dm("help")
+    await slack.settle()
+    assert any(r.name == "adapters.slack.web_api" and r.levelno == logging.DEBUG for r in caplog.records)
 
 
 async def test_a_429_on_views_open_is_retried_and_the_modal_opens(slack: SlackHarness) -> None:
