@@ -235,48 +235,45 @@ class Engine:
     async def _turn(self, inbound: Inbound) -> tuple[list[Reply], int]:
         now = self._clock()
         skey = _state_key(inbound.key)
-        async with self.db.tx() as tx:
-            if not await q.claim_event(tx, platform=inbound.key.platform, event_id=inbound.event_id, now=now):
-                log.info("duplicate event %s ignored", inbound.event_id)
-                return [], 0
-            person = await self._person(tx, inbound.key, inbound.sender)
-            turn = Turn(tx, person, inbound, now, _zone(person.time_zone, self._default_tz))
-            remembered = self._states.get(skey)
-            saved = remembered or await q.load_state(tx, skey)
-            before = (saved.flow, saved.step or "", saved.data) if saved and saved.flow else None
-            state = FlowState(*before) if before else None
+        try:
+            async with self.db.tx() as tx:
+                person = await self._person(tx, inbound.key, inbound.sender)
+                turn = Turn(tx, person, inbound, now, _zone(person.time_zone, self._default_tz))
+                remembered = self._states.get(skey)
+                saved = remembered or await q.load_state(tx, skey)
+                before = (saved.flow, saved.step or "", saved.data) if saved and saved.flow else None
+                state = FlowState(*before) if before else None
 
-            replies: list[Reply] = []
-            if state and saved and now - saved.updated_at > self._ttl:
-                flow = self.flows.get(state.flow)
-                if flow is not None and flow.keeps_draft:
-                    replies.append(
-                        Reply.text(
-                            f"Your unfinished {flow.title} expired after 24 hours of silence, so I discarded "
-                            "the draft. Nothing was submitted.",
-                            TextStyle.WARNING,
+                replies: list[Reply] = []
+                if state and saved and now - saved.updated_at > self._ttl:
+                    flow = self.flows.get(state.flow)
+                    if flow is not None and flow.keeps_draft:
+                        replies.append(
+                            Reply.text(
+                                f"Your unfinished {flow.title} expired after 24 hours of silence, so I discarded "
+                                "the draft. Nothing was submitted.",
+                                TextStyle.WARNING,
+                            )
                         )
-                    )
-                state = None
+                    state = None
 
-            step, owner = await self._route(turn, state, inbound)
-            replies.extend(step.replies)
-            after = (owner, step.next, dict(step.data)) if owner and step.next else None
-            # Save when something changed, on every turn of an active flow (its silence clock), and
-            # whenever the state came from memory: the version check proves nobody changed it since.
-            written: q.SavedState | None = None
-            if after != before or after is not None or remembered is not None:
+                step, owner = await self._route(turn, state, inbound)
+                replies.extend(step.replies)
+                after = (owner, step.next, dict(step.data)) if owner and step.next else None
+                # Save when something changed, on every turn of an active flow (its silence clock), and
+                # whenever the state came from memory: the version check proves nobody changed it since.
+                written: q.SavedState | None = None
                 version = saved.version if saved else None
-                written = q.SavedState(*(after or (None, "", {})), version=(version or 0) + 1, updated_at=now)
-                await q.save_state(
-                    tx,
-                    skey,
-                    expected_version=version,
-                    flow=written.flow,
-                    step=written.step or None,
-                    data=written.data,
-                    now=now,
-                )
+                if after != before or after is not None or remembered is not None:
+                    written = q.SavedState(*(after or (None, "", {})), version=(version or 0) + 1, updated_at=now)
+                # The event id is claimed last, with the state: a retried event rolls back what it wrote.
+                if not await q.finish_turn(
+                    tx, skey, event_id=inbound.event_id, now=now, state=written, expected_version=version
+                ):
+                    raise _Duplicate
+        except _Duplicate:
+            log.info("duplicate event %s ignored", inbound.event_id)
+            return [], 0
         if written is not None:
             self._remember(skey, written)
         self._remember_person(inbound.key, person)
@@ -446,6 +443,10 @@ class Engine:
             entry.users -= 1
             if entry.users == 0:
                 del self._locks[key]
+
+
+class _Duplicate(Exception):
+    """The turn's event id was processed before: what the turn wrote is rolled back."""
 
 
 @dataclass(slots=True)

@@ -83,15 +83,17 @@ class Database:
         reusable = False
         try:
             if self.dialect == "postgresql":
-                transaction = driver.transaction()  # type: ignore[union-attr]
-                await transaction.start()
+                tx = AsyncpgTx(driver)
                 try:
-                    yield AsyncpgTx(driver)
-                except BaseException:
-                    await transaction.rollback()
-                    reusable = True
+                    yield tx
+                except BaseException as exc:
+                    if tx.transaction is not None:
+                        await tx.transaction.rollback()
+                    # A cancelled statement may still be running on the server: not reused.
+                    reusable = isinstance(exc, Exception) and not driver.is_closed()  # type: ignore[union-attr]
                     raise
-                await transaction.commit()
+                if tx.transaction is not None:
+                    await tx.transaction.commit()
             else:
                 connection = driver._conn  # type: ignore[union-attr]  # the inline sqlite3 connection
                 try:

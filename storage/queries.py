@@ -489,6 +489,83 @@ async def save_state(
         raise StaleState(key)
 
 
+# --- the end of a turn ---------------------------------------------------------------------------
+
+_SEEN = "seen AS (SELECT 1 FROM processed_event WHERE platform = :platform AND event_id = :event_id)"
+_CLAIM_AFTER = (
+    "claim AS (INSERT INTO processed_event (platform, event_id, at) "
+    "SELECT :platform, :event_id, :updated_at WHERE EXISTS (SELECT 1 FROM {written}) RETURNING 1)"
+)
+_FINISH_UPDATE = Sql(
+    f"WITH {_SEEN}, "
+    "written AS (UPDATE conversation_state SET flow = :flow, step = :step, data = :data, version = :version, "
+    f"updated_at = :updated_at WHERE {_STATE_KEY} AND version = :expected AND NOT EXISTS (SELECT 1 FROM seen) "
+    f"RETURNING 1), {_CLAIM_AFTER.format(written='written')} "
+    "SELECT EXISTS (SELECT 1 FROM seen), (SELECT count(*) FROM written), (SELECT count(*) FROM claim)"
+)
+_FINISH_INSERT = Sql(
+    f"WITH {_SEEN}, "
+    "written AS (INSERT INTO conversation_state "
+    "(platform, workspace, channel, user_id, thread, flow, step, data, version, updated_at) "
+    "SELECT CAST(:platform AS VARCHAR), CAST(:workspace AS VARCHAR), CAST(:channel AS VARCHAR), "
+    "CAST(:user_id AS VARCHAR), CAST(:thread AS VARCHAR), CAST(:flow AS VARCHAR), CAST(:step AS VARCHAR), "
+    "CAST(:data AS JSON), 1, CAST(:updated_at AS TIMESTAMP WITH TIME ZONE) "
+    "WHERE NOT EXISTS (SELECT 1 FROM seen) ON CONFLICT DO NOTHING RETURNING 1), "
+    f"{_CLAIM_AFTER.format(written='written')} "
+    "SELECT EXISTS (SELECT 1 FROM seen), (SELECT count(*) FROM written), (SELECT count(*) FROM claim)"
+)
+
+
+async def finish_turn(
+    db: Db,
+    key: StateKey,
+    *,
+    event_id: str,
+    now: datetime,
+    state: SavedState | None,
+    expected_version: int | None,
+) -> bool:
+    """Claim the turn's event id and save its conversation state, both or neither.
+
+    False when the event was already processed (a platform retry: the caller rolls back
+    whatever the turn wrote). Raises :class:`StaleState` when another turn saved the state
+    first. ``state`` None saves nothing but the claim.
+
+    On PostgreSQL this is one statement, so a turn that wrote nothing else needs no
+    transaction; a duplicate racing it makes the claim fail with a unique violation and the
+    whole statement with it (the caller runs the turn again and finds the duplicate).
+    """
+    tx = await as_tx(db)
+    event_id = event_id[:200]
+    if state is None:
+        return bool(await tx.execute(_CLAIM, {"platform": key.platform, "event_id": event_id, "at": now}))
+    if tx.dialect != "postgresql":
+        if not await tx.execute(_CLAIM, {"platform": key.platform, "event_id": event_id, "at": now}):
+            return False
+        await save_state(
+            tx, key, expected_version=expected_version, flow=state.flow, step=state.step, data=state.data, now=now
+        )
+        return True
+    params = {
+        **_key_params(key),
+        "event_id": event_id,
+        "flow": state.flow,
+        "step": state.step,
+        "data": state.data,
+        "updated_at": now,
+    }
+    if expected_version is None:
+        rows = await tx.last(_FINISH_INSERT, params)
+    else:
+        rows = await tx.last(_FINISH_UPDATE, {**params, "expected": expected_version, "version": expected_version + 1})
+    seen, written, _claimed = rows[0]
+    if seen:
+        return False
+    if not written:
+        raise StaleState(key)
+    return True
+
+
 # --- outbox -------------------------------------------------------------------------------------
 
 _ENQUEUE = Sql(

@@ -37,10 +37,11 @@ Row = Sequence[Any]
 class Sql:
     """One statement with ``:name`` parameters, kept in each dialect's own form."""
 
-    __slots__ = ("names", "numbered", "text")
+    __slots__ = ("names", "numbered", "text", "writes")
 
     def __init__(self, text: str) -> None:
         self.text = " ".join(text.split())
+        self.writes = self.text.split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE", "WITH")
         names: list[str] = []
 
         def number(match: re.Match[str]) -> str:
@@ -71,6 +72,11 @@ class Tx:
     async def fetchone(self, sql: Sql, params: Mapping[str, Any]) -> Row | None:
         rows = await self.fetch(sql, params)
         return rows[0] if rows else None
+
+    async def last(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
+        """The transaction's final statement. Alone (nothing written before it) it needs no
+        transaction around it, so on PostgreSQL it runs without BEGIN and COMMIT."""
+        return await self.fetch(sql, params)
 
     # --- values the drivers hand back in their own form --------------------------------------
 
@@ -134,18 +140,36 @@ class SqliteTx(Tx):
 
 
 class AsyncpgTx(Tx):
-    """An ``asyncpg`` connection inside a transaction the caller started."""
+    """An ``asyncpg`` connection that begins its transaction at the first write.
+
+    Reads before it run on their own, which under READ COMMITTED sees what a statement inside
+    the transaction would. A turn that writes only in its final statement (:meth:`last`)
+    never opens a transaction at all: two round trips fewer.
+    """
 
     dialect = "postgresql"
 
     def __init__(self, connection: Any) -> None:
         self._conn = connection
+        self.transaction: Any = None
+
+    async def _begin(self) -> None:
+        if self.transaction is None:
+            self.transaction = self._conn.transaction()
+            await self.transaction.start()
 
     async def execute(self, sql: Sql, params: Mapping[str, Any]) -> int:
+        if sql.writes:
+            await self._begin()
         status = await self._conn.execute(sql.numbered, *(_for_asyncpg(params[n]) for n in sql.names))
         return int(status.rsplit(" ", 1)[-1]) if status and status[-1].isdigit() else 0
 
     async def fetch(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
+        if sql.writes:
+            await self._begin()
+        return await self.last(sql, params)
+
+    async def last(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
         return list(await self._conn.fetch(sql.numbered, *(_for_asyncpg(params[n]) for n in sql.names)))
 
 

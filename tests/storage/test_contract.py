@@ -13,6 +13,7 @@ from storage import queries as q
 from storage.db import Database
 from storage.demo import load_demo
 from storage.models import BusinessPartner, DemandRequest, Person, Relationship, Role
+from storage.tx import Tx
 
 
 async def test_the_schema_is_at_the_newest_migration(db: Database) -> None:
@@ -70,6 +71,49 @@ async def test_state_saves_check_the_version(db: Database) -> None:
     async with db.session() as s:
         row = await q.load_state(s, key)
     assert row is not None and (row.step, row.data, row.version) == ("outcome", {"a": 1}, 2)
+
+
+def _state(step: str, version: int, now: datetime) -> q.SavedState:
+    return q.SavedState("intake", step, {"step": step}, version, now)
+
+
+async def _finish(tx: Tx, event_id: str, state: q.SavedState | None, expected: int | None) -> bool:
+    key, now = q.StateKey("slack", "T1", "D1", "U1"), datetime.now(UTC)
+    return await q.finish_turn(tx, key, event_id=event_id, now=now, state=state, expected_version=expected)
+
+
+async def test_a_turn_claims_its_event_and_saves_its_state_both_or_neither(db: Database) -> None:
+    key = q.StateKey("slack", "T1", "D1", "U1")
+    now = datetime.now(UTC)
+    async with db.tx() as tx:
+        assert await _finish(tx, "Ev1", _state("title", 1, now), None)
+    # The platform retries Ev1: refused, and the state is left as the first delivery saved it.
+    async with db.tx() as tx:
+        again = await _finish(tx, "Ev1", _state("x", 2, now), 1)
+    assert again is False
+    # Ev2 raced another turn (its version is stale): nothing is saved and Ev2 stays unclaimed.
+    with pytest.raises(q.StaleState):
+        async with db.tx() as tx:
+            await _finish(tx, "Ev2", _state("x", 8, now), 7)
+    async with db.tx() as tx:
+        assert await _finish(tx, "Ev2", _state("outcome", 2, now), 1)
+    async with db.tx() as tx:
+        row = await q.load_state(tx, key)
+        assert not await _finish(tx, "Ev2", None, None)
+    assert row is not None and (row.step, row.data, row.version) == ("outcome", {"step": "outcome"}, 2)
+
+
+async def test_a_retried_event_rolls_back_what_its_turn_wrote(db: Database) -> None:
+    async with db.tx() as tx:
+        assert await _finish(tx, "Ev1", None, None)
+    with pytest.raises(LookupError):
+        async with db.tx() as tx:
+            person = await q.add_person(tx, name="Twice", email="twice@example.com", role=Role.REQUESTER, time_zone="")
+            assert person.id is not None
+            if not await _finish(tx, "Ev1", None, None):
+                raise LookupError("duplicate")
+    async with db.tx() as tx:
+        assert await q.person_by_email(tx, "twice@example.com") is None
 
 
 async def test_an_outbox_message_is_queued_once_per_kind_subject_period_and_recipient(db: Database) -> None:
