@@ -33,7 +33,6 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.async_app import AsyncAck
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_bolt.request.internals import extract_content_type, parse_body
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 
@@ -211,17 +210,19 @@ class SlackAdapter:
         """One request from Slack: malformed bodies get 400, bad signatures 401, the rest go to bolt."""
         body = await request.text()
         headers = {k.lower(): v for k, v in request.headers.items()}
+        bolt_request: AsyncBoltRequest | None = None
         try:
-            payload = parse_body(body, extract_content_type({k: [v] for k, v in headers.items()}))
+            # bolt parses the body once, here; what it made of it is checked before it is used.
+            bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
+            payload = bolt_request.body
             problem = malformed(payload)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, AttributeError):
             problem = "not JSON or form data"
-        if problem is not None:
+        if problem is not None or bolt_request is None:
             if not self._verifier.is_valid_request(body, headers):
                 return web.Response(status=401)
             log.warning("Slack: refused a malformed request (%s, %d bytes)", problem, len(body))
             return web.Response(status=400, text="malformed request")
-        bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
         response = await self.app.async_dispatch(bolt_request)
         if response.status == 404 and payload.get("type") in ("event_callback", "block_actions"):
             # An event we do not use, or a button this version no longer knows (an old message):
