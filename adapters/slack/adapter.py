@@ -83,7 +83,7 @@ EVENTS_PATH = "/slack/events"
 DM_SCOPE = "dm"
 CACHE_SIZE = 10_000
 CLOSE_GRACE_SECONDS = 10.0
-WORK_SLOTS = 4  # acknowledged events worked on at once; the rest wait their turn (see _work)
+WORK_SLOTS = 8  # acknowledged events worked on at once; the rest wait their turn (see _work)
 UNREACHABLE_ERRORS = frozenset(
     {
         "channel_not_found", "user_not_found", "not_in_channel", "is_archived", "account_inactive",
