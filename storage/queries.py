@@ -537,11 +537,11 @@ async def finish_turn(
     """
     tx = await as_tx(db)
     event_id = event_id[:200]
-    if state is None:
-        return bool(await tx.execute(_CLAIM, {"platform": key.platform, "event_id": event_id, "at": now}))
-    if tx.dialect != "postgresql":
-        if not await tx.execute(_CLAIM, {"platform": key.platform, "event_id": event_id, "at": now}):
+    if state is None or tx.dialect != "postgresql":
+        if not await claim_event(tx, platform=key.platform, event_id=event_id, now=now):
             return False
+        if state is None:
+            return True
         await save_state(
             tx, key, expected_version=expected_version, flow=state.flow, step=state.step, data=state.data, now=now
         )
