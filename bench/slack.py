@@ -19,9 +19,14 @@ The load is direct messages from 100 people (``hello``, ``my requests``, ``statu
 ``help``, in turn), each with its own event id. Every person first sends one unmeasured
 message, so first-contact ``users.info`` look-ups are not in the figures (steady state).
 
+Under the concurrent load the two apps run ``--rounds`` times each, alternated, so a drift in
+the (shared, virtual) machine's speed hits both alike; the ratio is the median of each round's
+ours/bare, and every round's ratio is printed beside it.
+
 Reported per app: events/s (events sent until the last reply reached the fake), p50/p99 of the
-ack latency (the HTTP answer Slack waits for, which must come within 3 s), and the throughput
-ratio ours/bare. Targets: ratio >= 0.5, p99 ack < 100 ms. Two loads: ``--concurrency`` events
+ack latency (the HTTP answer Slack waits for, which must come within 3 s), the CPU time the
+app's process spent per event (from ``/proc``; steadier than events/s on a shared machine), and
+the throughput ratio ours/bare. Targets: ratio >= 0.5, p99 ack < 100 ms. Two loads: ``--concurrency`` events
 always in flight (the most each app sustains; its ack latency is then mostly queueing), and a
 Poisson stream at ``--rate`` events/s (default 200, a busy workspace; the ack latency a user's
 Slack sees). Each app runs alone in a process of its own, as it would in production; the load
@@ -40,6 +45,7 @@ import logging
 import os
 import platform
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -183,10 +189,19 @@ async def _load_paced(url: str, bodies: Sequence[str], rate: float) -> list[floa
     return latencies
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) process ``pid`` has used so far; NaN where ``/proc`` is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, TypeError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _measure(
-    label: str, url: str, fake: FakeSlack, events: int, concurrency: int, drain: Callable[[], Awaitable[None]],
-    rate: float = 0.0,
-) -> dict[str, float | str]:
+    url: str, fake: FakeSlack, events: int, concurrency: int, drain: Callable[[], Awaitable[None]],
+    rate: float = 0.0, pid: int | None = None,
+) -> dict[str, Any]:
     warm = [_event(n, "hello") for n in range(PEOPLE)]
     first = fake.count("chat.postMessage")
     await _load(url, warm, concurrency)
@@ -194,16 +209,16 @@ async def _measure(
     await drain()
     before = fake.count("chat.postMessage")
     bodies = [_event(n % PEOPLE, TEXTS[(n // PEOPLE) % len(TEXTS)]) for n in range(events)]
+    cpu = _cpu_seconds(pid)
     started = time.perf_counter()
     latencies = await (_load_paced(url, bodies, rate) if rate else _load(url, bodies, concurrency))
     await fake.wait_for("chat.postMessage", before + events, within=600)
     elapsed = time.perf_counter() - started
-    return {
-        "app": label,
-        "events_per_s": events / elapsed,
-        "p50_ms": _pct(latencies, 50) * 1000,
-        "p99_ms": _pct(latencies, 99) * 1000,
-    }
+    await asyncio.sleep(0.5)
+    if (extra := fake.count("chat.postMessage") - before - events) != 0:
+        raise RuntimeError(f"expected one reply per event, got {extra:+d} replies more")
+    cpu_ms = (_cpu_seconds(pid) - cpu) / events * 1000
+    return {"events_per_s": events / elapsed, "cpu_ms": cpu_ms, "latencies": latencies}
 
 
 async def serve(kind: str, api_url: str, db_url: str) -> None:
@@ -233,8 +248,8 @@ async def serve(kind: str, api_url: str, db_url: str) -> None:
 
 
 async def _measure_process(
-    kind: str, label: str, fake: FakeSlack, db_url: str, events: int, concurrency: int, rate: float = 0.0
-) -> dict[str, float | str]:
+    kind: str, fake: FakeSlack, db_url: str, events: int, concurrency: int, rate: float = 0.0
+) -> dict[str, Any]:
     server = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--serve", kind, "--api-url", fake.api_url, "--db-url", db_url,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -242,36 +257,51 @@ async def _measure_process(
     assert server.stdout is not None and server.stdin is not None
     url = (await asyncio.wait_for(server.stdout.readline(), timeout=60)).decode().strip()
     try:
-        return await _measure(label, url, fake, events, concurrency, _nothing, rate)
+        return await _measure(url, fake, events, concurrency, _nothing, rate, pid=server.pid)
     finally:
         server.stdin.close()
         await server.wait()
 
 
-async def run(db_url: str, db_label: str, events: int, concurrency: int, rate: float) -> list[str]:
+async def run(db_url: str, db_label: str, events: int, concurrency: int, rate: float, rounds: int) -> list[str]:
     fake = FakeSlack(users={_user(n): {"name": f"Bench {n}", "email": f"bench{n}@example.com"} for n in range(PEOPLE)})
     await fake.start()
     rows: list[str] = []
     try:
-        results = []
-        for load, pace in ((f"{concurrency} concurrent", 0.0), (f"paced {rate:.0f}/s", rate)):
+        loads = [(f"{concurrency} concurrent", 0.0, rounds)] + ([(f"paced {rate:.0f}/s", rate, 1)] if rate else [])
+        for load, pace, repeats in loads:
             db = await _fresh(db_url)
             url = db.engine.url.render_as_string(hide_password=False)
             await db.dispose()
-            bare = await _measure_process("bare", "bare bolt (ack + echo)", fake, url, events, concurrency, pace)
-            ours = await _measure_process("ours", "brm-bot SlackAdapter", fake, url, events, concurrency, pace)
-            results.append((load, bare, ours))
+            bare: list[dict[str, Any]] = []
+            ours: list[dict[str, Any]] = []
+            for _ in range(repeats):  # alternated, so a drift in the machine's speed hits both apps alike
+                bare.append(await _measure_process("bare", fake, url, events, concurrency, pace))
+                ours.append(await _measure_process("ours", fake, url, events, concurrency, pace))
+            ratios = [o["events_per_s"] / b["events_per_s"] for b, o in zip(bare, ours, strict=True)]
+            rows += [
+                _row(db_label, load, "bare bolt (ack + echo)", events, bare, "1.00"),
+                _row(db_label, load, "brm-bot SlackAdapter", events, ours, _ratios(ratios)),
+            ]
     finally:
         await fake.close()
-    for load, bare, ours in results:
-        ratio = float(ours["events_per_s"]) / float(bare["events_per_s"])
-        for result in (bare, ours):
-            rows.append(
-                f"| {db_label} | {load} | {result['app']} | {events:,} | {result['events_per_s']:,.0f} | "
-                f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | "
-                + (f"{ratio:.2f}" if result is ours else "1.00") + " |"
-            )
     return rows
+
+
+def _ratios(ratios: list[float]) -> str:
+    each = " / ".join(f"{ratio:.2f}" for ratio in ratios)
+    return f"**{statistics.median(ratios):.2f}**" + (f" ({each})" if len(ratios) > 1 else "")
+
+
+def _row(db_label: str, load: str, app: str, events: int, results: list[dict[str, Any]], ratio: str) -> str:
+    """One table row: the median round's events/s and CPU, the ack latencies of all rounds together."""
+    latencies = [latency for result in results for latency in result["latencies"]]
+    throughput = statistics.median(result["events_per_s"] for result in results)
+    cpu = statistics.median(result["cpu_ms"] for result in results)
+    return (
+        f"| {db_label} | {load} | {app} | {len(results)} × {events:,} | {throughput:,.0f} | "
+        f"{_pct(latencies, 50) * 1000:.1f} | {_pct(latencies, 99) * 1000:.1f} | {cpu:.2f} | {ratio} |"
+    )
 
 
 async def _nothing() -> None:
@@ -283,7 +313,8 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
-    parser.add_argument("--rate", type=float, default=200.0, help="events/s of the paced run")
+    parser.add_argument("--rate", type=float, default=200.0, help="events/s of the paced run (0: no paced run)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated runs of each app under the concurrent load")
     parser.add_argument("--serve", choices=("bare", "ours"), help=argparse.SUPPRESS)
     parser.add_argument("--api-url", help=argparse.SUPPRESS)
     parser.add_argument("--db-url", help=argparse.SUPPRESS)
@@ -296,15 +327,16 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.db in ("sqlite", "both"):
             sqlite = f"sqlite+aiosqlite:///{tmp}/bench.db"
-            rows += await run(sqlite, "SQLite (file, WAL)", args.events, args.concurrency, args.rate)
+            rows += await run(sqlite, "SQLite (file, WAL)", args.events, args.concurrency, args.rate, args.rounds)
     if args.db in ("postgresql", "both"):
         try:
-            rows += await run(POSTGRES, "PostgreSQL", args.events, args.concurrency, args.rate)
+            rows += await run(POSTGRES, "PostgreSQL", args.events, args.concurrency, args.rate, args.rounds)
         except OSError as exc:
             print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print("| database | load | app | events | events/s | ack p50 ms | ack p99 ms | ratio to bare |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| database | load | app | rounds × events | events/s | ack p50 ms | ack p99 ms | app CPU ms/event "
+          "| ratio to bare (median; each round) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

@@ -134,7 +134,9 @@ async def _serve(settings: Settings) -> int:
     from bot.web import ServedAdapter, build_web_app
     from conversations.ports import PlatformRefused
 
-    async with open_runtime(settings) as runtime, aiohttp.ClientSession() as http:
+    # Every outbound call has a deadline, even where a library sets none of its own on a shared session.
+    outbound = aiohttp.ClientTimeout(total=OUTBOUND_TIMEOUT_SECONDS, connect=OUTBOUND_CONNECT_SECONDS)
+    async with open_runtime(settings) as runtime, aiohttp.ClientSession(timeout=outbound) as http:
         adapters: list[ServedAdapter] = []
         if settings.slack_enabled:
             from bot.platforms.slack import build_slack
@@ -211,6 +213,8 @@ class ExportFormat(StrEnum):
     json = "json"
 
 
+OUTBOUND_TIMEOUT_SECONDS = 30
+OUTBOUND_CONNECT_SECONDS = 10
 EXPORT_FIELDS = (
     "key",
     "title",

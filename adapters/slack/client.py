@@ -11,6 +11,15 @@ Four traps are closed here (seen with slack-sdk 3.47):
   body for a line nobody logs (a seventh of the adapter's CPU under load): they get loggers
   whose level reads as the level logging is really at (:func:`sdk_logger`).
 
+A fifth is the cost of the SDK's generic request path: every call joined the URL with
+``urljoin``, rebuilt its headers and arguments, and wrapped the attempt in retry objects,
+about 90 µs of CPU a call, a quarter of what posting one reply costs. :class:`WebClient` sends
+the plain calls (JSON or query arguments, which is every call the bot makes) itself: the same
+request on the wire, the same :class:`AsyncSlackResponse` and :class:`SlackApiError`, the same
+retry handlers consulted the same way, and a timeout of its own on every attempt (the SDK
+applies its timeout only to sessions it opens itself). Anything else, and every call while
+debug logging is on (the SDK's request and response lines), takes the SDK's own path.
+
 Example::
 
     client = web_client("xoxb-…", api_url=None, http=session)
@@ -19,14 +28,22 @@ Example::
 from __future__ import annotations
 
 import logging
+from json import dumps as json_dumps
+from json import loads as json_loads
+from typing import Any
 
 import aiohttp
+from slack_sdk.errors import SlackClientError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest as RetryRequest
+from slack_sdk.http_retry.response import HttpResponse as RetryResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 SLACK_API_URL = "https://slack.com/api/"
@@ -81,13 +98,132 @@ def retry_handlers() -> list[AsyncRetryHandler]:
     return [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)]
 
 
-def web_client(token: str | None, *, api_url: str | None, http: aiohttp.ClientSession) -> AsyncWebClient:
-    """The Web API client every call of the adapter goes through."""
-    return AsyncWebClient(
+JSON_TYPE = "application/json;charset=utf-8"
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_ATTEMPTS = 100  # a guard against a retry handler that never says no (as in the SDK)
+
+
+class WebClient(AsyncWebClient):
+    """``AsyncWebClient`` that sends plain calls itself (see the module's notes), else as the SDK does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._urls: dict[str, str] = {}
+
+    async def api_call(  # type: ignore[override]
+        self,
+        api_method: str,
+        *,
+        http_verb: str = "POST",
+        files: dict[str, Any] | None = None,
+        data: Any = None,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+        headers: dict[str, Any] | None = None,
+        auth: Any = None,
+    ) -> AsyncSlackResponse:
+        if not self._plain(http_verb, files, data, json, headers, auth):
+            return await super().api_call(
+                api_method, http_verb=http_verb, files=files, data=data, params=params, json=json,
+                headers=headers, auth=auth,
+            )
+        token = self.token
+        if json is not None:
+            json = {**self.default_params, **json}
+            token = json.pop("token", token)
+        if params is not None:
+            params = {**self.default_params, **{k: _form_value(v) for k, v in params.items() if v is not None}}
+            token = params.pop("token", token)
+        sent = {**self.headers, "Content-Type": JSON_TYPE if json is not None else FORM_TYPE}
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        url = self._urls.get(api_method) or self._urls.setdefault(api_method, self.base_url + api_method.lstrip("/"))
+        status, answer, answer_headers = await self._send_plain(http_verb, url, sent, params, json)
+        return AsyncSlackResponse(
+            client=self, http_verb=http_verb, api_url=url, req_args={"headers": sent, "params": params, "json": json},
+            data=answer, headers=answer_headers, status_code=status,
+        ).validate()
+
+    def _plain(self, verb: str, files: Any, data: Any, json: Any, headers: Any, auth: Any) -> bool:
+        """A call this class sends itself: JSON or query arguments only, on the shared session."""
+        return (
+            files is None and data is None and auth is None and not headers
+            and (json is None or verb == "POST")
+            and self.session is not None and not self.session.closed and not self.proxy
+            and not self._logger.isEnabledFor(logging.DEBUG)
+        )
+
+    async def _send_plain(
+        self, verb: str, url: str, headers: dict[str, str], params: dict[str, Any] | None, body: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any], Any]:
+        """One call, attempted again whenever a retry handler asks (429, a dropped connection)."""
+        assert self.session is not None
+        payload = json_dumps(body).encode() if body is not None else None
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        state = RetryState()
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                async with self.session.request(
+                    verb, url, params=params, data=payload, headers=headers, ssl=self.ssl, timeout=timeout
+                ) as response:
+                    answer = _json_object(await response.read())
+                    if response.status == 200:
+                        return response.status, answer, response.headers
+                    failed = RetryResponse(status_code=response.status, headers=dict(response.headers), body=answer)
+                    if not await self._retry(state, verb, url, headers, params, response=failed):
+                        return response.status, answer, response.headers
+            except Exception as exc:
+                if not await self._retry(state, verb, url, headers, params, error=exc):
+                    raise
+        raise SlackClientError(f"gave up on {url} after {MAX_ATTEMPTS} attempts")
+
+    async def _retry(
+        self,
+        state: RetryState,
+        verb: str,
+        url: str,
+        headers: dict[str, str],
+        params: dict[str, Any] | None,
+        *,
+        response: RetryResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        """Ask the retry handlers in turn, as the SDK does; True once one has waited for another attempt."""
+        state.next_attempt_requested = False
+        request = RetryRequest(method=verb, url=url, headers=headers, body_params=params)
+        for handler in self.retry_handlers:
+            if await handler.can_retry_async(state=state, request=request, response=response, error=error):
+                await handler.prepare_for_next_attempt_async(
+                    state=state, request=request, response=response, error=error
+                )
+                return state.next_attempt_requested
+        return False
+
+
+def _form_value(value: Any) -> Any:
+    """Query arguments as the SDK sends them: booleans as 1 and 0."""
+    return ("1" if value else "0") if isinstance(value, bool) else value
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """A response body as Slack's JSON object; anything else (a proxy's HTML page) as empty,
+    which :meth:`AsyncSlackResponse.validate` turns into a :class:`SlackApiError`."""
+    try:
+        answer = json_loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def web_client(
+    token: str | None, *, api_url: str | None, http: aiohttp.ClientSession, timeout: float = TIMEOUT_SECONDS
+) -> AsyncWebClient:
+    """The Web API client every call of the adapter goes through (``timeout``: seconds an attempt may take)."""
+    return WebClient(
         token=token,
         base_url=api_base_url(api_url),
         session=http,
-        timeout=TIMEOUT_SECONDS,
+        timeout=timeout,  # type: ignore[arg-type]
         retry_handlers=retry_handlers(),
         logger=sdk_logger("adapters.slack.web_api"),
     )

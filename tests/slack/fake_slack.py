@@ -38,6 +38,7 @@ class Call:
     token: str | None = None
     status: int = 200
     result: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def blocks(self) -> list[dict[str, Any]]:
@@ -59,7 +60,8 @@ class Call:
 class _Failure:
     status: int
     headers: dict[str, str]
-    body: dict[str, Any]
+    body: dict[str, Any] | str  # a str is sent as an HTML page (a proxy's error page)
+    delay: float = 0.0
 
 
 @dataclass
@@ -106,9 +108,15 @@ class FakeSlack:
 
     # --- scripting ---------------------------------------------------------------------------------
 
-    def fail_once(self, method: str, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def fail_once(
+        self, method: str, status: int, body: dict[str, Any] | str, headers: dict[str, str] | None = None
+    ) -> None:
         """Answer the next call of ``method`` with this failure (then normally again)."""
         self._failures.setdefault(method, []).append(_Failure(status, headers or {}, body))
+
+    def stall_once(self, method: str, seconds: float) -> None:
+        """Keep the next call of ``method`` waiting ``seconds`` before it is answered (normally)."""
+        self._failures.setdefault(method, []).append(_Failure(200, {}, {}, delay=seconds))
 
     def rate_limit_once(self, method: str, retry_after: int = 1) -> None:
         self.fail_once(method, 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
@@ -166,13 +174,18 @@ class FakeSlack:
                 args.update(dict(await request.post()))
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+        headers = {k: request.headers[k] for k in ("Content-Type", "User-Agent") if k in request.headers}
         pending = self._failures.get(method)
-        if pending:
-            failure = pending.pop(0)
-            await self._record(Call(method, args, token, failure.status))
+        failure = pending.pop(0) if pending else None
+        if failure is not None and failure.delay:
+            await asyncio.sleep(failure.delay)
+        elif failure is not None:
+            await self._record(Call(method, args, token, failure.status, headers=headers))
+            if isinstance(failure.body, str):
+                return web.Response(text=failure.body, status=failure.status, content_type="text/html")
             return web.json_response(failure.body, status=failure.status, headers=failure.headers)
         body = self._answer(method, args)
-        await self._record(Call(method, args, token, result=body))
+        await self._record(Call(method, args, token, result=body, headers=headers))
         return web.json_response(body)
 
     def _answer(self, method: str, args: Mapping[str, Any]) -> dict[str, Any]:
