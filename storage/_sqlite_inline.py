@@ -8,7 +8,8 @@ is another *process* holding the write lock (SQLite's busy timeout), which a sin
 deployment never meets. Several processes or replicas belong on PostgreSQL.
 
 SQLAlchemy's ``sqlite+aiosqlite`` dialect drives this class unchanged through
-``async_creator``; it only overrides how aiosqlite runs a call.
+``async_creator``; it only overrides how aiosqlite runs a call. A database has one connection
+(:class:`SharedConnection`), which the turn path also uses directly, without SQLAlchemy's pool.
 """
 
 from __future__ import annotations
@@ -22,7 +23,50 @@ import aiosqlite
 ITER_CHUNK_SIZE = 64
 
 
+class SharedConnection:
+    """The one ``sqlite3`` connection of a :class:`~storage.db.Database` (a file or ``:memory:``).
+
+    SQLAlchemy's pool (through :class:`InlineConnection`) and the turn path
+    (:meth:`Database.tx`) use the same connection; the database's lock decides whose turn it
+    is. It is opened with the settings every connection gets, and opened again after
+    SQLAlchemy closed it (``dispose``, an invalidated connection).
+    """
+
+    def __init__(self, path: str, *, busy_timeout: float) -> None:
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+
+    def get(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = _open(self._path, self._busy_timeout)
+        return self._conn
+
+    def close(self, conn: sqlite3.Connection | None = None) -> None:
+        """Close the connection (only if it is still ``conn``, when given)."""
+        if self._conn is not None and (conn is None or conn is self._conn):
+            self._conn.close()
+            self._conn = None
+
+
+def _open(path: str, busy_timeout: float) -> sqlite3.Connection:
+    """A connection in WAL mode that waits for the write lock rather than failing at once.
+
+    The driver opens each transaction with ``BEGIN IMMEDIATE`` just before its first write,
+    so two writers queue for the lock instead of failing to upgrade a read lock.
+    """
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level="IMMEDIATE", check_same_thread=False)
+    for pragma in ("journal_mode=WAL", f"busy_timeout={int(busy_timeout * 1000)}", "synchronous=NORMAL",
+                   "foreign_keys=ON"):
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
+
+
 class InlineConnection(aiosqlite.Connection):
+    def __init__(self, shared: SharedConnection) -> None:
+        super().__init__(shared.get, ITER_CHUNK_SIZE)
+        self._shared = shared
+
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._connection is None:
             raise ValueError("Connection closed")
@@ -39,24 +83,17 @@ class InlineConnection(aiosqlite.Connection):
     def stop(self) -> None:  # type: ignore[override]
         self._running = False
         if self._connection is not None:
-            self._connection.close()
+            self._shared.close(self._connection)
             self._connection = None
 
     async def close(self) -> None:
         self.stop()
 
 
-def inline_connector(path: str, *, busy_timeout: float) -> Callable[[], Any]:
-    """An ``async_creator`` for SQLAlchemy: a new inline connection to ``path``.
-
-    The driver opens each transaction with ``BEGIN IMMEDIATE`` just before its first write,
-    so two writers queue for the lock instead of failing to upgrade a read lock.
-    """
-
-    def connect() -> sqlite3.Connection:
-        return sqlite3.connect(path, timeout=busy_timeout, isolation_level="IMMEDIATE", check_same_thread=False)
+def inline_connector(shared: SharedConnection) -> Callable[[], Any]:
+    """An ``async_creator`` for SQLAlchemy: the shared connection, driven inline."""
 
     async def create() -> InlineConnection:
-        return await InlineConnection(connect, ITER_CHUNK_SIZE)
+        return await InlineConnection(shared)
 
     return create

@@ -3,9 +3,9 @@
 SQLite runs in WAL mode with a busy timeout, and every transaction that writes starts with
 ``BEGIN IMMEDIATE`` so two writers queue for the lock instead of one failing with
 "database is locked" when it upgrades a read lock. Its calls run inline on the event loop
-(see :mod:`storage._sqlite_inline`). Inside one process the pool holds a single connection
-for a SQLite file, so turns queue on the pool rather than wait on the lock. PostgreSQL gets
-a normal pool.
+(see :mod:`storage._sqlite_inline`). Inside one process a SQLite database has a single
+connection, shared by the ORM and the turn path and taken in turn under an ``asyncio.Lock``,
+so turns queue on the lock rather than wait on SQLite's. PostgreSQL gets a normal pool.
 
 Example::
 
@@ -16,24 +16,75 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import functools
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from storage._sqlite_inline import inline_connector
+from storage._sqlite_inline import SharedConnection, inline_connector
 from storage.tx import AsyncpgTx, SqliteTx, Tx
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+CLOSE_SECONDS = 5.0
+
+
+class TurnConnections:
+    """The asyncpg connections of chat turns, opened on demand, at most ``size`` at once.
+
+    Taking one that is free and giving it back neither waits nor starts a task, and nothing runs
+    on the connection in between: a turn ends its own transaction. SQLAlchemy's pool (through a
+    greenlet) or asyncpg's (a reset, and a task a return) cost a third of a short turn's CPU.
+    A connection the server closed is noticed by asyncpg and dropped when next taken.
+    """
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], *, size: int) -> None:
+        self._connect = connect
+        self._free: list[asyncpg.Connection] = []  # the most recently used first: warm and alive
+        self._room = asyncio.Semaphore(size)  # connections taken (or opening) never exceed size
+
+    async def take(self) -> asyncpg.Connection:
+        await self._room.acquire()
+        try:
+            while self._free:
+                connection = self._free.pop()
+                if not connection.is_closed():
+                    return connection
+            return await self._connect()
+        except BaseException:
+            self._room.release()
+            raise
+
+    def give_back(self, connection: asyncpg.Connection, *, reusable: bool) -> None:
+        if reusable and not connection.is_closed() and not connection.is_in_transaction():
+            self._free.append(connection)
+        else:
+            connection.terminate()
+        self._room.release()
+
+    async def close(self) -> None:
+        free, self._free = self._free, []
+        for connection in free:
+            try:
+                await connection.close(timeout=CLOSE_SECONDS)
+            except (OSError, TimeoutError, asyncpg.PostgresError):
+                connection.terminate()
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, sqlite: SharedConnection | None = None, turn_pool_size: int = 0) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._sqlite = sqlite
+        self._lock = asyncio.Lock() if sqlite is not None else None
+        self._holder: asyncio.Task[Any] | None = None
+        self._turn_pool_size = turn_pool_size
+        self._turn_connections: TurnConnections | None = None
 
     @property
     def dialect(self) -> str:
@@ -44,96 +95,141 @@ class Database:
         """Build the engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``)."""
         parsed = sa.make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            path = parsed.database or ":memory:"
-            kwargs: dict[str, Any] = {
-                "async_creator": inline_connector(path, busy_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000),
-                # Sessions always end their own transactions, so the pool's extra rollback is waste.
-                "pool_reset_on_return": None,
-            }
-            if path == ":memory:":
-                kwargs["poolclass"] = sa.pool.StaticPool
-            else:
-                kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
-            engine = create_async_engine(url, **kwargs)
-            _tune_sqlite(engine)
-        else:
-            # A fixed pool (no overflow connections opened and closed under load), recycled
-            # hourly rather than pinged before every use (a ping is a round trip a turn), and not
-            # rolled back on return: sessions always end their own transactions.
+            shared = SharedConnection(parsed.database or ":memory:", busy_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
             engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=0, pool_timeout=60, pool_recycle=3600, pool_reset_on_return=None
+                url,
+                async_creator=inline_connector(shared),
+                poolclass=sa.pool.StaticPool,  # the one connection; whose turn it is, the lock decides
+                pool_reset_on_return=None,  # sessions always end their own transactions
             )
-        return cls(engine)
+            return cls(engine, sqlite=shared)
+        # Chat turns get ``pool_size`` connections of their own (see :meth:`tx`); the ORM, used
+        # off the hot path, a fixed pool half that size (no overflow connections opened and closed
+        # under load), recycled hourly rather than pinged before every use (a ping is a round trip),
+        # and not rolled back on return: sessions always end their own transactions.
+        engine = create_async_engine(
+            url,
+            pool_size=max(2, pool_size // 2),
+            max_overflow=0,
+            pool_timeout=60,
+            pool_recycle=3600,
+            pool_reset_on_return=None,
+        )
+        return cls(engine, turn_pool_size=pool_size)
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """SQLite: wait for the connection (one user at a time). PostgreSQL: nothing to wait for."""
+        if self._lock is None:
+            yield
+            return
+        await self._acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self) -> None:
+        assert self._lock is not None
+        task = asyncio.current_task()
+        if task is not None and task is self._holder:
+            raise RuntimeError("nested use of the SQLite connection by one task would wait for itself")
+        await self._lock.acquire()
+        self._holder = task
+
+    def _release(self) -> None:
+        assert self._lock is not None
+        self._holder = None
+        self._lock.release()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        async with self.sessions() as session, session.begin():
+        async with self.exclusive(), self.sessions() as session, session.begin():
             yield session
 
     @asynccontextmanager
-    async def tx(self) -> AsyncIterator[Tx]:
-        """One transaction of plain SQL on a pooled driver connection (see :mod:`storage.tx`).
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection inside one transaction (migrations)."""
+        async with self.exclusive(), self.engine.begin() as conn:
+            yield conn
 
-        Committed on success, rolled back on error; a connection whose rollback fails is
-        discarded rather than returned to the pool.
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        async with self.exclusive(), self.engine.connect() as conn:
+            yield conn
+
+    def tx(self) -> AbstractAsyncContextManager[Tx]:
+        """One transaction of plain SQL on the driver connection (see :mod:`storage.tx`).
+
+        Committed on success, rolled back on error. SQLite: the shared connection, taken in
+        turn. PostgreSQL: one of the turns' own connections (:class:`TurnConnections`); after a
+        cancellation or a failed rollback it is closed rather than reused.
         """
-        raw = await self.engine.raw_connection()
-        driver = raw.driver_connection
+        return self._sqlite_tx() if self._sqlite is not None else self._pooled_tx()
+
+    @asynccontextmanager
+    async def _sqlite_tx(self) -> AsyncIterator[Tx]:
+        assert self._sqlite is not None
+        await self._acquire()
+        try:
+            connection = self._sqlite.get()
+            try:
+                yield SqliteTx(connection)
+            except BaseException:
+                try:
+                    connection.rollback()
+                except sqlite3.Error:
+                    self._sqlite.close(connection)  # opened afresh by its next user
+                raise
+            connection.commit()
+        finally:
+            self._release()
+
+    @asynccontextmanager
+    async def _pooled_tx(self) -> AsyncIterator[Tx]:
+        connections = self._turn_connections
+        if connections is None:
+            args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+            connections = self._turn_connections = TurnConnections(
+                functools.partial(asyncpg.connect, *args, **kwargs), size=self._turn_pool_size
+            )
+        connection = await connections.take()
         reusable = False
         try:
-            if self.dialect == "postgresql":
-                tx = AsyncpgTx(driver)
-                try:
-                    yield tx
-                except BaseException as exc:
-                    if tx.transaction is not None:
-                        await tx.transaction.rollback()
-                    # A cancelled statement may still be running on the server: not reused.
-                    reusable = isinstance(exc, Exception) and not driver.is_closed()  # type: ignore[union-attr]
-                    raise
-                if tx.transaction is not None:
-                    await tx.transaction.commit()
-            else:
-                connection = driver._conn  # type: ignore[union-attr]  # the inline sqlite3 connection
-                try:
-                    yield SqliteTx(connection)
-                except BaseException:
-                    connection.rollback()
-                    reusable = True
-                    raise
-                connection.commit()
+            tx = AsyncpgTx(connection)
+            try:
+                yield tx
+            except Exception:
+                if tx.transaction is not None and not connection.is_closed():
+                    await tx.transaction.rollback()
+                reusable = True
+                raise
+            if tx.transaction is not None:
+                await tx.transaction.commit()
             reusable = True
         finally:
-            if reusable:
-                raw.close()
-            else:
-                await greenlet_spawn(raw.invalidate)
+            # After a cancellation or a failed rollback a statement may still run: closed, not reused.
+            connections.give_back(connection, reusable=reusable)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session for reads (it still runs in a transaction, rolled back at the end)."""
-        async with self.sessions() as session:
+        async with self.exclusive(), self.sessions() as session:
             yield session
 
     async def ping(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
+            async with self.connection() as conn:
                 await conn.execute(sa.text("SELECT 1"))
             return True
         except Exception:
             return False
 
     async def dispose(self) -> None:
+        if self._turn_connections is not None:
+            await self._turn_connections.close()
+            self._turn_connections = None
         await self.engine.dispose()
-
-
-def _tune_sqlite(engine: AsyncEngine) -> None:
-    @sa.event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        if self._sqlite is not None:
+            self._sqlite.close()

@@ -38,7 +38,7 @@ async def current_revision(db: Database) -> str | None:
     def _read(conn: sa.Connection) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
-    async with db.engine.connect() as conn:
+    async with db.connection() as conn:
         return await conn.run_sync(_read)
 
 
@@ -49,7 +49,7 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         if conn.dialect.name == "sqlite":
             # The driver opens transactions only before data changes, not before DDL: open one
             # here, so a failed migration leaves the schema exactly as it was.
@@ -65,5 +65,5 @@ async def autogenerate(db: Database, message: str) -> None:
         config.attributes["connection"] = conn
         command.revision(config, message=message, autogenerate=True)
 
-    async with db.engine.begin() as conn:
+    async with db.begin() as conn:
         await conn.run_sync(_run)
