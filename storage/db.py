@@ -76,6 +76,44 @@ class TurnConnections:
                 connection.terminate()
 
 
+class _SqliteTurn:
+    """:meth:`Database.tx` on SQLite: the shared connection, taken in turn, committed or rolled back."""
+
+    __slots__ = ("_connection", "_db", "_shared")
+
+    def __init__(self, db: Database, shared: SharedConnection) -> None:
+        self._db = db
+        self._shared = shared
+
+    async def __aenter__(self) -> Tx:
+        await self._db._acquire()
+        try:
+            self._connection = self._shared.get()
+        except BaseException:
+            self._db._release()
+            raise
+        return SqliteTx(self._connection)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is not None:
+                self._rollback()
+                return
+            try:
+                self._connection.commit()
+            except BaseException:
+                self._rollback()  # a failed COMMIT leaves the transaction open
+                raise
+        finally:
+            self._db._release()
+
+    def _rollback(self) -> None:
+        try:
+            self._connection.rollback()
+        except sqlite3.Error:
+            self._shared.close(self._connection)  # opened afresh by its next user
+
+
 class Database:
     def __init__(self, engine: AsyncEngine, *, sqlite: SharedConnection | None = None, turn_pool_size: int = 0) -> None:
         self.engine = engine
@@ -166,25 +204,7 @@ class Database:
         turn. PostgreSQL: one of the turns' own connections (:class:`TurnConnections`); after a
         cancellation or a failed rollback it is closed rather than reused.
         """
-        return self._sqlite_tx() if self._sqlite is not None else self._pooled_tx()
-
-    @asynccontextmanager
-    async def _sqlite_tx(self) -> AsyncIterator[Tx]:
-        assert self._sqlite is not None
-        await self._acquire()
-        try:
-            connection = self._sqlite.get()
-            try:
-                yield SqliteTx(connection)
-            except BaseException:
-                try:
-                    connection.rollback()
-                except sqlite3.Error:
-                    self._sqlite.close(connection)  # opened afresh by its next user
-                raise
-            connection.commit()
-        finally:
-            self._release()
+        return _SqliteTurn(self, self._sqlite) if self._sqlite is not None else self._pooled_tx()
 
     @asynccontextmanager
     async def _pooled_tx(self) -> AsyncIterator[Tx]:

@@ -114,6 +114,21 @@ def _for_sqlite(value: Any) -> Any:
     return value
 
 
+_AS_IS = frozenset({str, int, float, bool, bytes, type(None)})  # passed to either driver unchanged
+
+
+def _sqlite_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v if type(v) in _AS_IS else _for_sqlite(v) for k, v in params.items()}
+
+
+def _asyncpg_args(sql: Sql, params: Mapping[str, Any]) -> list[Any]:
+    values = [params[name] for name in sql.names]
+    for i, value in enumerate(values):
+        if type(value) not in _AS_IS:
+            values[i] = _for_asyncpg(value)
+    return values
+
+
 def _for_asyncpg(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -133,10 +148,10 @@ class SqliteTx(Tx):
         self._conn = connection
 
     async def execute(self, sql: Sql, params: Mapping[str, Any]) -> int:
-        return self._conn.execute(sql.text, {k: _for_sqlite(v) for k, v in params.items()}).rowcount
+        return self._conn.execute(sql.text, _sqlite_params(params)).rowcount
 
     async def fetch(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
-        return self._conn.execute(sql.text, {k: _for_sqlite(v) for k, v in params.items()}).fetchall()
+        return self._conn.execute(sql.text, _sqlite_params(params)).fetchall()
 
 
 class AsyncpgTx(Tx):
@@ -161,7 +176,7 @@ class AsyncpgTx(Tx):
     async def execute(self, sql: Sql, params: Mapping[str, Any]) -> int:
         if sql.writes:
             await self._begin()
-        status = await self._conn.execute(sql.numbered, *(_for_asyncpg(params[n]) for n in sql.names))
+        status = await self._conn.execute(sql.numbered, *_asyncpg_args(sql, params))
         return int(status.rsplit(" ", 1)[-1]) if status and status[-1].isdigit() else 0
 
     async def fetch(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
@@ -170,7 +185,7 @@ class AsyncpgTx(Tx):
         return await self.last(sql, params)
 
     async def last(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
-        return list(await self._conn.fetch(sql.numbered, *(_for_asyncpg(params[n]) for n in sql.names)))
+        return list(await self._conn.fetch(sql.numbered, *_asyncpg_args(sql, params)))
 
 
 class SessionTx(Tx):
@@ -182,8 +197,8 @@ class SessionTx(Tx):
 
     def _args(self, sql: Sql, params: Mapping[str, Any]) -> tuple[str, Any]:
         if self.dialect == "postgresql":
-            return sql.numbered, tuple(_for_asyncpg(params[n]) for n in sql.names)
-        return sql.text, {k: _for_sqlite(v) for k, v in params.items()}
+            return sql.numbered, tuple(_asyncpg_args(sql, params))
+        return sql.text, _sqlite_params(params)
 
     async def execute(self, sql: Sql, params: Mapping[str, Any]) -> int:
         result = await self._conn.exec_driver_sql(*self._args(sql, params))

@@ -472,9 +472,12 @@ class SlackAdapter:
         """Post the replies of a turn (``owner``: whose questions they ask); returns the first message's ts."""
         first: str | None = None
         for message in messages(replies, owner=owner):
-            posted = await self.client.chat_postMessage(
-                channel=channel, blocks=message.blocks, text=message.text, thread_ts=thread
-            )
+            # What chat_postMessage sends, without its walk over the blocks looking for SDK objects
+            # (ours are plain dicts): this is the call every message the bot answers makes.
+            args: dict[str, Any] = {"channel": channel, "blocks": message.blocks, "text": message.text}
+            if thread:
+                args["thread_ts"] = thread
+            posted = await self.client.api_call("chat.postMessage", json=args)
             first = first or posted.get("ts")
         return first
 
