@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -83,7 +84,7 @@ EVENTS_PATH = "/slack/events"
 DM_SCOPE = "dm"
 CACHE_SIZE = 10_000
 CLOSE_GRACE_SECONDS = 10.0
-WORK_SLOTS = 8  # acknowledged events worked on at once; the rest wait their turn (see _work)
+WORK_SLOTS = 8  # workers for acknowledged events; the rest wait in the queue (see _later)
 UNREACHABLE_ERRORS = frozenset(
     {
         "channel_not_found", "user_not_found", "not_in_channel", "is_archived", "account_inactive",
@@ -113,6 +114,16 @@ class _Bounded(dict[Any, Any]):
         super().__setitem__(key, value)
         while len(self) > self._size:
             del self[next(iter(self))]
+
+
+@dataclasses.dataclass(slots=True)
+class _Job:
+    """Work queued after an ack, and whom to tell if it fails."""
+
+    what: str
+    run: Callable[[], Awaitable[None]]
+    apologise_to: tuple[str, str | None] | None
+    respond_to: object
 
 
 class SlackAdapter:
@@ -155,8 +166,8 @@ class SlackAdapter:
         self._known: _Bounded = _Bounded(CACHE_SIZE)
         self._dms: _Bounded = _Bounded(CACHE_SIZE)
         self._bot_user_id: str | None = None
-        self._busy: set[asyncio.Task[Any]] = set()
-        self._slots = asyncio.Semaphore(WORK_SLOTS)
+        self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
+        self._workers: set[asyncio.Task[None]] = set()
         self._register()
 
     # --- ServedAdapter ------------------------------------------------------------------------------
@@ -197,12 +208,14 @@ class SlackAdapter:
             async with asyncio.timeout(CLOSE_GRACE_SECONDS):
                 await self.drain()
         except TimeoutError:
-            log.warning("Slack: %d pieces of work were still running at shutdown", len(self._busy))
+            log.warning("Slack: %d pieces of work were still queued or running at shutdown", self._jobs.qsize())
+        for worker in list(self._workers):
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
 
     async def drain(self) -> None:
         """Wait for the work of requests Slack was already answered for (shutdown, tests, bench)."""
-        while self._busy:
-            await asyncio.wait(set(self._busy))
+        await self._jobs.join()
 
     # --- HTTP -----------------------------------------------------------------------------------------
 
@@ -259,24 +272,31 @@ class SlackAdapter:
         inbound = to_inbound(body, bot_user_id=self._bot_user_id or _bot_of(body))
         if inbound is None:
             return
-        async with self._work("a direct message", apologise_to=(inbound.key.channel, None)):
-            await self._remember_dm(inbound.key.workspace, inbound.key.user, inbound.key.channel)
-            replies = await self._turn(inbound)
-            await self._post(inbound.key.channel, replies)
+        where = (inbound.key.channel, None)
+        self._later("a direct message", functools.partial(self._answer_dm, inbound), apologise_to=where)
+
+    async def _answer_dm(self, inbound: Inbound) -> None:
+        await self._remember_dm(inbound.key.workspace, inbound.key.user, inbound.key.channel)
+        replies = await self._turn(inbound)
+        await self._post(inbound.key.channel, replies)
 
     async def _on_mention(self, body: dict[str, Any]) -> None:
         inbound = to_inbound(body, bot_user_id=self._bot_user_id or _bot_of(body))
         if inbound is None:
             return
-        async with self._work("a mention", apologise_to=(inbound.key.channel, inbound.key.thread)):
-            replies = await self._turn(inbound)
-            await self._post(inbound.key.channel, replies, thread=inbound.key.thread, owner=inbound.key.user)
+        where = (inbound.key.channel, inbound.key.thread)
+        self._later("a mention", functools.partial(self._answer_mention, inbound), apologise_to=where)
+
+    async def _answer_mention(self, inbound: Inbound) -> None:
+        replies = await self._turn(inbound)
+        await self._post(inbound.key.channel, replies, thread=inbound.key.thread, owner=inbound.key.user)
 
     async def _on_home(self, body: dict[str, Any]) -> None:
         event = body["event"]
         if event.get("tab", "home") != "home" or not event.get("user"):
             return
-        async with self._work("App Home"):
+
+        async def run() -> None:
             async with self._engine.db.transaction() as session:
                 fresh = await q.claim_event(session, platform=PLATFORM, event_id=event_id(body), now=self._clock())
             if not fresh:
@@ -290,6 +310,8 @@ class SlackAdapter:
             self._known[(team, user)] = True
             await self.client.views_publish(user_id=user, view=render_home(home))
 
+        self._later("App Home", run)
+
     # --- the /brm command and the shortcut ----------------------------------------------------------
 
     async def _on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -297,7 +319,8 @@ class SlackAdapter:
         inbound = to_inbound(body)
         if inbound is None:
             return
-        async with self._work("/brm", respond_to=body.get("response_url")):
+
+        async def run() -> None:
             if inbound.action is not None and inbound.action.id == INTAKE_OPEN:
                 await self._open_form(str(body["trigger_id"]), inbound, response_url=body.get("response_url"))
                 return
@@ -316,9 +339,12 @@ class SlackAdapter:
             replies = await self._turn(inbound)
             await self._respond(str(body["response_url"]), replies)
 
+        self._later("/brm", run, respond_to=body.get("response_url"))
+
     async def _on_capture(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        async with self._work("the capture shortcut", respond_to=body.get("response_url")):
+
+        async def run() -> None:
             channel = str((body.get("channel") or {}).get("id") or "")
             ts = str(body["message"].get("ts") or body.get("message_ts") or "")
             permalink: str | None = None
@@ -330,6 +356,8 @@ class SlackAdapter:
             inbound = to_inbound(body, permalink=permalink)
             if inbound is not None:
                 await self._open_form(str(body["trigger_id"]), inbound, response_url=body.get("response_url"))
+
+        self._later("the capture shortcut", run, respond_to=body.get("response_url"))
 
     async def _open_form(self, trigger_id: str, inbound: Inbound, *, response_url: str | None) -> None:
         replies = await self._turn(inbound)
@@ -346,7 +374,8 @@ class SlackAdapter:
 
     async def _on_press(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        async with self._work("a button"):
+
+        async def run() -> None:
             container = body.get("container") or {}
             team, user = team_of(body), str(body["user"]["id"])
             owner = owner_of(str(body["actions"][0].get("block_id") or ""))
@@ -364,6 +393,8 @@ class SlackAdapter:
                 await self._respond(str(body["response_url"]), replies)
             else:
                 await self._post(inbound.key.channel, replies, thread=inbound.key.thread, owner=user)
+
+        self._later("a button", run)
 
     async def _mark_answered(self, body: Mapping[str, Any], *, ignored: bool = False) -> None:
         """Replace the pressed question's buttons with "✓ label", so they can't be pressed twice.
@@ -411,9 +442,12 @@ class SlackAdapter:
                 await ack(response_action="update", view=view)
             return
         await ack()
-        async with self._work("a form"):
+
+        async def run() -> None:
             team, user = inbound.key.workspace, inbound.key.user
             await self._post(await self._dm_channel(team, user), [r for r in replies if r.form is None])
+
+        self._later("a form", run)
 
     # --- proactive ----------------------------------------------------------------------------------
 
@@ -515,36 +549,44 @@ class SlackAdapter:
             )
         self._dms[(team, user)] = channel
 
-    @contextlib.asynccontextmanager
-    async def _work(
+    def _later(
         self,
         what: str,
+        run: Callable[[], Awaitable[None]],
         *,
         apologise_to: tuple[str, str | None] | None = None,
         respond_to: object = None,
-    ) -> AsyncIterator[None]:
-        """Work done after the ack: tracked (``close`` waits for it) and never silently lost.
+    ) -> None:
+        """Queue work to do after the ack, for the ``WORK_SLOTS`` workers.
 
-        At most ``WORK_SLOTS`` pieces run at once and the rest wait, asleep: under a burst,
-        every running piece puts callbacks on the event loop, and a new request's ack would
-        queue behind all of them. The order of one person's messages is kept by the engine.
-
-        A failure is logged by type (never with message content or tokens) and, where there
-        is somewhere to say so, the person is told.
+        The listener returns at once, so bolt's request and its context are let go of; a queued
+        piece of work is only what it needs (a small :class:`Inbound`, a payload). Under a burst,
+        every running piece puts callbacks on the event loop, and a new request's ack would queue
+        behind them: a few workers keep acks quick. The order of one person's messages is kept
+        by the engine. ``close`` waits for what is queued.
         """
-        task = asyncio.current_task()
-        if task is not None:
-            self._busy.add(task)
-        try:
-            async with self._slots:
-                yield
-        except Exception as exc:
-            log.exception("Slack: handling %s failed (%s)", what, type(exc).__name__)
-            with contextlib.suppress(Exception):
-                await self._apologise(apologise_to, respond_to)
-        finally:
-            if task is not None:
-                self._busy.discard(task)
+        self._jobs.put_nowait(_Job(what, run, apologise_to, respond_to))
+        while len(self._workers) < WORK_SLOTS:
+            worker = asyncio.create_task(self._work(), name=f"slack-worker-{len(self._workers)}")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+
+    async def _work(self) -> None:
+        """One worker: queued work, one piece at a time, never silently lost.
+
+        A failure is logged by type (never with message content or tokens) and, where there is
+        somewhere to say so, the person is told.
+        """
+        while True:
+            job = await self._jobs.get()
+            try:
+                await job.run()
+            except Exception as exc:
+                log.exception("Slack: handling %s failed (%s)", job.what, type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    await self._apologise(job.apologise_to, job.respond_to)
+            finally:
+                self._jobs.task_done()
 
     async def _apologise(self, where: tuple[str, str | None] | None, response_url: object) -> None:
         sorry = Reply.text(SORRY, TextStyle.WARNING)

@@ -157,3 +157,22 @@ async def test_a_button_this_version_does_not_know_gets_200_and_does_nothing(sla
     assert response.status == 200, "Slack shows the person a warning for anything else"
     await slack.settle()
     assert not slack.fake.called("chat.postMessage") and not slack.fake.called("chat.update")
+
+
+async def test_a_reply_slack_refuses_becomes_an_apology_not_silence(slack: SlackHarness) -> None:
+    slack.fake.fail_once("chat.postMessage", 500, {"ok": False, "error": "internal_error"})
+    await slack.dm("hello")
+    await slack.settle()
+    attempts = [c for c in slack.fake.calls if c.method == "chat.postMessage"]
+    assert [c.status for c in attempts] == [500, 200]
+    assert "Sorry, something went wrong" in attempts[1].text
+    assert attempts[1].args["channel"] == dm_of(DANA)
+
+
+async def test_shutting_down_finishes_the_replies_already_acknowledged(slack: SlackHarness) -> None:
+    slack.fake.stall_once("chat.postMessage", 0.5)
+    for text in ("hello", "help", "my requests"):
+        await slack.dm(text, user=DANA)
+    await slack.adapter.close()
+    replies = slack.fake.called("chat.postMessage")
+    assert len(replies) == 3, "every acknowledged message was answered before the adapter closed"
