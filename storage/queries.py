@@ -385,6 +385,47 @@ async def visible_request(db: Db, person: Person, request_id: int) -> DemandRequ
     return await _one(db, sql, params, _request)  # type: ignore[no-any-return]
 
 
+@dataclass(frozen=True, slots=True)
+class RequestDetails:
+    """One request with the names it shows and its status history (oldest first)."""
+
+    request: DemandRequest
+    requester: str | None
+    partner: str | None
+    brm: str | None
+    history: list[StatusChange]
+
+
+_REQUEST_WIDTH = len(DemandRequest.__table__.c)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _details_sql(scope: str) -> Sql:
+    """The request, three names and every status change in one statement: a row per change."""
+    return Sql(
+        f"SELECT {REQUEST_COLUMNS}, requester.name, partner.name, brm.name, {CHANGE_COLUMNS} FROM demand_request "
+        "LEFT JOIN person AS requester ON requester.id = demand_request.requester_id "
+        "LEFT JOIN business_partner AS partner ON partner.id = demand_request.partner_id "
+        "LEFT JOIN person AS brm ON brm.id = demand_request.brm_id "
+        "LEFT JOIN status_change ON status_change.request_id = demand_request.id "
+        f"WHERE {_VISIBLE[scope]} AND demand_request.id = :id ORDER BY status_change.id"
+    )
+
+
+async def request_details(db: Db, person: Person, request_id: int) -> RequestDetails | None:
+    """What ``status DR-42`` shows, if ``person`` may see the request: one round trip."""
+    sql = _details_sql(_scope(person))
+    params: dict[str, Any] = {"id": request_id}
+    if "me" in sql.names:
+        params["me"] = person.id
+    rows = await (await as_tx(db)).fetch(sql, params)
+    if not rows:
+        return None
+    first, width = rows[0], _REQUEST_WIDTH
+    history = [_change(row[width + 3 :]) for row in rows if row[width + 3] is not None]
+    return RequestDetails(_request(first[:width]), first[width], first[width + 1], first[width + 2], history)
+
+
 async def open_titles_of_partner(db: Db, partner_id: int) -> list[tuple[int, str]]:
     """(id, title) of the partner's open requests: just what a duplicate check compares."""
     return [(row[0], row[1]) for row in await (await as_tx(db)).fetch(_OPEN_TITLES, {"partner_id": partner_id})]

@@ -84,7 +84,7 @@ EVENTS_PATH = "/slack/events"
 DM_SCOPE = "dm"
 CACHE_SIZE = 10_000
 CLOSE_GRACE_SECONDS = 10.0
-WORK_SLOTS = 8  # workers for acknowledged events; the rest wait in the queue (see _later)
+WORK_SLOTS = 16  # workers for acknowledged events; the rest wait in the queue (see _later)
 UNREACHABLE_ERRORS = frozenset(
     {
         "channel_not_found", "user_not_found", "not_in_channel", "is_archived", "account_inactive",

@@ -106,17 +106,14 @@ class StatusFlow:
             if retry:
                 return Step((warn(error), *await self.reprompt(turn, FlowState(self.name, "key", {}))), "key", {})
             return Step.end(warn(error))
-        request = await q.visible_request(turn.tx, turn.person, request_id)
-        if request is None:
+        details = await q.request_details(turn.tx, turn.person, request_id)
+        if details is None:
             return Step.end(warn(f"I couldn't find DR-{request_id} among the requests you can see."))
-        return Step.end(await describe(turn.tx, request, turn.tz))
+        return Step.end(describe(details, turn.tz))
 
 
-async def describe(tx: Tx, request: DemandRequest, tz: ZoneInfo) -> Reply:
-    requester = await q.get_person(tx, request.requester_id)
-    partner = await q.get_partner(tx, request.partner_id) if request.partner_id else None
-    brm = await q.get_person(tx, request.brm_id) if request.brm_id else None
-    history = await q.status_history(tx, request.id)  # type: ignore[arg-type]
+def describe(details: q.RequestDetails, tz: ZoneInfo) -> Reply:
+    request, history = details.request, details.history
     facts = Facts(
         title=f"{request.key} · {request.title}",
         items=(
@@ -124,9 +121,9 @@ async def describe(tx: Tx, request: DemandRequest, tz: ZoneInfo) -> Reply:
             ("Business outcome", request.outcome),
             ("Category", request.category.capitalize()),
             ("Urgency", request.urgency.capitalize()),
-            ("Business partner", partner.name if partner else "Not assigned yet"),
-            ("BRM", brm.name if brm else "Not assigned yet"),
-            ("Requested by", requester.name if requester else "?"),
+            ("Business partner", details.partner or "Not assigned yet"),
+            ("BRM", details.brm or "Not assigned yet"),
+            ("Requested by", details.requester or "?"),
             (
                 "Desired date",
                 request.desired_date.isoformat() if request.desired_date else "No particular date",

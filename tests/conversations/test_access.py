@@ -93,3 +93,13 @@ async def test_an_idle_menu_neither_expires_loudly_nor_cancels(engine: Engine, c
     clock.advance(timedelta(hours=25))
     text = await chat.say("my requests")
     assert "expired" not in text and "Your requests" in text
+
+
+async def test_a_status_shows_who_is_involved_and_the_history_in_order(engine: Engine) -> None:
+    text = await Chat(engine, email="dana@example.com").say("status DR-1")
+    assert "Requested by" in text and "Dana" in text
+    assert "Business partner" in text and "Finance" in text
+    assert "BRM" in text and "Alice" in text  # Alice owns Finance
+    history = text.split("History", 1)[1]
+    steps = [line.split(": ", 1)[1].split(" (")[0] for line in history.strip().splitlines()]
+    assert steps == ["New → Submitted", "Submitted → Triaged", "Triaged → Shaping"]
