@@ -229,7 +229,7 @@ async def serve(kind: str, api_url: str, db_url: str) -> None:
         if kind == "bare":
             app = _bare_app(api_url, http)
         else:
-            db = Database.connect(db_url, pool_size=10)
+            db = Database.connect(db_url)  # the pool brm-bot serve has
             engine = Engine(db, default_flows(), clock=lambda: datetime.now(UTC))
             adapter = SlackAdapter(engine, bot_token=TOKEN, signing_secret=SECRET, http=http,
                                    clock=lambda: datetime.now(UTC), api_url=api_url)

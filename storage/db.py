@@ -34,6 +34,20 @@ SQLITE_BUSY_TIMEOUT_MS = 5_000
 CLOSE_SECONDS = 5.0
 
 
+_SQLALCHEMY_ONLY = ("async_fallback", "async_creator_fn", "prepared_statement_name_func")
+
+
+def asyncpg_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The URL's connect options as ``asyncpg.connect`` takes them, as SQLAlchemy's dialect passes
+    them: its own options dropped, ``prepared_statement_cache_size`` (``=0`` behind pgbouncer)
+    applied to asyncpg's statement cache."""
+    options = {k: v for k, v in options.items() if k not in _SQLALCHEMY_ONLY}
+    cache = options.pop("prepared_statement_cache_size", None)
+    if cache is not None:
+        options.setdefault("statement_cache_size", int(cache))
+    return options
+
+
 class TurnConnections:
     """The asyncpg connections of chat turns, opened on demand, at most ``size`` at once.
 
@@ -47,10 +61,13 @@ class TurnConnections:
         self._connect = connect
         self._free: list[asyncpg.Connection] = []  # the most recently used first: warm and alive
         self._room = asyncio.Semaphore(size)  # connections taken (or opening) never exceed size
+        self._closed = False
 
     async def take(self) -> asyncpg.Connection:
         await self._room.acquire()
         try:
+            if self._closed:
+                raise RuntimeError("the database was closed")
             while self._free:
                 connection = self._free.pop()
                 if not connection.is_closed():
@@ -61,13 +78,15 @@ class TurnConnections:
             raise
 
     def give_back(self, connection: asyncpg.Connection, *, reusable: bool) -> None:
-        if reusable and not connection.is_closed() and not connection.is_in_transaction():
+        if reusable and not self._closed and not connection.is_closed() and not connection.is_in_transaction():
             self._free.append(connection)
         else:
             connection.terminate()
         self._room.release()
 
     async def close(self) -> None:
+        """Close the free connections; one still in a turn is closed when it is given back."""
+        self._closed = True
         free, self._free = self._free, []
         for connection in free:
             try:
@@ -141,19 +160,16 @@ class Database:
                 pool_reset_on_return=None,  # sessions always end their own transactions
             )
             return cls(engine, sqlite=shared)
-        # Chat turns get ``pool_size`` connections of their own (see :meth:`tx`); the ORM, used
-        # off the hot path, a fixed pool half that size (no overflow connections opened and closed
-        # under load), recycled hourly rather than pinged before every use (a ping is a round trip),
-        # and not rolled back on return: sessions always end their own transactions.
+        # ``pool_size`` connections in all. The ORM, used off the hot path, gets a quarter (at least
+        # two): a fixed pool (no overflow connections opened and closed under load), recycled
+        # hourly rather than pinged before every use (a ping is a round trip), and not rolled back
+        # on return (sessions always end their own transactions). Chat turns get the rest, as
+        # connections of their own (see :meth:`tx`).
+        orm = max(2, pool_size // 4)
         engine = create_async_engine(
-            url,
-            pool_size=max(2, pool_size // 2),
-            max_overflow=0,
-            pool_timeout=60,
-            pool_recycle=3600,
-            pool_reset_on_return=None,
+            url, pool_size=orm, max_overflow=0, pool_timeout=60, pool_recycle=3600, pool_reset_on_return=None
         )
-        return cls(engine, turn_pool_size=pool_size)
+        return cls(engine, turn_pool_size=max(1, pool_size - orm))
 
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -210,9 +226,9 @@ class Database:
     async def _pooled_tx(self) -> AsyncIterator[Tx]:
         connections = self._turn_connections
         if connections is None:
-            args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+            args, options = self.engine.dialect.create_connect_args(self.engine.url)
             connections = self._turn_connections = TurnConnections(
-                functools.partial(asyncpg.connect, *args, **kwargs), size=self._turn_pool_size
+                functools.partial(asyncpg.connect, *args, **asyncpg_options(options)), size=self._turn_pool_size
             )
         connection = await connections.take()
         reusable = False
@@ -248,8 +264,7 @@ class Database:
 
     async def dispose(self) -> None:
         if self._turn_connections is not None:
-            await self._turn_connections.close()
-            self._turn_connections = None
+            await self._turn_connections.close()  # closed for good: a turn after this fails
         await self.engine.dispose()
         if self._sqlite is not None:
             self._sqlite.close()

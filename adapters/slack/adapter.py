@@ -168,6 +168,7 @@ class SlackAdapter:
         self._bot_user_id: str | None = None
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
         self._workers: set[asyncio.Task[None]] = set()
+        self._closing = False
         self._register()
 
     # --- ServedAdapter ------------------------------------------------------------------------------
@@ -200,7 +201,12 @@ class SlackAdapter:
             log.info("Slack: Socket Mode connected")
 
     async def close(self) -> None:
-        """Close the socket and let work that was already acknowledged finish."""
+        """Close the socket and let work that was already acknowledged finish.
+
+        From here on, HTTP requests get 503, which Slack retries later (on another replica, or
+        on this one restarted): nothing is acknowledged that will not be worked on.
+        """
+        self._closing = True
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
@@ -221,6 +227,8 @@ class SlackAdapter:
 
     async def handle_http(self, request: web.Request) -> web.Response:
         """One request from Slack: malformed bodies get 400, bad signatures 401, the rest go to bolt."""
+        if self._closing:
+            return web.Response(status=503, text="shutting down")
         body = await request.text()
         headers = {k.lower(): v for k, v in request.headers.items()}
         bolt_request: AsyncBoltRequest | None = None
@@ -565,8 +573,11 @@ class SlackAdapter:
         behind them: a few workers keep acks quick. The order of one person's messages is kept
         by the engine. ``close`` waits for what is queued.
         """
+        if self._closing and not self._workers:
+            log.warning("Slack: %s arrived as the adapter closed and was not handled", what)
+            return
         self._jobs.put_nowait(_Job(what, run, apologise_to, respond_to))
-        while len(self._workers) < WORK_SLOTS:
+        while len(self._workers) < WORK_SLOTS and not self._closing:
             worker = asyncio.create_task(self._work(), name=f"slack-worker-{len(self._workers)}")
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)

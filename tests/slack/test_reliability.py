@@ -176,3 +176,12 @@ async def test_shutting_down_finishes_the_replies_already_acknowledged(slack: Sl
     await slack.adapter.close()
     replies = slack.fake.called("chat.postMessage")
     assert len(replies) == 3, "every acknowledged message was answered before the adapter closed"
+
+
+async def test_once_closing_new_events_get_503_so_slack_sends_them_again_later(slack: SlackHarness) -> None:
+    await slack.adapter.close()
+    response, _ = await slack.event({"type": "message", "channel_type": "im", "channel": dm_of(DANA), "user": DANA,
+                                     "text": "hello", "ts": "5.0"})
+    assert response.status == 503
+    await slack.settle()
+    assert not slack.fake.called("chat.postMessage"), "nothing was acknowledged and then dropped"

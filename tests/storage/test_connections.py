@@ -1,7 +1,8 @@
 """How turns and sessions share the database's connections.
 
 SQLite: one connection, taken in turn by the ORM and by chat turns. PostgreSQL: chat turns
-have connections of their own (``TurnConnections``), at most ``pool_size`` of them.
+have connections of their own (``TurnConnections``); with the ORM's, a process opens at most
+``pool_size``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from storage.tx import Sql
 
 BACKEND = Sql("SELECT pg_backend_pid()")
 NAP = Sql("SELECT pg_backend_pid(), pg_sleep(:seconds)")
+POOL_SIZE = 8
 
 
 @pytest.fixture
 async def pg(postgres_url: str | None) -> AsyncIterator[Database]:
     if postgres_url is None:
         pytest.skip("PostgreSQL unavailable (see the PostgreSQL leg line at the end of the run)")
-    db = Database.connect(postgres_url, pool_size=2)
+    db = Database.connect(postgres_url, pool_size=POOL_SIZE)
     yield db
     await db.dispose()
 
@@ -66,14 +68,46 @@ async def test_nested_use_of_the_sqlite_connection_fails_at_once_instead_of_hang
         await db.dispose()
 
 
-async def test_postgres_turns_use_at_most_pool_size_connections(pg: Database) -> None:
+async def test_a_busy_postgres_process_opens_at_most_pool_size_connections(pg: Database) -> None:
     async def turn() -> int:
         async with pg.tx() as tx:
             ((pid, _),) = await tx.fetch(NAP, {"seconds": 0.05})
             return int(pid)
 
-    pids = await asyncio.gather(*(turn() for _ in range(6)))
-    assert len(set(pids)) <= 2
+    async def session() -> None:
+        async with pg.session() as s:
+            await (await s.connection()).exec_driver_sql("SELECT pg_sleep(0.05)")
+
+    pids = await asyncio.gather(*(turn() for _ in range(20)))
+    await asyncio.gather(*(session() for _ in range(10)), *(turn() for _ in range(20)))
+    assert 1 < len(set(pids)), "turns ran side by side"
+    async with pg.session() as s:
+        mine = "datname = current_database() AND backend_type = 'client backend'"
+        opened = (
+            await (await s.connection()).exec_driver_sql(f"SELECT count(*) FROM pg_stat_activity WHERE {mine}")
+        ).scalar_one()
+    assert opened <= POOL_SIZE
+
+
+async def test_sqlalchemy_options_in_the_url_reach_turns_too(postgres_url: str | None) -> None:
+    if postgres_url is None:
+        pytest.skip("PostgreSQL unavailable (see the PostgreSQL leg line at the end of the run)")
+    db = Database.connect(postgres_url + "?prepared_statement_cache_size=0")  # as behind pgbouncer
+    try:
+        async with db.tx() as tx:
+            assert await tx.fetch(Sql("SELECT 1"), {}) == [(1,)]
+        assert await db.ping()
+    finally:
+        await db.dispose()
+
+
+async def test_a_turn_after_dispose_fails_instead_of_opening_connections_again(pg: Database) -> None:
+    async with pg.tx() as tx:
+        await tx.fetch(BACKEND, {})
+    await pg.dispose()
+    with pytest.raises(RuntimeError, match="closed"):
+        async with pg.tx():
+            pass
 
 
 async def test_a_connection_the_server_closed_is_replaced_for_the_next_turn(pg: Database) -> None:
