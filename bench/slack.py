@@ -49,7 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -199,14 +199,12 @@ def _cpu_seconds(pid: int | None) -> float:
 
 
 async def _measure(
-    url: str, fake: FakeSlack, events: int, concurrency: int, drain: Callable[[], Awaitable[None]],
-    rate: float = 0.0, pid: int | None = None,
+    url: str, fake: FakeSlack, events: int, concurrency: int, rate: float = 0.0, pid: int | None = None
 ) -> dict[str, Any]:
     warm = [_event(n, "hello") for n in range(PEOPLE)]
     first = fake.count("chat.postMessage")
     await _load(url, warm, concurrency)
     await fake.wait_for("chat.postMessage", first + PEOPLE, within=120)
-    await drain()
     before = fake.count("chat.postMessage")
     bodies = [_event(n % PEOPLE, TEXTS[(n // PEOPLE) % len(TEXTS)]) for n in range(events)]
     cpu = _cpu_seconds(pid)
@@ -257,7 +255,7 @@ async def _measure_process(
     assert server.stdout is not None and server.stdin is not None
     url = (await asyncio.wait_for(server.stdout.readline(), timeout=60)).decode().strip()
     try:
-        return await _measure(url, fake, events, concurrency, _nothing, rate, pid=server.pid)
+        return await _measure(url, fake, events, concurrency, rate, pid=server.pid)
     finally:
         server.stdin.close()
         await server.wait()
@@ -302,10 +300,6 @@ def _row(db_label: str, load: str, app: str, events: int, results: list[dict[str
         f"| {db_label} | {load} | {app} | {len(results)} × {events:,} | {throughput:,.0f} | "
         f"{_pct(latencies, 50) * 1000:.1f} | {_pct(latencies, 99) * 1000:.1f} | {cpu:.2f} | {ratio} |"
     )
-
-
-async def _nothing() -> None:
-    return None
 
 
 async def main() -> None:
