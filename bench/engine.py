@@ -78,8 +78,8 @@ async def _fresh(url: str) -> Database:
         url = await create_database(url, "brm_bench", replace=True)
     db = Database.connect(url)
     await migrate.upgrade(db)
-    async with db.transaction() as session:
-        await load_demo(session, now=datetime.now(UTC))
+    async with db.transaction() as store:
+        await load_demo(store, now=datetime.now(UTC))
     return db
 
 

@@ -20,6 +20,7 @@ from bot import logs
 from bot.runtime import (
     DATABASE_ERRORS,
     StartupError,
+    connect_database,
     database_problem,
     freeze_startup_heap,
     housekeeping,
@@ -102,8 +103,8 @@ async def _chat(settings: Settings, as_email: str | None, demo: bool) -> int:
         console = ConsoleChat(runtime.engine, email=email, after_turn=runtime.worker.run_once)
         runtime.worker.register(console, fallback=True)
         if demo:
-            async with runtime.db.transaction() as session:
-                loaded = await load_demo(session, now=utcnow())
+            async with runtime.db.transaction() as store:
+                loaded = await load_demo(store, now=utcnow())
             typer.echo(
                 "Loaded the demo organisation (try --as alice@example.com, a BRM, or priya@example.com, a leader)."
                 if loaded
@@ -189,9 +190,8 @@ def db_upgrade() -> None:
 
 async def _db_upgrade(settings: Settings) -> int:
     from storage import migrate
-    from storage.db import Database
 
-    db = Database.connect(settings.database_url)
+    db = connect_database(settings.database_url)
     try:
         before = await migrate.current_revision(db)
         await migrate.upgrade(db)
@@ -251,12 +251,10 @@ def _spreadsheet_safe(value: str) -> str:
 
 
 async def _export(settings: Settings, fmt: ExportFormat) -> int:
-    from storage import queries as q
-
     async with open_runtime(settings) as runtime:
-        async with runtime.db.session() as session:
-            rows = await q.all_requests_with_requester(session)
-            brms = {p.id: p for p in await q.people(session)}
+        async with runtime.db.transaction() as store:
+            rows = await store.requests.all_with_requester()
+            brms = {p.id: p for p in await store.people.all()}
     records: list[dict[str, Any]] = []
     for request, requester, partner in rows:
         brm = brms.get(request.brm_id) if request.brm_id else None

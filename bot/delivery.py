@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from conversations.codec import reply_from_json
 from conversations.messages import Address
 from conversations.ports import DeliveryError, Outbound, Unreachable
-from storage import queries as q
 from storage.db import Database
 from storage.models import OutboxMessage, OutboxStatus
 
@@ -73,8 +72,8 @@ class DeliveryWorker:
     async def run_once(self, limit: int = 50) -> int:
         """Deliver what is due now; returns how many messages were sent."""
         now = self._clock()
-        async with self._db.transaction() as session:
-            claimed = await q.claim_outbox(session, now=now, lease_until=now + LEASE, limit=limit)
+        async with self._db.transaction() as store:
+            claimed = await store.outbox.claim(now=now, lease_until=now + LEASE, limit=limit)
         sent = 0
         for message in claimed:
             sent += await self._deliver(message)
@@ -94,9 +93,9 @@ class DeliveryWorker:
                 pass
 
     async def _address(self, message: OutboxMessage) -> tuple[Outbound, Address] | None:
-        async with self._db.session() as session:
-            identities = await q.identities_of(session, message.recipient_id)
-            person = await q.get_person(session, message.recipient_id)
+        async with self._db.transaction() as store:
+            identities = await store.people.identities(message.recipient_id)
+            person = await store.people.get(message.recipient_id)
         for identity in identities:
             adapter = self._adapters.get(identity.platform)
             if adapter is not None:
@@ -129,9 +128,8 @@ class DeliveryWorker:
                 retry_at = now + backoff(message.attempts)
         if status != OutboxStatus.SENT:
             log.info("outbox message %s (%s %s): %s", message.id, message.kind, message.subject, status)
-        async with self._db.transaction() as session:
-            await q.finish_outbox(
-                session,
+        async with self._db.transaction() as store:
+            await store.outbox.finish(
                 message.id,
                 status=status,
                 now=now,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,8 +20,8 @@ from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.ports import Outbound
 from storage import migrate
-from storage import queries as q
-from storage.db import Database
+from storage.db import Database, DatabaseUrlError
+from storage.tx import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 EVENT_MEMORY = timedelta(days=7)
@@ -32,6 +33,8 @@ class StartupError(Exception):
 
 def database_problem(exc: BaseException) -> StartupError:
     """One line naming DATABASE_URL and what the database said (never the URL's password)."""
+    if isinstance(exc, DatabaseUrlError):
+        return StartupError(str(exc))
     cause = getattr(exc, "orig", None) or exc
     said = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     return StartupError(f"DATABASE_URL: cannot use the database ({type(cause).__name__}: {said[:300]})")
@@ -39,9 +42,20 @@ def database_problem(exc: BaseException) -> StartupError:
 
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
+    sqlite3.Error,
+    DatabaseUnavailable,
+    DatabaseUrlError,
     sa.exc.DBAPIError,
     asyncpg.PostgresError,  # raised as is when a connection is refused (unknown role, database)
 )
+
+
+def connect_database(url: str) -> Database:
+    """The database of ``DATABASE_URL``, or one line saying what is wrong with the URL."""
+    try:
+        return Database.connect(url)
+    except DatabaseUrlError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def utcnow() -> datetime:
@@ -86,10 +100,11 @@ async def prepare_database(db: Database, *, upgrade_empty: bool = True) -> None:
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) -> AsyncIterator[Runtime]:
-    db = Database.connect(settings.database_url)
+    db = connect_database(settings.database_url)
     try:
         try:
             await prepare_database(db)
+            await db.check_writable()
         except DATABASE_ERRORS as exc:
             raise database_problem(exc) from None
         holder: list[DeliveryWorker] = []
@@ -113,8 +128,8 @@ async def housekeeping(
     """Forget processed event ids older than ``keep``: platforms retry within minutes, not days."""
     while True:
         try:
-            async with db.transaction() as session:
-                forgotten = await q.forget_events_before(session, before=clock() - keep)
+            async with db.transaction() as store:
+                forgotten = await store.events.forget_before(before=clock() - keep)
             if forgotten:
                 log.info("forgot %d processed event ids older than %s", forgotten, keep)
         except Exception:

@@ -29,10 +29,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conversations import codec
 from conversations.messages import ConversationKey, Inbound, Reply, Sender, Text, TextStyle
-from storage import queries as q
+from storage import store as q
 from storage.db import Database
 from storage.models import Person, Role
-from storage.tx import INTEGRITY_ERRORS, Tx
+from storage.store import Store
+from storage.tx import INTEGRITY_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,9 @@ class FlowState:
 
 @dataclass(slots=True)
 class Turn:
-    """Everything a flow may use for one turn. ``tx`` is the turn's transaction."""
+    """Everything a flow may use for one turn. ``store`` is storage on the turn's transaction."""
 
-    tx: Tx
+    store: Store
     person: Person
     inbound: Inbound
     now: datetime
@@ -85,8 +86,7 @@ class Turn:
 
     async def notify(self, *, recipient_id: int, kind: str, subject: str, reply: Reply, period: str = "") -> bool:
         """Queue a message the bot starts, committed with this turn (or not at all)."""
-        added = await q.enqueue(
-            self.tx,
+        added = await self.store.outbox.enqueue(
             kind=kind,
             subject=subject,
             period=period,
@@ -217,17 +217,17 @@ class Engine:
 
         for attempt in range(MAX_TURN_ATTEMPTS):
             try:
-                async with self.db.tx() as tx:
-                    person = await self._person(tx, key, sender)
-                    return await overview(tx, person, _zone(person.time_zone, self._default_tz))
+                async with self.db.transaction() as store:
+                    person = await self._person(store, key, sender)
+                    return await overview(store, person, _zone(person.time_zone, self._default_tz))
             except (q.StaleState, *INTEGRITY_ERRORS):
                 await asyncio.sleep(0.005 * (attempt + 1))
         raise RuntimeError("could not resolve the person for the overview")
 
     async def known(self, *, platform: str, workspace: str, user_id: str) -> bool:
         """Whether this platform user is already linked to a person (adapters skip profile look-ups)."""
-        async with self.db.tx() as tx:
-            person = await q.person_by_identity(tx, platform=platform, workspace=workspace, user_id=user_id)
+        async with self.db.transaction() as store:
+            person = await store.people.by_identity(platform=platform, workspace=workspace, user_id=user_id)
             return person is not None
 
     # --- one turn ------------------------------------------------------------------------------
@@ -236,11 +236,11 @@ class Engine:
         now = self._clock()
         skey = _state_key(inbound.key)
         try:
-            async with self.db.tx() as tx:
-                person = await self._person(tx, inbound.key, inbound.sender)
-                turn = Turn(tx, person, inbound, now, _zone(person.time_zone, self._default_tz))
+            async with self.db.transaction() as store:
+                person = await self._person(store, inbound.key, inbound.sender)
+                turn = Turn(store, person, inbound, now, _zone(person.time_zone, self._default_tz))
                 remembered = self._states.get(skey)
-                saved = remembered or await q.load_state(tx, skey)
+                saved = remembered or await store.state.load(skey)
                 before = (saved.flow, saved.step or "", saved.data) if saved and saved.flow else None
                 state = FlowState(*before) if before else None
 
@@ -267,8 +267,8 @@ class Engine:
                 if after != before or after is not None or remembered is not None:
                     written = q.SavedState(*(after or (None, "", {})), version=(version or 0) + 1, updated_at=now)
                 # The event id is claimed last, with the state: a retried event rolls back what it wrote.
-                if not await q.finish_turn(
-                    tx, skey, event_id=inbound.event_id, now=now, state=written, expected_version=version
+                if not await store.state.finish_turn(
+                    skey, event_id=inbound.event_id, now=now, state=written, expected_version=version
                 ):
                     raise _Duplicate
         except _Duplicate:
@@ -379,14 +379,14 @@ class Engine:
         again = await self.flows[state.flow].reprompt(turn, state)
         return Step(replies=(note, *again), next=state.step, data=state.data), state.flow
 
-    async def _person(self, tx: Tx, key: ConversationKey, sender: Sender | None) -> Person:
+    async def _person(self, store: Store, key: ConversationKey, sender: Sender | None) -> Person:
         """The person writing: cached for a short while, else looked up, else created."""
         ident = (key.platform, key.workspace, key.user)
         cached = self._people.get(ident)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        person = await q.person_by_identity(tx, platform=key.platform, workspace=key.workspace, user_id=key.user)
-        return person or await self._first_contact(tx, key, sender)
+        person = await store.people.by_identity(platform=key.platform, workspace=key.workspace, user_id=key.user)
+        return person or await self._first_contact(store, key, sender)
 
     def _remember_person(self, key: ConversationKey, person: Person) -> None:
         """Called after commit only, so a rolled-back first contact is never remembered.
@@ -401,30 +401,30 @@ class Engine:
         if len(self._people) > self._state_cache_size:
             self._people.pop(next(iter(self._people)))
 
-    async def _first_contact(self, tx: Tx, key: ConversationKey, sender: Sender | None) -> Person:
+    async def _first_contact(self, store: Store, key: ConversationKey, sender: Sender | None) -> Person:
         email = (sender.email or "").strip().lower() if sender else ""
         directory_id = sender.directory_id if sender else None
         person: Person | None = None
         if directory_id:
-            person = await q.person_by_directory_id(tx, directory_id)
+            person = await store.people.by_directory_id(directory_id)
         if person is None and email:
-            person = await q.person_by_email(tx, email)
+            person = await store.people.by_email(email)
         if person is None:
             tz = sender.time_zone if sender and sender.time_zone and _valid_zone(sender.time_zone) else None
-            person = await q.add_person(
-                tx,
+            person = await store.people.add(
                 name=(sender.name if sender and sender.name else key.user)[:200],
                 email=email or None,
                 role=Role.REQUESTER,
                 time_zone=tz or self._default_tz_name,
+                now=self._clock(),
             )
-        linked = await q.add_identity(
-            tx,
+        linked = await store.people.link(
             person_id=person.id,  # type: ignore[arg-type]
             platform=key.platform,
             workspace=key.workspace,
             user_id=key.user,
             directory_id=directory_id,
+            now=self._clock(),
         )
         if not linked:
             # Another turn linked this account first: start again and use the person it chose.

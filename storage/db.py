@@ -1,66 +1,127 @@
-"""Database set-up: one async engine, SQLite tuned for concurrent writers.
+"""The database: its connections, and the one transaction API everyone uses.
 
-SQLite runs in WAL mode with a busy timeout, and every transaction that writes starts with
-``BEGIN IMMEDIATE`` so two writers queue for the lock instead of one failing with
-"database is locked" when it upgrades a read lock. Its calls run inline on the event loop
-(see :mod:`storage._sqlite_inline`). Inside one process a SQLite database has a single
-connection, shared by the ORM and the turn path and taken in turn under an ``asyncio.Lock``,
-so turns queue on the lock rather than wait on SQLite's. PostgreSQL gets a normal pool.
+``async with db.transaction() as store:`` is the only way in, for chat turns, the CLI, the
+delivery worker, jobs and tests alike. It yields a :class:`~storage.store.Store` (queries
+grouped by role) on one transaction, committed when the block ends and rolled back if it
+raises. Opening a second transaction inside the first, in the same task, is an error on both
+databases (it would wait for itself on SQLite); :meth:`Tx.savepoint <storage.tx.Tx.savepoint>`
+nests instead.
+
+SQLite: one ``sqlite3`` connection per database, in WAL mode with a busy timeout, called inline
+on the event loop (a call takes microseconds; a hop to a worker thread and back cost more than
+the statement). Tasks take it in turn under an ``asyncio.Lock``. A transaction takes the write
+lock with ``BEGIN IMMEDIATE`` at its first write, so writers in several processes queue for
+the lock instead of failing. PostgreSQL: at most ``pool_size`` ``asyncpg`` connections,
+taken and given back without a round trip.
+
+Migrations (Alembic) need a SQLAlchemy connection: :meth:`Database.migration_connection`.
 
 Example::
 
     db = Database.connect("sqlite+aiosqlite:///brm-bot.db")
-    async with db.transaction() as session:
-        session.add(person)
+    async with db.transaction() as store:
+        person = await store.people.by_email("alice@example.com")
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import json
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from storage._sqlite_inline import SharedConnection, inline_connector
-from storage.tx import AsyncpgTx, SqliteTx, Tx
+from storage.store import Store
+from storage.tx import AsyncpgTx, DatabaseUnavailable, SqliteTx, Tx
 
-SQLITE_BUSY_TIMEOUT_MS = 5_000
+SQLITE_BUSY_TIMEOUT_S = 5.0
 CLOSE_SECONDS = 5.0
+CONNECT_SECONDS = 10.0
+
+# libpq's sslmode as asyncpg's ssl argument (asyncpg takes the same words).
+_SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+_PG_OPTIONS = {
+    "sslmode": "ssl",
+    "ssl": "ssl",
+    "connect_timeout": "timeout",
+    "command_timeout": "command_timeout",
+    "application_name": "application_name",
+    "prepared_statement_cache_size": "statement_cache_size",
+    "statement_cache_size": "statement_cache_size",
+    "target_session_attrs": "target_session_attrs",
+}
 
 
-_SQLALCHEMY_ONLY = ("async_fallback", "async_creator_fn", "prepared_statement_name_func")
+class DatabaseUrlError(ValueError):
+    """``DATABASE_URL`` cannot be used as written; the message says why in one line."""
 
 
-def asyncpg_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The URL's connect options as ``asyncpg.connect`` takes them, as SQLAlchemy's dialect passes
-    them: its own options dropped, ``prepared_statement_cache_size`` (``=0`` behind pgbouncer)
-    applied to asyncpg's statement cache."""
-    options = {k: v for k, v in options.items() if k not in _SQLALCHEMY_ONLY}
-    cache = options.pop("prepared_statement_cache_size", None)
-    if cache is not None:
-        options.setdefault("statement_cache_size", int(cache))
-    return options
+def postgres_connect_args(url: str) -> dict[str, Any]:
+    """``asyncpg.connect`` arguments for a ``postgresql+asyncpg://`` URL.
+
+    The URL's query options are the ones people copy from managed PostgreSQL (``sslmode``,
+    ``connect_timeout``, ``application_name``) and ``prepared_statement_cache_size`` (``=0``
+    behind pgbouncer); anything else is refused with one line rather than a traceback later.
+    """
+    parsed = sa.make_url(url)
+    args: dict[str, Any] = {
+        "host": parsed.host or "127.0.0.1",
+        "port": parsed.port or 5432,
+        "user": parsed.username,
+        "password": parsed.password,
+        "database": parsed.database,
+        "timeout": CONNECT_SECONDS,
+    }
+    settings: dict[str, str] = {}
+    for key, raw in parsed.query.items():
+        value = raw[-1] if isinstance(raw, tuple) else raw
+        target = _PG_OPTIONS.get(key)
+        if target is None:
+            known = ", ".join(sorted(_PG_OPTIONS))
+            raise DatabaseUrlError(f"DATABASE_URL: unknown option {key!r} (known: {known})")
+        if target == "ssl":
+            if value not in _SSLMODES and value not in ("true", "false"):
+                raise DatabaseUrlError(f"DATABASE_URL: {key}={value!r} is not one of {', '.join(sorted(_SSLMODES))}")
+            args["ssl"] = {"true": "require", "false": "disable"}.get(value, value)
+        elif target == "application_name":
+            settings["application_name"] = value
+        elif target == "target_session_attrs":
+            args[target] = value
+        else:
+            try:
+                args[target] = float(value) if target in ("timeout", "command_timeout") else int(value)
+            except ValueError:
+                raise DatabaseUrlError(f"DATABASE_URL: {key}={value!r} is not a number") from None
+    if settings:
+        args["server_settings"] = settings
+    return args
 
 
-class TurnConnections:
-    """The asyncpg connections of chat turns, opened on demand, at most ``size`` at once.
+async def _open_postgres(args: dict[str, Any]) -> asyncpg.Connection:
+    connection = await asyncpg.connect(**args)
+    # JSON columns: SQLAlchemy's JSON type serialises on the way in; decode on the way out.
+    for kind in ("json", "jsonb"):
+        await connection.set_type_codec(kind, encoder=str, decoder=json.loads, schema="pg_catalog", format="text")
+    return connection
 
-    Taking one that is free and giving it back neither waits nor starts a task, and nothing runs
-    on the connection in between: a turn ends its own transaction. SQLAlchemy's pool (through a
-    greenlet) or asyncpg's (a reset, and a task a return) cost a third of a short turn's CPU.
-    A connection the server closed is noticed by asyncpg and dropped when next taken.
+
+class Connections:
+    """PostgreSQL connections, opened on demand, at most ``size`` at once.
+
+    Taking a free one and giving it back neither waits nor sends anything: a transaction ends
+    its own work (COMMIT or ROLLBACK) before the connection comes back.
     """
 
     def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], *, size: int) -> None:
         self._connect = connect
-        self._free: list[asyncpg.Connection] = []  # the most recently used first: warm and alive
-        self._room = asyncio.Semaphore(size)  # connections taken (or opening) never exceed size
+        self._free: list[asyncpg.Connection] = []  # the most recently used last: warm and alive
+        self._room = asyncio.Semaphore(size)
         self._closed = False
 
     async def take(self) -> asyncpg.Connection:
@@ -77,6 +138,16 @@ class TurnConnections:
             self._room.release()
             raise
 
+    async def replace(self, dead: asyncpg.Connection) -> asyncpg.Connection:
+        """A fresh connection for one that died; the idle ones likely died with it (a restart)."""
+        dead.terminate()
+        stale, self._free = self._free, []
+        for connection in stale:
+            connection.terminate()
+        if self._closed:
+            raise RuntimeError("the database was closed")
+        return await self._connect()
+
     def give_back(self, connection: asyncpg.Connection, *, reusable: bool) -> None:
         if reusable and not self._closed and not connection.is_closed() and not connection.is_in_transaction():
             self._free.append(connection)
@@ -85,7 +156,6 @@ class TurnConnections:
         self._room.release()
 
     async def close(self) -> None:
-        """Close the free connections; one still in a turn is closed when it is given back."""
         self._closed = True
         free, self._free = self._free, []
         for connection in free:
@@ -95,176 +165,191 @@ class TurnConnections:
                 connection.terminate()
 
 
-class _SqliteTurn:
-    """:meth:`Database.tx` on SQLite: the shared connection, taken in turn, committed or rolled back."""
+class SharedConnection:
+    """The one ``sqlite3`` connection of a SQLite database (a file, or ``:memory:``)."""
 
-    __slots__ = ("_connection", "_db", "_shared")
+    def __init__(self, path: str, *, busy_timeout: float) -> None:
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
 
-    def __init__(self, db: Database, shared: SharedConnection) -> None:
-        self._db = db
-        self._shared = shared
+    def get(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = _open_sqlite(self.path, self._busy_timeout)
+        return self._conn
 
-    async def __aenter__(self) -> Tx:
-        await self._db._acquire()
-        try:
-            self._connection = self._shared.get()
-        except BaseException:
-            self._db._release()
-            raise
-        return SqliteTx(self._connection)
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        try:
-            if exc_type is not None:
-                self._rollback()
-                return
-            try:
-                self._connection.commit()
-            except BaseException:
-                self._rollback()  # a failed COMMIT leaves the transaction open
-                raise
-        finally:
-            self._db._release()
 
-    def _rollback(self) -> None:
-        try:
-            self._connection.rollback()
-        except sqlite3.Error:
-            self._shared.close(self._connection)  # opened afresh by its next user
+def _open_sqlite(path: str, busy_timeout: float) -> sqlite3.Connection:
+    """Autocommit mode (transactions are begun by :class:`SqliteTx`), WAL, a busy timeout."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    for pragma in ("journal_mode=WAL", f"busy_timeout={int(busy_timeout * 1000)}", "synchronous=NORMAL",
+                   "foreign_keys=ON"):
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
 
 
 class Database:
-    def __init__(self, engine: AsyncEngine, *, sqlite: SharedConnection | None = None, turn_pool_size: int = 0) -> None:
-        self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        self._sqlite = sqlite
-        self._lock = asyncio.Lock() if sqlite is not None else None
-        self._holder: asyncio.Task[Any] | None = None
-        self._turn_pool_size = turn_pool_size
-        self._turn_connections: TurnConnections | None = None
+    """One database: ``transaction()`` for everything, ``migration_connection()`` for Alembic."""
 
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+        self.url = url
+        parsed = sa.make_url(url)
+        backend = parsed.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise DatabaseUrlError(f"DATABASE_URL: {backend!r} is not supported (use sqlite or postgresql)")
+        self.dialect = backend
+        self._holders: set[asyncio.Task[Any] | None] = set()
+        self._sqlite: SharedConnection | None = None
+        self._lock: asyncio.Lock | None = None
+        self._pg: Connections | None = None
+        if backend == "sqlite":
+            if parsed.query:
+                raise DatabaseUrlError(f"DATABASE_URL: unknown option {next(iter(parsed.query))!r} for SQLite")
+            self._sqlite = SharedConnection(parsed.database or ":memory:", busy_timeout=SQLITE_BUSY_TIMEOUT_S)
+            self._lock = asyncio.Lock()
+        else:
+            args = postgres_connect_args(url)
+            self._pg = Connections(lambda: _open_postgres(args), size=max(1, pool_size))
+        self._closed = False
 
     @classmethod
     def connect(cls, url: str, *, pool_size: int = 20) -> Database:
-        """Build the engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``)."""
-        parsed = sa.make_url(url)
-        if parsed.get_backend_name() == "sqlite":
-            shared = SharedConnection(parsed.database or ":memory:", busy_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-            engine = create_async_engine(
-                url,
-                async_creator=inline_connector(shared),
-                poolclass=sa.pool.StaticPool,  # the one connection; whose turn it is, the lock decides
-                pool_reset_on_return=None,  # sessions always end their own transactions
-            )
-            return cls(engine, sqlite=shared)
-        # ``pool_size`` connections in all. The ORM, used off the hot path, gets a quarter (at least
-        # two): a fixed pool (no overflow connections opened and closed under load), recycled
-        # hourly rather than pinged before every use (a ping is a round trip), and not rolled back
-        # on return (sessions always end their own transactions). Chat turns get the rest, as
-        # connections of their own (see :meth:`tx`).
-        orm = max(2, pool_size // 4)
-        engine = create_async_engine(
-            url, pool_size=orm, max_overflow=0, pool_timeout=60, pool_recycle=3600, pool_reset_on_return=None
-        )
-        return cls(engine, turn_pool_size=max(1, pool_size - orm))
+        """The database at ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``); nothing
+        is opened until the first transaction."""
+        return cls(url, pool_size=pool_size)
 
     @asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[None]:
-        """SQLite: wait for the connection (one user at a time). PostgreSQL: nothing to wait for."""
-        if self._lock is None:
-            yield
-            return
-        await self._acquire()
-        try:
-            yield
-        finally:
-            self._release()
-
-    async def _acquire(self) -> None:
-        assert self._lock is not None
+    async def transaction(self) -> AsyncIterator[Store]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
         task = asyncio.current_task()
-        if task is not None and task is self._holder:
-            raise RuntimeError("nested use of the SQLite connection by one task would wait for itself")
-        await self._lock.acquire()
-        self._holder = task
-
-    def _release(self) -> None:
-        assert self._lock is not None
-        self._holder = None
-        self._lock.release()
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
-        async with self.exclusive(), self.sessions() as session, session.begin():
-            yield session
+        if task in self._holders:
+            raise RuntimeError("a transaction inside a transaction of the same task: use tx.savepoint()")
+        self._holders.add(task)
+        try:
+            async with self._tx() as tx:
+                yield Store(tx)
+        finally:
+            self._holders.discard(task)
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A Core connection inside one transaction (migrations)."""
-        async with self.exclusive(), self.engine.begin() as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:
-        async with self.exclusive(), self.engine.connect() as conn:
-            yield conn
-
-    def tx(self) -> AbstractAsyncContextManager[Tx]:
-        """One transaction of plain SQL on the driver connection (see :mod:`storage.tx`).
-
-        Committed on success, rolled back on error. SQLite: the shared connection, taken in
-        turn. PostgreSQL: one of the turns' own connections (:class:`TurnConnections`); after a
-        cancellation or a failed rollback it is closed rather than reused.
-        """
-        return _SqliteTurn(self, self._sqlite) if self._sqlite is not None else self._pooled_tx()
-
-    @asynccontextmanager
-    async def _pooled_tx(self) -> AsyncIterator[Tx]:
-        connections = self._turn_connections
-        if connections is None:
-            args, options = self.engine.dialect.create_connect_args(self.engine.url)
-            connections = self._turn_connections = TurnConnections(
-                functools.partial(asyncpg.connect, *args, **asyncpg_options(options)), size=self._turn_pool_size
-            )
-        connection = await connections.take()
+    async def _tx(self) -> AsyncIterator[Tx]:
+        if self._closed:
+            raise RuntimeError("the database was closed")
+        if self._sqlite is not None:
+            assert self._lock is not None
+            async with self._lock:
+                sqlite_tx = SqliteTx(self._sqlite.get())
+                try:
+                    yield sqlite_tx
+                except BaseException:
+                    try:
+                        await sqlite_tx.rollback()
+                    except sqlite3.Error:
+                        self._sqlite.close()  # opened afresh by the next transaction
+                    raise
+                try:
+                    await sqlite_tx.commit()
+                except BaseException:
+                    await sqlite_tx.rollback()
+                    raise
+            return
+        assert self._pg is not None
+        connections = self._pg
+        try:
+            connection = await connections.take()
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        pg_tx = AsyncpgTx(connection, connections.replace)
         reusable = False
         try:
-            tx = AsyncpgTx(connection)
             try:
-                yield tx
+                yield pg_tx
             except Exception:
-                if tx.transaction is not None and not connection.is_closed():
-                    await tx.transaction.rollback()
+                if not pg_tx.connection.is_closed():
+                    await pg_tx.rollback()
                 reusable = True
                 raise
-            if tx.transaction is not None:
-                await tx.transaction.commit()
+            await pg_tx.commit()
             reusable = True
         finally:
             # After a cancellation or a failed rollback a statement may still run: closed, not reused.
-            connections.give_back(connection, reusable=reusable)
-
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads (it still runs in a transaction, rolled back at the end)."""
-        async with self.exclusive(), self.sessions() as session:
-            yield session
+            connections.give_back(pg_tx.connection, reusable=reusable)
 
     async def ping(self) -> bool:
         try:
-            async with self.connection() as conn:
-                await conn.execute(sa.text("SELECT 1"))
+            async with self.transaction() as store:
+                await store.tx.scalar(sa.select(sa.literal(1)))
             return True
         except Exception:
             return False
 
-    async def dispose(self) -> None:
-        if self._turn_connections is not None:
-            await self._turn_connections.close()  # closed for good: a turn after this fails
-        await self.engine.dispose()
+    async def check_writable(self) -> None:
+        """Raise if the database refuses writes (a read-only SQLite file, a read-only replica)."""
+        async with self.transaction() as store:
+            await store.tx.begin()
+
+    @asynccontextmanager
+    async def migration_connection(self) -> AsyncIterator[AsyncConnection | sa.Connection]:
+        """A SQLAlchemy connection for Alembic, inside one transaction.
+
+        SQLite: a synchronous connection on the database's own ``sqlite3`` connection (so an
+        in-memory database is the same database), under the same lock. PostgreSQL: a short-lived
+        async engine with the same connect arguments.
+        """
         if self._sqlite is not None:
-            self._sqlite.close()
+            assert self._lock is not None
+            async with self._lock:
+                with self._sqlite_engine_connection() as conn:
+                    yield conn
+            return
+        args = postgres_connect_args(self.url)
+        engine = create_async_engine(
+            "postgresql+asyncpg://", async_creator=lambda: asyncpg.connect(**args), poolclass=sa.pool.NullPool
+        )
+        try:
+            async with engine.begin() as conn:
+                yield conn
+        finally:
+            await engine.dispose()
+
+    @contextmanager
+    def _sqlite_engine_connection(self) -> Iterator[sa.Connection]:
+        assert self._sqlite is not None
+        raw = self._sqlite.get()
+        engine = sa.create_engine("sqlite://", creator=lambda: raw, poolclass=sa.pool.StaticPool)
+        conn = engine.connect()
+        raw.execute("BEGIN IMMEDIATE")  # DDL inside the transaction: a failed migration changes nothing
+        try:
+            yield conn
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+        else:
+            if raw.in_transaction:
+                raw.execute("COMMIT")
+        finally:
+            conn.close()
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self._sqlite is None or self._sqlite.path == ":memory:":
+            return None
+        return Path(self._sqlite.path)
+
+    async def dispose(self) -> None:
+        """Close every connection; a transaction after this fails."""
+        self._closed = True
+        if self._pg is not None:
+            await self._pg.close()
+        if self._sqlite is not None:
+            if self._lock is not None:
+                async with self._lock:
+                    self._sqlite.close()
+            else:
+                self._sqlite.close()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from storage import queries as q
-from storage.models import BusinessPartner, DemandRequest, Maturity, Person, Relationship, Role, Status
+from storage.models import BusinessPartner, Maturity, Person, Relationship, Role, Status
+from storage.store import NewRequest, Store
 
 PARTNERS = (
     ("Finance", "Maria Lopez, CFO", Maturity.TRUSTED_ADVISOR),
@@ -160,22 +158,22 @@ REQUESTS = (
 )
 
 
-async def load_demo(session: AsyncSession, *, now: datetime) -> bool:
+async def load_demo(store: Store, *, now: datetime) -> bool:
     """Fill an empty database with the demo organisation. False (and no change) if not empty."""
-    if await q.partners(session) or await q.people(session):
+    if await store.partners.all() or await store.people.all():
         return False
     partners = [BusinessPartner(name=n, executive=e, maturity=m, created_at=now) for n, e, m in PARTNERS]
-    session.add_all(partners)
-    await session.flush()
+    for partner in partners:
+        await store.add(partner)
     people: dict[str, Person] = {}
     for name, email, role, partner_index, tz in PEOPLE:
         partner_id = partners[partner_index].id if partner_index is not None else None
         people[email] = Person(name=name, email=email, role=role, partner_id=partner_id, time_zone=tz, created_at=now)
-    session.add_all(people.values())
-    await session.flush()
+    for person in people.values():
+        await store.add(person)
     for email, owned in OWNERSHIP.items():
         for index, cadence in owned:
-            session.add(
+            await store.add(
                 Relationship(
                     partner_id=partners[index].id,  # type: ignore[arg-type]
                     brm_id=people[email].id,  # type: ignore[arg-type]
@@ -184,12 +182,10 @@ async def load_demo(session: AsyncSession, *, now: datetime) -> bool:
                     created_at=now,
                 )
             )
-    await session.flush()
     for title, outcome, category, urgency, email, index, final, days in REQUESTS:
         created = now - timedelta(days=days)
-        filed = await q.create_request(
-            session,
-            q.NewRequest(
+        filed = await store.requests.create(
+            NewRequest(
                 title=title,
                 outcome=outcome,
                 category=category,
@@ -202,7 +198,7 @@ async def load_demo(session: AsyncSession, *, now: datetime) -> bool:
             ),
             now=created,
         )
-        request = await session.get(DemandRequest, filed.id)  # the ORM's own copy, to change
+        request = filed
         assert request is not None
         brm_id = request.brm_id
         path = (
@@ -218,5 +214,5 @@ async def load_demo(session: AsyncSession, *, now: datetime) -> bool:
         )
         for step_no, status in enumerate(path, 1):
             moment = min(created + timedelta(days=step_no * max(days // (len(path) + 1), 1)), now)
-            await q.change_status(session, request, to=status, by_person_id=brm_id, now=moment)
+            await store.requests.change_status(request, to=status, by_person_id=brm_id, now=moment)
     return True

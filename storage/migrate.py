@@ -1,4 +1,4 @@
-"""Schema migrations (Alembic), run on the application's own async engine.
+"""Schema migrations (Alembic), on a connection the database hands over.
 
 Example::
 
@@ -8,17 +8,24 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import SQLModel
 
+import storage.models  # noqa: F401  (registers the tables)
 from storage.db import Database
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+T = TypeVar("T")
 
 
 def _config() -> Config:
@@ -34,36 +41,43 @@ def head_revision() -> str:
     return head
 
 
-async def current_revision(db: Database) -> str | None:
-    def _read(conn: sa.Connection) -> str | None:
-        return MigrationContext.configure(conn).get_current_revision()
+async def _run(db: Database, work: Callable[[sa.Connection], T]) -> T:
+    async with db.migration_connection() as conn:
+        if isinstance(conn, AsyncConnection):
+            return await conn.run_sync(work)
+        return work(conn)
 
-    async with db.connection() as conn:
-        return await conn.run_sync(_read)
+
+async def current_revision(db: Database) -> str | None:
+    return await _run(db, lambda conn: MigrationContext.configure(conn).get_current_revision())
 
 
 async def upgrade(db: Database, revision: str = "head") -> None:
     config = _config()
 
-    def _run(conn: sa.Connection) -> None:
+    def work(conn: sa.Connection) -> None:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 
-    async with db.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            # The driver opens transactions only before data changes, not before DDL: open one
-            # here, so a failed migration leaves the schema exactly as it was.
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
-        await conn.run_sync(_run)
+    await _run(db, work)
+
+
+async def differences(db: Database) -> list[Any]:
+    """What Alembic's compare finds between the migrated database and the models ([] when equal)."""
+
+    def work(conn: sa.Connection) -> list[Any]:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, SQLModel.metadata))
+
+    return await _run(db, work)
 
 
 async def autogenerate(db: Database, message: str) -> None:
     """Write a new revision from the difference between the tables and the database."""
     config = _config()
 
-    def _run(conn: sa.Connection) -> None:
+    def work(conn: sa.Connection) -> None:
         config.attributes["connection"] = conn
         command.revision(config, message=message, autogenerate=True)
 
-    async with db.begin() as conn:
-        await conn.run_sync(_run)
+    await _run(db, work)

@@ -180,6 +180,7 @@ class ConversationState(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     version: int = 0
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    schema_version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False, server_default="1"))
 
 
 class ProcessedEvent(SQLModel, table=True):

@@ -1,222 +1,379 @@
-"""Plain SQL on the driver connection of one transaction: the path every chat turn takes.
+"""The one way to reach the database: statements built from the tables, run in a transaction.
 
-SQLAlchemy's ORM session costs about 0.2 ms a statement and as much again to open and commit
-a session, while SQLite answers these statements in a few µs and asyncpg in tens. A chat
-turn runs only a handful of small, fixed statements, so it runs them here: written once as
-SQL with ``:name`` parameters, translated once per dialect, executed straight on the pooled
-driver connection (``sqlite3`` inline, ``asyncpg``) inside a transaction of our own.
+Every statement is a SQLAlchemy construct built from the SQLModel tables. A :class:`Statement`
+is compiled once per dialect and kept: its SQL text, the order of its parameters with the
+column type's own converter for each, and the converters of the columns it returns. A
+:class:`Tx` runs it on the transaction's driver connection (``sqlite3`` called inline, or
+``asyncpg``), so a chat turn pays neither the ORM nor SQLAlchemy's per-call execution path,
+and every value still crosses as the column's type says (times, days, JSON, booleans).
 
-The same statements also run inside an ORM session (``await as_tx(session)``), so code that
-holds a session (the CLI, the delivery worker, tests) calls the same queries and shares its
-transaction. Values cross in the database's own form: :meth:`Tx.dt`, :meth:`Tx.json` and
-friends read them back.
+A transaction begins and ends explicitly: :meth:`Database.transaction
+<storage.db.Database.transaction>` commits on success and rolls back on error. The ``BEGIN``
+itself is sent with the first statement that writes or locks (``INSERT``/``UPDATE``/
+``DELETE``, ``SELECT … FOR UPDATE``): reads before it see what they would see inside the
+transaction at READ COMMITTED, and a transaction that only reads, or writes in one final
+statement, saves two round trips. :meth:`Tx.savepoint` nests, the same way on both databases.
 
 Example::
 
-    async with db.tx() as tx:
-        n = await tx.execute(CLAIM, {"platform": "slack", "event_id": "Ev1", "at": now})
+    CLAIM = Statement(upsert_ignore(ProcessedEvent), keys=("platform", "event_id", "at"))
+    async with db.transaction() as store:
+        added = await store.tx.count(CLAIM, platform="slack", event_id="Ev1", at=now)
 """
 
 from __future__ import annotations
 
-import json
-import re
 import sqlite3
-from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import asyncpg
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
+from sqlalchemy.dialects.sqlite import pysqlite
+from sqlalchemy.sql.dml import UpdateBase
+from sqlmodel import SQLModel
 
-_PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
-Row = Sequence[Any]
+Row = tuple[Any, ...]
+Processor = Callable[[Any], Any] | None
+M = TypeVar("M", bound=SQLModel)
+T = TypeVar("T")
+
+DIALECTS: dict[str, sa.Dialect] = {"sqlite": pysqlite.dialect(), "postgresql": pg_asyncpg.dialect()}
+_REQUIRED = object()
+
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
+"""A unique key or constraint refused a write."""
+
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+)
+"""The connection died under a statement (a restarted server, ``pg_terminate_backend``)."""
 
 
-class Sql:
-    """One statement with ``:name`` parameters, kept in each dialect's own form."""
+class DatabaseUnavailable(Exception):
+    """The database could not be reached; nothing was written."""
 
-    __slots__ = ("names", "numbered", "text", "writes")
 
-    def __init__(self, text: str) -> None:
-        self.text = " ".join(text.split())
-        self.writes = self.text.split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE", "WITH")
-        names: list[str] = []
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A statement compiled for one dialect."""
 
-        def number(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in names:
-                names.append(name)
-            return f"${names.index(name) + 1}"
+    sql: str
+    binds: tuple[tuple[str, Processor, Any], ...]  # name, the column type's converter, default
+    results: tuple[Processor, ...]  # one converter per returned column
+    writes: bool  # it writes or locks rows: the transaction must have begun
 
-        self.numbered = _PARAM.sub(number, self.text)  # asyncpg: $1, $2, …
-        self.names = tuple(names)
 
-    def __repr__(self) -> str:
-        return f"Sql({self.text!r})"
+class Statement:
+    """A statement built from the tables, compiled once for each dialect it runs on.
+
+    ``build`` is the construct itself, or a function of the dialect's name for statements that
+    differ between the databases (``ON CONFLICT``). ``keys`` names the columns an ``INSERT``
+    takes as parameters (as ``Connection.execute(insert, {...})`` does); an ``UPDATE`` or a
+    ``SELECT`` names its parameters with ``sa.bindparam``. ``writes`` marks a ``SELECT`` whose
+    CTEs write.
+    """
+
+    __slots__ = ("_build", "_keys", "_plans", "_writes")
+
+    def __init__(
+        self,
+        build: sa.Executable | Callable[[str], sa.Executable],
+        *,
+        keys: Sequence[str] | None = None,
+        writes: bool = False,
+    ) -> None:
+        self._build = build
+        self._keys = list(keys) if keys is not None else None
+        self._writes = writes
+        self._plans: dict[str, Plan] = {}
+
+    def plan(self, dialect: str) -> Plan:
+        plan = self._plans.get(dialect)
+        if plan is None:
+            stmt = self._build if isinstance(self._build, sa.Executable) else self._build(dialect)
+            plan = self._plans[dialect] = compile_plan(stmt, dialect, keys=self._keys, writes=self._writes)
+        return plan
+
+
+def compile_plan(
+    stmt: sa.Executable,
+    dialect_name: str,
+    *,
+    keys: list[str] | None = None,
+    writes: bool = False,
+    values: Mapping[str, Any] | None = None,
+) -> Plan:
+    """Compile ``stmt``. With ``values`` (a statement built for one call) every parameter's value
+    is fixed in the plan, and ``IN`` lists are expanded."""
+    dialect = DIALECTS[dialect_name]
+    if values is None:
+        compiled = stmt.compile(dialect=dialect, column_keys=keys)  # type: ignore[attr-defined]
+        fixed: Mapping[str, Any] = {}
+    else:
+        compiled = stmt.compile(  # type: ignore[attr-defined]
+            dialect=dialect, column_keys=keys, compile_kwargs={"render_postcompile": True}
+        )
+        fixed = compiled.construct_params(dict(values))
+    sql = compiled.string
+    if "POSTCOMPILE" in sql:
+        raise ValueError("an IN list of parameters cannot be compiled once: use constants() or a statement per call")
+    binds: list[tuple[str, Processor, Any]] = []
+    for name in compiled.positiontup or ():
+        bind = compiled.binds[name] if name in compiled.binds else compiled.binds[name.rsplit("_", 1)[0]]
+        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if values is not None:
+            default = fixed[name]
+        else:
+            default = _REQUIRED if bind.required else bind.effective_value
+        binds.append((name, processor, default))
+    if isinstance(stmt, sa.Select | sa.CompoundSelect):
+        types = [c.type for c in stmt.selected_columns]
+    elif isinstance(stmt, UpdateBase):
+        types = [d["type"] for d in stmt.returning_column_descriptions]
+    else:
+        types = []
+    results = tuple(t.dialect_impl(dialect).result_processor(dialect, None) for t in types)
+    locks = " FOR UPDATE" in sql or " FOR SHARE" in sql or " FOR NO KEY UPDATE" in sql
+    return Plan(sql, tuple(binds), results, writes or locks or isinstance(stmt, UpdateBase))
+
+
+def constants(values: Sequence[str]) -> list[sa.ColumnElement[Any]]:
+    """Fixed words (statuses, roles) for an ``IN (…)`` compiled into the statement itself."""
+    out: list[sa.ColumnElement[Any]] = []
+    for value in values:
+        if not value.replace(" ", "").replace("_", "").isalnum():
+            raise ValueError(f"not a plain constant: {value!r}")
+        out.append(sa.literal_column(f"'{value}'"))
+    return out
+
+
+def insert_ignoring(table: Any) -> Callable[[str], sa.Executable]:
+    """``INSERT … ON CONFLICT DO NOTHING`` for each dialect (a repeat of a unique key is a no-op)."""
+
+    def build(dialect: str) -> sa.Executable:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        return insert(table).on_conflict_do_nothing()
+
+    return build
+
+
+def dialect_insert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 class Tx:
-    """A transaction's connection: plain SQL in, rows (tuples) and row counts out."""
+    """One transaction on one driver connection: statements in, converted rows out."""
 
     dialect: str
 
-    async def execute(self, sql: Sql, params: Mapping[str, Any]) -> int:
-        """Run a write; the number of rows it touched."""
-        raise NotImplementedError
+    def __init__(self) -> None:
+        self.begun = False
+        self._savepoints = 0
 
-    async def fetch(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
-        raise NotImplementedError
+    # --- what callers use ----------------------------------------------------------------------
 
-    async def fetchone(self, sql: Sql, params: Mapping[str, Any]) -> Row | None:
-        rows = await self.fetch(sql, params)
+    async def rows(self, stmt: Statement | sa.Executable, params: Mapping[str, Any] | None = None, /,
+                   **kw: Any) -> list[Row]:
+        plan = self._plan(stmt, params, kw)
+        raw = await self._fetch(plan, self._args(plan, params, kw))
+        results = plan.results
+        if not any(results):
+            return [tuple(row) for row in raw]
+        return [tuple(v if p is None else p(v) for p, v in zip(results, row, strict=True)) for row in raw]
+
+    async def first(self, stmt: Statement | sa.Executable, params: Mapping[str, Any] | None = None, /,
+                    **kw: Any) -> Row | None:
+        rows = await self.rows(stmt, params, **kw)
         return rows[0] if rows else None
 
-    async def last(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
-        """The transaction's final statement. Alone (nothing written before it) it needs no
-        transaction around it, so on PostgreSQL it runs without BEGIN and COMMIT."""
-        return await self.fetch(sql, params)
+    async def scalar(self, stmt: Statement | sa.Executable, params: Mapping[str, Any] | None = None, /,
+                     **kw: Any) -> Any:
+        row = await self.first(stmt, params, **kw)
+        return row[0] if row is not None else None
 
-    # --- values the drivers hand back in their own form --------------------------------------
+    async def scalars(self, stmt: Statement | sa.Executable, params: Mapping[str, Any] | None = None, /,
+                      **kw: Any) -> list[Any]:
+        return [row[0] for row in await self.rows(stmt, params, **kw)]
+
+    async def count(self, stmt: Statement | sa.Executable, params: Mapping[str, Any] | None = None, /,
+                    **kw: Any) -> int:
+        """Run a write without ``RETURNING``; the number of rows it touched."""
+        plan = self._plan(stmt, params, kw)
+        return await self._execute(plan, self._args(plan, params, kw))
+
+    async def models(self, model: type[M], stmt: Statement | sa.Executable,
+                     params: Mapping[str, Any] | None = None, /, **kw: Any) -> list[M]:
+        """Rows of ``SELECT <table>`` as model objects."""
+        names = [c.name for c in model.__table__.c]  # type: ignore[attr-defined]
+        return [as_model(model, names, row) for row in await self.rows(stmt, params, **kw)]
+
+    async def model(self, model: type[M], stmt: Statement | sa.Executable,
+                    params: Mapping[str, Any] | None = None, /, **kw: Any) -> M | None:
+        found = await self.models(model, stmt, params, **kw)
+        return found[0] if found else None
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction: an error inside rolls back only what was written inside."""
+        await self.begin()
+        self._savepoints += 1
+        name = f"sp_{self._savepoints}"
+        await self._raw(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            await self._raw(f"ROLLBACK TO SAVEPOINT {name}")
+            await self._raw(f"RELEASE SAVEPOINT {name}")
+            raise
+        else:
+            await self._raw(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._savepoints -= 1
+
+    # --- the driver's side ---------------------------------------------------------------------
+
+    def _plan(self, stmt: Statement | sa.Executable, params: Mapping[str, Any] | None, kw: Mapping[str, Any]) -> Plan:
+        if isinstance(stmt, Statement):
+            return stmt.plan(self.dialect)
+        values = {**(params or {}), **kw}
+        keys = list(values) if isinstance(stmt, sa.Insert) and values else None
+        return compile_plan(stmt, self.dialect, keys=keys, values=values)
 
     @staticmethod
-    def dt(value: Any) -> datetime | None:
-        """A stored time as an aware UTC datetime (SQLite keeps naive UTC text)."""
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    def _args(plan: Plan, params: Mapping[str, Any] | None, kw: Mapping[str, Any]) -> list[Any]:
+        given = {**params, **kw} if params and kw else (params or kw)
+        args: list[Any] = []
+        for name, processor, default in plan.binds:
+            value = given.get(name, default)
+            if value is _REQUIRED:
+                raise KeyError(f"a value is required for the parameter {name!r}")
+            args.append(value if processor is None or value is None else processor(value))
+        return args
 
-    @staticmethod
-    def day(value: Any) -> date | None:
-        if value is None or isinstance(value, date):
-            return value
-        return date.fromisoformat(str(value))
+    async def begin(self) -> None:
+        raise NotImplementedError
 
-    @staticmethod
-    def json(value: Any) -> Any:
-        """A JSON column's value (asyncpg decodes it already; SQLite returns the text)."""
-        return json.loads(value) if isinstance(value, str | bytes) else value
+    async def _raw(self, sql: str) -> None:
+        raise NotImplementedError
 
+    async def _fetch(self, plan: Plan, args: list[Any]) -> Sequence[Sequence[Any]]:
+        raise NotImplementedError
 
-def _for_sqlite(value: Any) -> Any:
-    """Values as SQLAlchemy's SQLite types store them, so both paths read each other's rows."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: store timezone-aware UTC times only")
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return value
+    async def _execute(self, plan: Plan, args: list[Any]) -> int:
+        raise NotImplementedError
+
+    async def commit(self) -> None:
+        raise NotImplementedError
+
+    async def rollback(self) -> None:
+        raise NotImplementedError
 
 
-_AS_IS = frozenset({str, int, float, bool, bytes, type(None)})  # passed to either driver unchanged
-
-
-def _sqlite_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v if type(v) in _AS_IS else _for_sqlite(v) for k, v in params.items()}
-
-
-def _asyncpg_args(sql: Sql, params: Mapping[str, Any]) -> list[Any]:
-    values = [params[name] for name in sql.names]
-    for i, value in enumerate(values):
-        if type(value) not in _AS_IS:
-            values[i] = _for_asyncpg(value)
-    return values
-
-
-def _for_asyncpg(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: store timezone-aware UTC times only")
-        return value
-    if isinstance(value, dict | list):
-        return json.dumps(value)  # SQLAlchemy's json codec on these connections takes text
-    return value
+def as_model(model: type[M], names: Sequence[str], row: Sequence[Any]) -> M:
+    """A row of ``model``'s table as the model object (no validation: it came from our table)."""
+    return cast(M, model.model_construct(**dict(zip(names, row, strict=True))))
 
 
 class SqliteTx(Tx):
-    """``sqlite3`` called inline: it opens ``BEGIN IMMEDIATE`` itself at the first write."""
+    """``sqlite3`` in autocommit mode, called inline: ``BEGIN IMMEDIATE`` before the first write."""
 
     dialect = "sqlite"
 
     def __init__(self, connection: sqlite3.Connection) -> None:
-        self._conn = connection
+        super().__init__()
+        self.connection = connection
 
-    async def execute(self, sql: Sql, params: Mapping[str, Any]) -> int:
-        return self._conn.execute(sql.text, _sqlite_params(params)).rowcount
+    async def begin(self) -> None:
+        if not self.begun:
+            self.connection.execute("BEGIN IMMEDIATE")
+            self.begun = True
 
-    async def fetch(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
-        return self._conn.execute(sql.text, _sqlite_params(params)).fetchall()
+    async def _raw(self, sql: str) -> None:
+        self.connection.execute(sql)
+
+    async def _fetch(self, plan: Plan, args: list[Any]) -> Sequence[Sequence[Any]]:
+        if plan.writes and not self.begun:
+            await self.begin()
+        return self.connection.execute(plan.sql, args).fetchall()
+
+    async def _execute(self, plan: Plan, args: list[Any]) -> int:
+        if plan.writes and not self.begun:
+            await self.begin()
+        return self.connection.execute(plan.sql, args).rowcount
+
+    async def commit(self) -> None:
+        if self.begun:
+            self.connection.execute("COMMIT")
+            self.begun = False
+
+    async def rollback(self) -> None:
+        if self.begun:
+            self.begun = False
+            if self.connection.in_transaction:
+                self.connection.execute("ROLLBACK")
 
 
 class AsyncpgTx(Tx):
-    """An ``asyncpg`` connection that begins its transaction at the first write.
+    """An ``asyncpg`` connection; ``BEGIN`` goes with the first statement that writes or locks.
 
-    Reads before it run on their own, which under READ COMMITTED sees what a statement inside
-    the transaction would. A turn that writes only in its final statement (:meth:`last`)
-    never opens a transaction at all: two round trips fewer.
+    A connection the server dropped while it sat in the pool (a restart, ``pg_terminate_backend``)
+    fails its first statement; nothing has happened on the server yet, so that statement is sent
+    again once on a fresh connection (``replace``).
     """
 
     dialect = "postgresql"
 
-    def __init__(self, connection: Any) -> None:
-        self._conn = connection
-        self.transaction: Any = None
+    def __init__(
+        self, connection: asyncpg.Connection, replace: Callable[[asyncpg.Connection], Awaitable[asyncpg.Connection]]
+    ) -> None:
+        super().__init__()
+        self.connection = connection
+        self._replace = replace
+        self.used = False  # a statement reached the server: no more transparent retries
 
-    async def _begin(self) -> None:
-        if self.transaction is None:
-            self.transaction = self._conn.transaction()
-            await self.transaction.start()
+    async def _call(self, run: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        if self.used:
+            return await run(self.connection)
+        try:
+            result = await run(self.connection)
+        except CONNECTION_ERRORS:
+            self.connection = await self._replace(self.connection)
+            result = await run(self.connection)
+        self.used = True
+        return result
 
-    async def execute(self, sql: Sql, params: Mapping[str, Any]) -> int:
-        if sql.writes:
-            await self._begin()
-        status = await self._conn.execute(sql.numbered, *_asyncpg_args(sql, params))
+    async def begin(self) -> None:
+        if not self.begun:
+            await self._call(lambda c: c.execute("BEGIN"))
+            self.begun = True
+
+    async def _raw(self, sql: str) -> None:
+        await self._call(lambda c: c.execute(sql))
+
+    async def _fetch(self, plan: Plan, args: list[Any]) -> Sequence[Sequence[Any]]:
+        if plan.writes and not self.begun:
+            await self.begin()
+        return cast(Sequence[Sequence[Any]], await self._call(lambda c: c.fetch(plan.sql, *args)))
+
+    async def _execute(self, plan: Plan, args: list[Any]) -> int:
+        if plan.writes and not self.begun:
+            await self.begin()
+        status: str = await self._call(lambda c: c.execute(plan.sql, *args))
         return int(status.rsplit(" ", 1)[-1]) if status and status[-1].isdigit() else 0
 
-    async def fetch(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
-        if sql.writes:
-            await self._begin()
-        return await self.last(sql, params)
+    async def commit(self) -> None:
+        if self.begun:
+            self.begun = False
+            await self.connection.execute("COMMIT")
 
-    async def last(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
-        return list(await self._conn.fetch(sql.numbered, *_asyncpg_args(sql, params)))
-
-
-class SessionTx(Tx):
-    """The same statements inside an ORM session's transaction, through SQLAlchemy."""
-
-    def __init__(self, connection: AsyncConnection) -> None:
-        self._conn = connection
-        self.dialect = connection.dialect.name
-
-    def _args(self, sql: Sql, params: Mapping[str, Any]) -> tuple[str, Any]:
-        if self.dialect == "postgresql":
-            return sql.numbered, tuple(_asyncpg_args(sql, params))
-        return sql.text, _sqlite_params(params)
-
-    async def execute(self, sql: Sql, params: Mapping[str, Any]) -> int:
-        result = await self._conn.exec_driver_sql(*self._args(sql, params))
-        return int(result.rowcount or 0)
-
-    async def fetch(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
-        result = await self._conn.exec_driver_sql(*self._args(sql, params))
-        return [tuple(row) for row in result.all()] if result.returns_rows else []
-
-
-async def as_tx(db: Tx | AsyncSession) -> Tx:
-    """``db`` itself, or a :class:`Tx` sharing an ORM session's transaction."""
-    return db if isinstance(db, Tx) else SessionTx(await db.connection())
-
-
-INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
-    sa_exc.IntegrityError,
-    sqlite3.IntegrityError,
-    asyncpg.IntegrityConstraintViolationError,
-)
-"""A unique key or constraint refused a write, whichever path the statement took."""
+    async def rollback(self) -> None:
+        if self.begun:
+            self.begun = False
+            await self.connection.execute("ROLLBACK")

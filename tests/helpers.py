@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import sqlalchemy as sa
+from sqlmodel import SQLModel
 
 from conversations.engine import Engine
 from conversations.messages import Action, Choices, ConversationKey, Inbound, Reply, Sender, Source
 
+if TYPE_CHECKING:
+    from storage.db import Database
+
+M = TypeVar("M", bound=SQLModel)
 _ids = itertools.count(1)
 
 
@@ -77,3 +85,17 @@ async def file_request(chat: Chat, title: str = "Invoice OCR for accounts payabl
     ):
         await chat.say(line)
     return await chat.say("submit")
+
+
+async def rows_of(db: Database, model: type[M], *where: Any, order_by: Any = None) -> list[M]:
+    """Every row of ``model``'s table matching ``where``, in id order: what a test looks at."""
+    stmt = sa.select(model.__table__).where(*where)  # type: ignore[attr-defined]
+    stmt = stmt.order_by(order_by if order_by is not None else next(iter(model.__table__.c)))  # type: ignore[attr-defined]
+    async with db.transaction() as store:
+        return await store.tx.models(model, stmt)
+
+
+async def count_of(db: Database, model: type[SQLModel], *where: Any) -> int:
+    async with db.transaction() as store:
+        stmt = sa.select(sa.func.count()).select_from(model.__table__).where(*where)  # type: ignore[attr-defined]
+        return int(await store.tx.scalar(stmt))

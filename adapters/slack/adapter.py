@@ -76,7 +76,6 @@ from conversations.messages import (
     TextStyle,
 )
 from conversations.ports import DeliveryError, PlatformRefused, Unreachable
-from storage import queries as q
 
 log = logging.getLogger(__name__)
 
@@ -305,8 +304,8 @@ class SlackAdapter:
             return
 
         async def run() -> None:
-            async with self._engine.db.transaction() as session:
-                fresh = await q.claim_event(session, platform=PLATFORM, event_id=event_id(body), now=self._clock())
+            async with self._engine.db.transaction() as store:
+                fresh = await store.events.claim(platform=PLATFORM, event_id=event_id(body), now=self._clock())
             if not fresh:
                 log.info("duplicate event %s ignored", event_id(body))
                 return
@@ -536,8 +535,8 @@ class SlackAdapter:
         cached = self._dms.get((team, user))
         if cached:
             return str(cached)
-        async with self._engine.db.session() as session:
-            stored = await q.load_reference(session, platform=PLATFORM, workspace=team, scope=DM_SCOPE, target=user)
+        async with self._engine.db.transaction() as store:
+            stored = await store.references.load(platform=PLATFORM, workspace=team, scope=DM_SCOPE, target=user)
         if stored and stored.get("channel"):
             self._dms[(team, user)] = stored["channel"]
             return str(stored["channel"])
@@ -551,9 +550,14 @@ class SlackAdapter:
     async def _remember_dm(self, team: str, user: str, channel: str) -> None:
         if not channel.startswith("D") or self._dms.get((team, user)) == channel:
             return
-        async with self._engine.db.transaction() as session:
-            await q.save_reference(
-                session, platform=PLATFORM, workspace=team, scope=DM_SCOPE, target=user, reference={"channel": channel}
+        async with self._engine.db.transaction() as store:
+            await store.references.save(
+                platform=PLATFORM,
+                workspace=team,
+                scope=DM_SCOPE,
+                target=user,
+                reference={"channel": channel},
+                now=self._clock(),
             )
         self._dms[(team, user)] = channel
 

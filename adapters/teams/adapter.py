@@ -68,7 +68,6 @@ from conversations.messages import (
     Source,
 )
 from conversations.ports import DeliveryError, Unreachable
-from storage import queries as q
 from storage.db import Database
 from storage.models import utcnow
 
@@ -441,9 +440,9 @@ class TeamsAdapter:
         bot_id = (raw.get("recipient") or {}).get("id")
         if not any(m.get("id") == bot_id for m in raw.get("membersAdded") or ()):
             return
-        async with self._db.transaction() as session:
-            first = await q.claim_event(
-                session, platform="teams", event_id="install:" + teams_in.event_id_of(raw), now=utcnow()
+        async with self._db.transaction() as store:
+            first = await store.events.claim(
+                platform="teams", event_id="install:" + teams_in.event_id_of(raw), now=utcnow()
             )
         if not first:
             return

@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from storage import queries as q
 from storage.db import Database
+from storage.models import utcnow
 
 PLATFORM = "teams"
 USER = "user"
@@ -66,15 +66,15 @@ def _account(account: Any) -> dict[str, Any] | None:
 
 
 async def save(db: Database, *, tenant: str, scope: str, target: str, reference: dict[str, Any]) -> None:
-    async with db.transaction() as session:
-        await q.save_reference(
-            session, platform=PLATFORM, workspace=tenant, scope=scope, target=target, reference=reference
+    async with db.transaction() as store:
+        await store.references.save(
+            platform=PLATFORM, workspace=tenant, scope=scope, target=target, reference=reference, now=utcnow()
         )
 
 
 async def load(db: Database, *, tenant: str, scope: str, target: str) -> dict[str, Any] | None:
-    async with db.session() as session:
-        return await q.load_reference(session, platform=PLATFORM, workspace=tenant, scope=scope, target=target)
+    async with db.transaction() as store:
+        return await store.references.load(platform=PLATFORM, workspace=tenant, scope=scope, target=target)
 
 
 def card_target(conversation_id: str, message_id: str) -> str:
@@ -105,10 +105,10 @@ async def unreachable(db: Database) -> Sequence[UnreachablePerson]:
     reachable elsewhere (e.g. Slack), in which case nothing is lost.
     """
     out: list[UnreachablePerson] = []
-    async with db.session() as session:
-        for person in await q.people(session):
+    async with db.transaction() as store:
+        for person in await store.people.all():
             assert person.id is not None
-            identities = await q.identities_of(session, person.id)
+            identities = await store.people.identities(person.id)
             teams = [i for i in identities if i.platform == PLATFORM]
             others = tuple(sorted({i.platform for i in identities if i.platform != PLATFORM}))
             if not teams:
@@ -116,8 +116,8 @@ async def unreachable(db: Database) -> Sequence[UnreachablePerson]:
                 continue
             reachable = False
             for identity in teams:
-                found = await q.load_reference(
-                    session, platform=PLATFORM, workspace=identity.workspace, scope=USER, target=identity.user_id
+                found = await store.references.load(
+                    platform=PLATFORM, workspace=identity.workspace, scope=USER, target=identity.user_id
                 )
                 reachable = reachable or found is not None
             if not reachable:

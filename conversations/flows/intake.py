@@ -18,9 +18,8 @@ from rapidfuzz import fuzz, process, utils
 from conversations.engine import FORM_SUBMIT, FlowState, Step, Turn
 from conversations.flows.common import SKIP_WORDS, check_text, not_an_option, parse_date, pick, question, warn
 from conversations.messages import Facts, Field, Form, Inbound, Option, Reply, Text, TextStyle
-from storage import queries as q
 from storage.models import BusinessPartner, Category, DemandRequest, Urgency
-from storage.tx import Tx
+from storage.store import NewRequest, Store
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 4000
@@ -58,7 +57,7 @@ NO_DATE = Option("skip", "No particular date")
 class _Context:
     """What the intake rules need besides the answer; the partner list is read only when used."""
 
-    tx: Tx
+    store: Store
     own_partner_id: int | None
     today: date
     partners: Sequence[BusinessPartner] = ()
@@ -66,7 +65,7 @@ class _Context:
 
     async def ensure(self) -> _Context:
         if not self.loaded:
-            self.partners, self.loaded = await q.partners(self.tx), True
+            self.partners, self.loaded = await self.store.partners.all(), True
         return self
 
     def partner_options(self) -> tuple[Option, ...]:
@@ -219,7 +218,7 @@ class IntakeFlow:
         duplicate = await self._duplicate(turn, data)
         if duplicate is not None and values.get("duplicate_ok") != duplicate.key:
             context = {**_form_context(values), "duplicate_ok": duplicate.key}
-            seen = await q.visible_request(turn.tx, turn.person, duplicate.id)  # type: ignore[arg-type]
+            seen = await turn.store.requests.visible_one(turn.person, duplicate.id)  # type: ignore[arg-type]
             similar = (
                 f"This looks like {seen.key} “{seen.title}” ({seen.status})."
                 if seen
@@ -228,8 +227,8 @@ class IntakeFlow:
             error = f"{similar} Submit again to file yours anyway, or change the title."
             return Step.end(Reply.of(self._form(ctx, values, errors={"title": error}, context=context)))
         token = values.get(FORM_TOKEN)
-        if token and not await q.claim_event(
-            turn.tx, platform=turn.inbound.key.platform, event_id=f"form:{token[:64]}", now=turn.now
+        if token and not await turn.store.events.claim(
+            platform=turn.inbound.key.platform, event_id=f"form:{turn.person.id}:{token[:64]}", now=turn.now
         ):
             # The same form sent twice (a double click, a resent card): file it once.
             return Step.end(Reply.text("That form was already submitted; I filed it once.", TextStyle.MUTED))
@@ -307,7 +306,7 @@ class IntakeFlow:
 
     async def _context(self, turn: Turn) -> _Context:
         return _Context(
-            tx=turn.tx,
+            store=turn.store,
             own_partner_id=turn.person.partner_id,
             today=turn.now.astimezone(turn.tz).date(),
         )
@@ -383,7 +382,7 @@ class IntakeFlow:
         partner_id = data.get("partner")
         if partner_id is None:
             return None
-        titles = dict(await q.open_titles_of_partner(turn.tx, partner_id))
+        titles = dict(await turn.store.requests.open_titles(partner_id))
         best = process.extractOne(
             data["title"],
             titles,
@@ -391,11 +390,11 @@ class IntakeFlow:
             processor=utils.default_process,
             score_cutoff=DUPLICATE_SCORE,
         )
-        return await q.get_request(turn.tx, best[2]) if best else None
+        return await turn.store.requests.get(best[2]) if best else None
 
     async def _similar(self, turn: Turn, duplicate: DemandRequest) -> Reply:
         """The close match, shown in full only to someone who may see it; others learn no more."""
-        seen = await q.visible_request(turn.tx, turn.person, duplicate.id)  # type: ignore[arg-type]
+        seen = await turn.store.requests.visible_one(turn.person, duplicate.id)  # type: ignore[arg-type]
         if seen is None:
             return Reply.text(
                 "A request much like this one is already open for this business partner. "
@@ -427,9 +426,8 @@ class IntakeFlow:
                 )
         source = turn.inbound.source
         desired = data.get("desired_date")
-        request = await q.create_request(
-            turn.tx,
-            q.NewRequest(
+        request = await turn.store.requests.create(
+            NewRequest(
                 title=data["title"],
                 description=data.get("description"),
                 outcome=data["outcome"],
@@ -447,7 +445,7 @@ class IntakeFlow:
             now=turn.now,
         )
         facts = self._facts(data, ctx)
-        brm = await q.get_person(turn.tx, request.brm_id) if request.brm_id else None
+        brm = await turn.store.people.get(request.brm_id) if request.brm_id else None
         if brm is not None and brm.id != turn.person.id:
             await turn.notify(
                 recipient_id=brm.id,  # type: ignore[arg-type]

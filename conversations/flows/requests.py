@@ -11,9 +11,8 @@ from conversations.engine import MENU, FlowState, Step, Turn
 from conversations.flows.common import pick, question, warn
 from conversations.flows.menu import menu_question
 from conversations.messages import Choices, Facts, Inbound, Option, Reply, Text, TextStyle
-from storage import queries as q
 from storage.models import DemandRequest, Person, Role
-from storage.tx import Tx
+from storage.store import RequestDetails, Store
 
 KEY_PATTERN = re.compile(r"^\s*(?:dr\s*-?\s*)?#?(\d{1,9})\s*$", re.IGNORECASE)
 LIST_LIMIT = 20
@@ -42,7 +41,7 @@ class MyRequestsFlow:
     triggers: ClassVar[frozenset[str]] = frozenset({"my requests", "mine", "list", "my demand", "requests"})
 
     async def start(self, turn: Turn, argument: str) -> Step:
-        mine = await q.visible_requests(turn.tx, turn.person, mine_only=True, limit=LIST_LIMIT)
+        mine = await turn.store.requests.visible(turn.person, mine_only=True, limit=LIST_LIMIT)
         replies: list[Reply] = []
         if mine:
             heading = f"Your requests ({LIST_LIMIT} most recent)" if len(mine) == LIST_LIMIT else "Your requests"
@@ -50,7 +49,7 @@ class MyRequestsFlow:
         if turn.person.role == Role.BRM:
             partners_open = [
                 r
-                for r in await q.visible_requests(turn.tx, turn.person, only_open=True, limit=LIST_LIMIT)
+                for r in await turn.store.requests.visible(turn.person, only_open=True, limit=LIST_LIMIT)
                 if r.requester_id != turn.person.id
             ]
             if partners_open:
@@ -95,7 +94,7 @@ class StatusFlow:
         return (question("status:key", "Which request? Type its key (like DR-42) or pick one.", options),)
 
     async def _recent(self, turn: Turn) -> tuple[Option, ...]:
-        recent = await q.visible_requests(turn.tx, turn.person, limit=5)
+        recent = await turn.store.requests.visible(turn.person, limit=5)
         return tuple(Option(r.key, f"{r.key} {r.title}"[:75]) for r in recent)
 
     async def _show(self, turn: Turn, said: str, *, retry: bool = False) -> Step:
@@ -106,13 +105,13 @@ class StatusFlow:
             if retry:
                 return Step((warn(error), *await self.reprompt(turn, FlowState(self.name, "key", {}))), "key", {})
             return Step.end(warn(error))
-        details = await q.request_details(turn.tx, turn.person, request_id)
+        details = await turn.store.requests.details(turn.person, request_id)
         if details is None:
             return Step.end(warn(f"I couldn't find DR-{request_id} among the requests you can see."))
         return Step.end(describe(details, turn.tz))
 
 
-def describe(details: q.RequestDetails, tz: ZoneInfo) -> Reply:
+def describe(details: RequestDetails, tz: ZoneInfo) -> Reply:
     request, history = details.request, details.history
     facts = Facts(
         title=f"{request.key} · {request.title}",
@@ -144,10 +143,10 @@ def describe(details: q.RequestDetails, tz: ZoneInfo) -> Reply:
     return Reply(blocks=tuple(blocks))
 
 
-async def overview(tx: Tx, person: Person, tz: ZoneInfo) -> Reply:
+async def overview(store: Store, person: Person, tz: ZoneInfo) -> Reply:
     """What a person sees first: their requests, and a BRM's or leader's open demand."""
     blocks: list[Text | Facts | Choices] = [Text(f"Hello {person.name}", TextStyle.HEADING)]
-    mine = await q.visible_requests(tx, person, mine_only=True, limit=10)
+    mine = await store.requests.visible(person, mine_only=True, limit=10)
     if mine:
         blocks.append(Text("Your requests", TextStyle.HEADING))
         blocks.append(Text("\n".join(f"• {_line(r, tz)}" for r in mine)))
@@ -156,7 +155,7 @@ async def overview(tx: Tx, person: Person, tz: ZoneInfo) -> Reply:
     if person.role in (Role.BRM, Role.LEADER, Role.ADMIN):
         open_demand = [
             r
-            for r in await q.visible_requests(tx, person, only_open=True, limit=25)
+            for r in await store.requests.visible(person, only_open=True, limit=25)
             if r.requester_id != person.id
         ]
         heading = "Open demand of your business partners" if person.role == Role.BRM else "Open demand"

@@ -8,9 +8,8 @@ from bot.delivery import DeliveryWorker
 from conversations.engine import Engine
 from conversations.messages import Address, Delivered, Platform, Reply
 from conversations.ports import DeliveryError, Unreachable
-from storage import queries as q
 from storage.models import OutboxMessage
-from tests.helpers import Chat, file_request
+from tests.helpers import Chat, file_request, rows_of
 
 
 class Recorder:
@@ -29,8 +28,7 @@ class Recorder:
 
 
 async def _outbox(engine: Engine) -> list[OutboxMessage]:
-    async with engine.db.session() as session:
-        return list(await q.outbox_messages(session))
+    return await rows_of(engine.db, OutboxMessage)
 
 
 async def test_a_submitted_request_reaches_the_brm_on_their_platform(engine: Engine, clock) -> None:
@@ -80,8 +78,8 @@ async def test_nobody_to_deliver_through_means_unreachable(engine: Engine, clock
 
 async def test_a_worker_that_died_mid_send_leaves_the_message_to_be_sent_again(engine: Engine, clock) -> None:
     await file_request(Chat(engine))
-    async with engine.db.transaction() as session:  # a worker claims it and then dies
-        claimed = await q.claim_outbox(session, now=clock(), lease_until=clock() + timedelta(minutes=5))
+    async with engine.db.transaction() as store:  # a worker claims it and then dies
+        claimed = await store.outbox.claim(now=clock(), lease_until=clock() + timedelta(minutes=5))
     assert len(claimed) == 1
     recorder = Recorder()
     worker = DeliveryWorker(engine.db, {}, clock=clock, fallback=recorder)

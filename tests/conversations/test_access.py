@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import sqlalchemy as sa
-
 from conversations.engine import Engine
 from conversations.messages import Sender
 from storage.models import Person
-from tests.helpers import Chat
+from tests.helpers import Chat, count_of, rows_of
 
 
 async def test_a_requester_sees_only_their_own_requests(engine: Engine) -> None:
@@ -54,16 +52,14 @@ async def test_an_unknown_person_becomes_a_requester_on_first_contact(engine: En
     assert "Hi Zoe Park" in await newcomer.say("hello")
     assert "no demand requests yet" in await newcomer.say("my requests")
     assert "couldn't find DR-1" in await newcomer.say("status DR-1")
-    async with engine.db.session() as session:
-        zoe = (await session.execute(sa.select(Person).where(Person.email == "zoe@example.com"))).scalar_one()
+    [zoe] = await rows_of(engine.db, Person, Person.email == "zoe@example.com")
     assert zoe.role == "requester" and zoe.name == "Zoe Park"
 
 
 async def test_the_same_person_on_two_platforms_is_one_person(engine: Engine) -> None:
     on_slack = Chat(engine, email="Dana@Example.com", platform="slack", channel="D1")
     assert "DR-1 · Automate month-end accruals" in await on_slack.say("mine")
-    async with engine.db.session() as session:
-        count = (await session.execute(sa.select(sa.func.count()).select_from(Person))).scalar_one()
+    count = await count_of(engine.db, Person)
     assert count == 7  # the demo's seven people, nobody new
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import sqlalchemy as sa
-
 from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.messages import ConversationKey, Inbound, Sender
-from storage import queries as q
 from storage.models import DemandRequest, Person
+from storage.store import StateKey
+from tests.helpers import count_of
 
 
 def _inbound(text: str, event_id: str, user: str = "dana@example.com") -> Inbound:
@@ -19,8 +18,8 @@ def _inbound(text: str, event_id: str, user: str = "dana@example.com") -> Inboun
 
 
 async def _state(engine: Engine) -> tuple[str | None, str | None, dict]:
-    async with engine.db.session() as session:
-        row = await q.load_state(session, q.StateKey("console", "local", "terminal", "dana@example.com"))
+    async with engine.db.transaction() as store:
+        row = await store.state.load(StateKey("console", "local", "terminal", "dana@example.com"))
     assert row is not None
     return row.flow, row.step, dict(row.data)
 
@@ -50,8 +49,7 @@ async def test_two_engines_on_one_database_never_lose_a_turn(engine: Engine, clo
     texts = ["\n".join(r.plain_text() for r in replies) for replies in results]
     # (PostgreSQL may skip a key: the losing turn's insert used a sequence value, then rolled back)
     assert sum("Submitted as DR-" in t for t in texts) == 1
-    async with engine.db.session() as session:
-        count = (await session.execute(sa.select(sa.func.count()).select_from(DemandRequest))).scalar_one()
+    count = await count_of(engine.db, DemandRequest)
     assert count == 13
 
 
@@ -66,9 +64,9 @@ async def test_a_retried_event_is_processed_once(engine: Engine) -> None:
 async def test_many_people_at_once_each_get_their_own_conversation(engine: Engine) -> None:
     people = [f"user{n}@example.com" for n in range(20)]
     await asyncio.gather(*(engine.handle(_inbound("request Laptop for " + p, f"m-{p}", p)) for p in people))
-    async with engine.db.session() as session:
+    async with engine.db.transaction() as store:
         for p in people:
-            row = await q.load_state(session, q.StateKey("console", "local", "terminal", p))
+            row = await store.state.load(StateKey("console", "local", "terminal", p))
             assert row is not None and row.data == {"title": "Laptop for " + p}
 
 
@@ -88,7 +86,7 @@ async def test_first_contact_in_two_channels_at_once_makes_one_person(engine: En
         return Inbound(key=key, event_id=event, text="request Shared drive clean-up", sender=Sender(name="Noor"))
 
     await asyncio.gather(engine.handle(hello("D1", "f1")), engine.handle(hello("C1", "f2")))
-    async with engine.db.session() as session:
-        person = await q.person_by_identity(session, platform="slack", workspace="T1", user_id="U-NEW")
-        noors = await session.execute(sa.select(sa.func.count()).select_from(Person).where(Person.name == "Noor"))
-    assert person is not None and noors.scalar_one() == 1
+    async with engine.db.transaction() as store:
+        person = await store.people.by_identity(platform="slack", workspace="T1", user_id="U-NEW")
+    noors = await count_of(engine.db, Person, Person.name == "Noor")
+    assert person is not None and noors == 1

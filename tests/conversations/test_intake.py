@@ -4,24 +4,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import sqlalchemy as sa
-
 from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.messages import Source
-from storage import queries as q
 from storage.models import DemandRequest, OutboxMessage
-from tests.helpers import Chat, file_request
+from tests.helpers import Chat, file_request, rows_of
 
 
 async def _requests(engine: Engine) -> list[DemandRequest]:
-    async with engine.db.session() as session:
-        return list((await session.execute(sa.select(DemandRequest).order_by(DemandRequest.id))).scalars())
+    return await rows_of(engine.db, DemandRequest)
 
 
 async def _outbox(engine: Engine) -> list[OutboxMessage]:
-    async with engine.db.session() as session:
-        return list(await q.outbox_messages(session))
+    return await rows_of(engine.db, OutboxMessage)
 
 
 async def test_a_full_intake_stores_the_request_and_notifies_the_brm(engine: Engine) -> None:
@@ -234,8 +229,8 @@ async def test_pressed_buttons_and_form_selects_pick_by_id_not_by_position(engin
     assert "Business partner: Sales & Marketing" in await chat.press("No particular date")
     await chat.press("Submit")
     assert (await _requests(engine))[-1].brm_id is not None
-    async with engine.db.session() as session:
-        sales = next(p for p in await q.partners(session) if p.name == "Sales & Marketing")
+    async with engine.db.transaction() as store:
+        sales = next(p for p in await store.partners.all() if p.name == "Sales & Marketing")
     assert (await _requests(engine))[-1].partner_id == sales.id
 
     values = {

@@ -12,6 +12,7 @@ from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.messages import Action, ConversationKey, Inbound, Sender
 from storage.models import Category, DemandRequest, Person, StatusChange, Urgency
+from tests.helpers import rows_of
 
 WORDS = [
     "new request",
@@ -80,22 +81,15 @@ async def test_random_scripts_never_crash_nor_half_write(engine: Engine, script:
         replies = await engine.handle(inbound)
         assert replies, f"no answer to {inbound!r}"
         submitted += sum("Submitted as DR-" in r.plain_text() for r in replies)
-    async with engine.db.session() as session:
-        mine = (
-            (
-                await session.execute(
-                    sa.select(DemandRequest)
-                    .join(Person, Person.id == DemandRequest.requester_id)
-                    .where(Person.email == key.user)
-                )
-            )
-            .scalars()
-            .all()
+    async with engine.db.transaction() as store:
+        mine = await store.tx.models(
+            DemandRequest,
+            sa.select(DemandRequest.__table__)  # type: ignore[attr-defined]
+            .join(Person.__table__, Person.id == DemandRequest.requester_id)  # type: ignore[attr-defined]
+            .where(Person.email == key.user),
         )
-        ids = [r.id for r in mine]
-        changes = (
-            (await session.execute(sa.select(StatusChange).where(StatusChange.request_id.in_(ids)))).scalars().all()
-        )
+    ids = [r.id for r in mine]
+    changes = await rows_of(engine.db, StatusChange, StatusChange.request_id.in_(ids or [0]))
     assert submitted == len(mine)
     for request in mine:
         assert 3 <= len(request.title) <= 200 and len(request.outcome) >= 10

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from sqlmodel import select
-
 from storage.models import DemandRequest, Identity, Person
+from tests.helpers import rows_of
 from tests.slack.conftest import ALICE, DANA, NEWBIE, SlackHarness, dm_of
 from tests.slack.fake_slack import BOT_USER_ID, TEAM_ID
 
@@ -39,9 +38,8 @@ async def test_a_whole_intake_by_direct_message_with_buttons(slack: SlackHarness
     done = (await slack.fake.wait_for("chat.postMessage", 9))[-1]
     assert "Submitted as DR-13" in done.text
 
-    async with slack.db.session() as session:
-        request = (await session.execute(select(DemandRequest).where(DemandRequest.id == 13))).scalar_one()
-        dana = (await session.execute(select(Person).where(Person.email == "dana@example.com"))).scalar_one()
+    [request] = await rows_of(slack.db, DemandRequest, DemandRequest.id == 13)
+    [dana] = await rows_of(slack.db, Person, Person.email == "dana@example.com")
     assert request.requester_id == dana.id
     assert request.source_platform == "slack" and request.source_channel == dm_of(DANA)
     assert request.category == "project" and request.urgency == "high"
@@ -55,9 +53,8 @@ async def test_a_new_person_is_matched_by_the_email_slack_reports_once(slack: Sl
 
     lookups = slack.fake.called("users.info")
     assert [c.args["user"] for c in lookups] == [NEWBIE], "users.info only on first contact"
-    async with slack.db.session() as session:
-        person = (await session.execute(select(Person).where(Person.email == "nora.new@example.com"))).scalar_one()
-        identity = (await session.execute(select(Identity).where(Identity.user_id == NEWBIE))).scalar_one()
+    [person] = await rows_of(slack.db, Person, Person.email == "nora.new@example.com")
+    [identity] = await rows_of(slack.db, Identity, Identity.user_id == NEWBIE)
     assert person.name == "Nora New" and person.time_zone == "Europe/Berlin"
     assert identity.person_id == person.id and identity.platform == "slack"
 

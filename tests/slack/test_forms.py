@@ -6,9 +6,8 @@ import json
 import time
 from typing import Any
 
-from sqlmodel import select
-
 from storage.models import DemandRequest
+from tests.helpers import rows_of
 from tests.slack.conftest import DANA, SlackHarness, dm_of
 from tests.slack.fake_slack import TEAM_ID, Call
 
@@ -80,8 +79,7 @@ async def test_brm_request_opens_the_modal_and_shows_field_errors_in_it(slack: S
     (confirmation,) = await slack.fake.wait_for("chat.postMessage")
     assert confirmation.args["channel"] == dm_of(DANA)
     assert "Submitted as DR-13" in confirmation.text
-    async with slack.db.session() as session:
-        request = (await session.execute(select(DemandRequest).where(DemandRequest.id == 13))).scalar_one()
+    [request] = await rows_of(slack.db, DemandRequest, DemandRequest.id == 13)
     assert request.title == GOOD["title"] and request.partner_id == 1
 
 
@@ -116,8 +114,7 @@ async def test_the_message_shortcut_captures_a_message_with_its_permalink(slack:
     accepted = await slack.interact(submission(opened, {**GOOD, "title": "Quote tool times out on 600 lines"}))
     assert accepted.status == 200
     await slack.fake.wait_for("chat.postMessage")
-    async with slack.db.session() as session:
-        request = (await session.execute(select(DemandRequest).where(DemandRequest.id == 13))).scalar_one()
+    [request] = await rows_of(slack.db, DemandRequest, DemandRequest.id == 13)
     assert request.source_link == "https://fake.slack.com/archives/C0SALES/p1700000123000400"
     assert request.source_channel == "C0SALES"
 

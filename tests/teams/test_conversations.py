@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlmodel import select
-
-from storage import queries as q
 from storage.db import Database
 from storage.models import DemandRequest, Identity
+from tests.helpers import rows_of
 from tests.teams.conftest import ALICE, BOT_ID, CHANNEL_ID, DANA, NORA, TENANT, TeamsHarness
 
 
@@ -41,8 +39,7 @@ def _last_card_with(teams: TeamsHarness, title: str) -> tuple[str, dict[str, Any
 
 
 async def _requests(db: Database) -> list[DemandRequest]:
-    async with db.session() as session:
-        return list((await session.execute(select(DemandRequest).order_by(DemandRequest.id))).scalars().all())
+    return await rows_of(db, DemandRequest)
 
 
 async def test_personal_chat_runs_the_whole_intake_with_buttons_and_typing(
@@ -64,11 +61,11 @@ async def test_personal_chat_runs_the_whole_intake_with_buttons_and_typing(
     [request] = [r for r in await _requests(demo_db) if r.id == 13]
     assert (request.title, request.category, request.urgency, request.source_platform) == (
         "Invoice OCR for accounts payable", "project", "high", "teams")
-    async with demo_db.session() as session:
-        dana = await q.person_by_email(session, "dana@example.com")
-        assert dana is not None and request.requester_id == dana.id  # matched via the roster email
-        identity = (await session.execute(select(Identity).where(Identity.user_id == DANA.id))).scalars().one()
-        assert (identity.workspace, identity.directory_id, identity.person_id) == (TENANT, DANA.aad, dana.id)
+    async with demo_db.transaction() as store:
+        dana = await store.people.by_email("dana@example.com")
+    assert dana is not None and request.requester_id == dana.id  # matched via the roster email
+    [identity] = await rows_of(demo_db, Identity, Identity.user_id == DANA.id)
+    assert (identity.workspace, identity.directory_id, identity.person_id) == (TENANT, DANA.aad, dana.id)
 
 
 async def test_a_pressed_card_is_replaced_so_it_cannot_be_pressed_again(teams: TeamsHarness) -> None:
@@ -146,8 +143,8 @@ async def test_message_extension_captures_a_message_as_a_prefilled_request(
 
     request = (await _requests(demo_db))[-1]
     assert request.source_link == link and request.source_channel == CHANNEL_ID
-    async with demo_db.session() as session:
-        nora = await q.person_by_email(session, NORA.email)  # a new person, email from the roster
+    async with demo_db.transaction() as store:
+        nora = await store.people.by_email(NORA.email)  # a new person, email from the roster
         assert nora is not None and request.requester_id == nora.id and nora.name == NORA.name
 
 

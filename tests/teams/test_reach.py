@@ -13,7 +13,6 @@ from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.messages import Address, Reply
 from conversations.ports import DeliveryError, Unreachable
-from storage import queries as q
 from storage.db import Database
 from storage.models import OutboxStatus
 from tests.teams.conftest import ALICE, BOT_ID, CHANNEL_ID, DANA, NORA, TENANT, Egress, TeamsHarness, open_harness
@@ -128,8 +127,8 @@ async def test_a_failed_delivery_is_marked_unreachable_in_the_outbox(teams: Team
     await _file_request_for_finance(teams)
     worker = DeliveryWorker(demo_db, {"teams": teams.adapter}, clock=lambda: datetime(2026, 11, 23, 9, 5, tzinfo=UTC))
     assert await worker.run_once() == 0
-    async with demo_db.session() as session:
-        [row] = await q.outbox_messages(session)
+    async with demo_db.transaction() as store:
+        [row] = await store.outbox.all()
     assert row.status == OutboxStatus.UNREACHABLE
     assert "install the app" in (row.last_error or "")
 
@@ -145,8 +144,8 @@ async def test_with_an_app_id_a_request_without_a_token_is_refused(
         response = await teams.post(teams.personal(DANA, "hello"), headers={"Authorization": ""})
         assert response.status == 401
         assert teams.fake.calls == []
-        async with demo_db.session() as session:
-            assert await q.person_by_identity(session, platform="teams", workspace=TENANT, user_id=DANA.id) is None
+        async with demo_db.transaction() as store:
+            assert await store.people.by_identity(platform="teams", workspace=TENANT, user_id=DANA.id) is None
     finally:
         await teams.adapter.close()
         await client.close()
@@ -171,8 +170,8 @@ async def test_local_mode_answers_only_service_urls_on_this_machine(
         assert response.status == 403, elsewhere
         assert "loopback" in (await response.json())["error"]
     assert teams.fake.calls == [] and egress == []
-    async with demo_db.session() as session:  # the turn never ran: nobody was created or remembered
-        assert await q.person_by_identity(session, platform="teams", workspace=TENANT, user_id=DANA.id) is None
+    async with demo_db.transaction() as store:  # the turn never ran: nobody was created or remembered
+        assert await store.people.by_identity(platform="teams", workspace=TENANT, user_id=DANA.id) is None
 
     await teams.send(teams.personal(DANA, "hello"))  # the same bot still answers its own machine
     assert "What would you like to do?" in teams.fake.text()
