@@ -20,7 +20,7 @@ import logging
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,12 +28,13 @@ from typing import Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conversations import codec
-from conversations.messages import ConversationKey, Inbound, Reply, Sender, Text, TextStyle
+from conversations.catalog import FORM_OPEN, FORM_SUBMIT, GLOBAL_CANCEL, GLOBAL_HELP, Catalog, Command, HomeButton
+from conversations.messages import ConversationKey, Inbound, Option, Reply, Sender, Text, TextStyle
 from storage import store as q
 from storage.db import Database
 from storage.models import Person, Role
 from storage.store import Store
-from storage.tx import INTEGRITY_ERRORS
+from storage.tx import INTEGRITY_ERRORS, unique_conflict
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,13 @@ class Turn:
     inbound: Inbound
     now: datetime
     tz: ZoneInfo
+    catalog: Catalog | None = None
     queued: int = 0
+
+    @property
+    def home_options(self) -> tuple[Option, ...]:
+        """The flows this person can start from a menu."""
+        return self.catalog.home_options(self.person.role) if self.catalog is not None else ()
 
     @property
     def text(self) -> str:
@@ -102,17 +109,36 @@ class Turn:
         return moment.astimezone(self.tz).strftime("%d %b %Y %H:%M %Z")
 
 
+StepHandler = Callable[["Turn", "FlowState", Inbound], Awaitable["Step"]]
+ActionHandler = Callable[["Turn", Inbound], Awaitable["Step"]]
+
+
 class Flow(Protocol):
-    """A small state machine. See ``docs/flows/`` for the diagrams."""
+    """A small state machine that declares itself. See ``docs/flows/`` for the diagrams.
+
+    ``commands`` start it (typed words, ``/brm`` verbs, a help line per role), ``home`` puts a
+    button on the home screen, ``form_id`` says it also takes all its input from a form
+    (``<name>:open`` / ``<name>:submit``), ``steps`` maps each step name to its handler, and
+    ``actions`` maps action ids to handlers that work without a conversation (buttons on
+    messages the bot sent first). ``version`` changes when saved steps stop meaning the same.
+    """
 
     name: ClassVar[str]
-    triggers: ClassVar[frozenset[str]]
     title: ClassVar[str]
     keeps_draft: ClassVar[bool]  # True: leaving it loses typed work, so expiry and cancel say so
+    version: ClassVar[int]
+    commands: ClassVar[tuple[Command, ...]]
+    home: ClassVar[HomeButton | None]
+    form_id: ClassVar[str | None]
+    form_words: ClassVar[frozenset[str]]
+
+    @property
+    def steps(self) -> Mapping[str, StepHandler]: ...
+
+    @property
+    def actions(self) -> Mapping[str, ActionHandler]: ...
 
     async def start(self, turn: Turn, argument: str) -> Step: ...
-
-    async def step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step: ...
 
     async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]: ...
 
@@ -125,11 +151,7 @@ class FormFlow(Flow, Protocol):
     async def submit_form(self, turn: Turn, values: Mapping[str, str]) -> Step: ...
 
 
-GLOBAL_CANCEL = frozenset({"cancel", "stop", "quit", "abort", "exit"})
-GLOBAL_HELP = frozenset({"help", "?", "menu", "commands"})
 MENU = "menu"
-FORM_OPEN = "open"
-FORM_SUBMIT = "submit"
 
 
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -165,21 +187,18 @@ class Engine:
         names = [f.name for f in flows]
         if len(set(names)) != len(names):
             raise ValueError(f"two flows share a name: {sorted(names)}")
-        seen: dict[str, str] = {}
-        for flow in flows:
-            if ":" in flow.name:
-                raise ValueError(f"flow name {flow.name!r} must not contain ':'")
-            for trigger in flow.triggers:
-                if trigger in seen:
-                    raise ValueError(f"trigger {trigger!r} is claimed by both {seen[trigger]} and {flow.name}")
-                if trigger in GLOBAL_CANCEL or trigger in GLOBAL_HELP:
-                    raise ValueError(f"trigger {trigger!r} of {flow.name} is a global command")
-                seen[trigger] = flow.name
         self.db = db
         self.flows: dict[str, Flow] = {f.name: f for f in flows}
-        self._triggers = sorted(seen.items(), key=lambda kv: -len(kv[0]))
+        self.catalog = Catalog(list(flows))
         if MENU not in self.flows:
             raise ValueError(f"the flows need a {MENU!r} flow: it answers help and anything unrecognised")
+        self._actions: dict[str, tuple[str, ActionHandler]] = {}
+        for flow in flows:
+            for action_id, handler in flow.actions.items():
+                if action_id in self._actions:
+                    first = self._actions[action_id][0]
+                    raise ValueError(f"action {action_id!r} is claimed by both {first} and {flow.name}")
+                self._actions[action_id] = (flow.name, handler)
         self._clock = clock
         self._default_tz = _zone(default_timezone)
         self._default_tz_name = default_timezone
@@ -193,14 +212,21 @@ class Engine:
 
     # --- public ------------------------------------------------------------------------------
 
-    async def handle(self, inbound: Inbound) -> list[Reply]:
-        """Run one turn. Returns the replies to show; [] for a repeated event id."""
+    async def handle(self, inbound: Inbound, *, afresh: bool = False) -> list[Reply]:
+        """Run one turn. Returns the replies to show; [] for a repeated event id.
+
+        ``afresh`` sets aside whatever flow was active first (Slack's ``/brm`` starts anew each time).
+        """
         inbound = _cleaned(inbound)
         async with self._lock(inbound.key):
+            last: BaseException | None = None
             for attempt in range(MAX_TURN_ATTEMPTS):
                 try:
-                    replies, queued = await self._turn(inbound)
+                    replies, queued = await self._turn(inbound, afresh)
                 except (q.StaleState, *INTEGRITY_ERRORS) as exc:
+                    if not _is_race(exc):
+                        raise
+                    last = exc
                     log.debug("turn raced (%s), attempt %d", type(exc).__name__, attempt + 1)
                     self._states.pop(_state_key(inbound.key), None)
                     self._people.pop((inbound.key.platform, inbound.key.workspace, inbound.key.user), None)
@@ -209,20 +235,46 @@ class Engine:
                 if queued and self._on_queued is not None:
                     self._on_queued()
                 return replies
-        raise RuntimeError("conversation state kept changing under this turn")
+        raise RuntimeError("conversation state kept changing under this turn") from last
 
-    async def home(self, key: ConversationKey, sender: Sender | None = None) -> Reply:
-        """The person's overview (App Home, a personal tab): no conversation state is touched."""
+    async def home(
+        self, key: ConversationKey, sender: Sender | None = None, *, event_id: str | None = None
+    ) -> Reply | None:
+        """The person's overview (App Home, a personal tab): no conversation state is touched.
+
+        With ``event_id`` the platform event is claimed first: None when it was seen before.
+        """
         from conversations.flows.requests import overview
 
+        last: BaseException | None = None
         for attempt in range(MAX_TURN_ATTEMPTS):
             try:
                 async with self.db.transaction() as store:
+                    if event_id is not None and not await store.events.claim(
+                        platform=key.platform, event_id=event_id, now=self._clock()
+                    ):
+                        return None
                     person = await self._person(store, key, sender)
-                    return await overview(store, person, _zone(person.time_zone, self._default_tz))
-            except (q.StaleState, *INTEGRITY_ERRORS):
+                    tz = _zone(person.time_zone, self._default_tz)
+                    return await overview(store, person, tz, self.catalog.home_options(person.role))
+            except (q.StaleState, *INTEGRITY_ERRORS) as exc:
+                if not _is_race(exc):
+                    raise
+                last = exc
                 await asyncio.sleep(0.005 * (attempt + 1))
-        raise RuntimeError("could not resolve the person for the overview")
+        raise RuntimeError("could not resolve the person for the overview") from last
+
+    async def welcome(self, key: ConversationKey, *, event_id: str, personal: bool) -> str | None:
+        """The greeting after the app is installed, once per install event (None for a repeat)."""
+        async with self.db.transaction() as store:
+            if not await store.events.claim(platform=key.platform, event_id=event_id, now=self._clock()):
+                return None
+        return self.catalog.welcome(personal=personal)
+
+    def knows_action(self, action_id: str) -> bool:
+        """Whether a pressed button belongs to this version (a flow's step, form, menu or action)."""
+        flow_name, _, rest = action_id.partition(":")
+        return action_id in self._actions or (flow_name in self.flows and bool(rest))
 
     async def known(self, *, platform: str, workspace: str, user_id: str) -> bool:
         """Whether this platform user is already linked to a person (adapters skip profile look-ups)."""
@@ -232,13 +284,13 @@ class Engine:
 
     # --- one turn ------------------------------------------------------------------------------
 
-    async def _turn(self, inbound: Inbound) -> tuple[list[Reply], int]:
+    async def _turn(self, inbound: Inbound, afresh: bool = False) -> tuple[list[Reply], int]:
         now = self._clock()
         skey = _state_key(inbound.key)
         try:
             async with self.db.transaction() as store:
                 person = await self._person(store, inbound.key, inbound.sender)
-                turn = Turn(store, person, inbound, now, _zone(person.time_zone, self._default_tz))
+                turn = Turn(store, person, inbound, now, _zone(person.time_zone, self._default_tz), self.catalog)
                 remembered = self._states.get(skey)
                 saved = remembered or await store.state.load(skey)
                 before = (saved.flow, saved.step or "", saved.data) if saved and saved.flow else None
@@ -256,6 +308,23 @@ class Engine:
                             )
                         )
                     state = None
+                if state is not None and saved is not None:
+                    flow = self.flows.get(state.flow)
+                    if flow is None or saved.schema != flow.version or state.step not in flow.steps:
+                        title = flow.title if flow is not None else "conversation"
+                        replies.append(
+                            Reply.text(
+                                f"I was updated since your last message and can't continue your unfinished {title} "
+                                "where it was, so I started over. Nothing was submitted.",
+                                TextStyle.WARNING,
+                            )
+                        )
+                        state = None
+                if afresh and state is not None:
+                    if self.flows[state.flow].keeps_draft:
+                        title = self.flows[state.flow].title
+                        replies.append(Reply.text(f"I set aside your unfinished {title}.", TextStyle.MUTED))
+                    state = None
 
                 step, owner = await self._route(turn, state, inbound)
                 replies.extend(step.replies)
@@ -265,7 +334,10 @@ class Engine:
                 written: q.SavedState | None = None
                 version = saved.version if saved else None
                 if after != before or after is not None or remembered is not None:
-                    written = q.SavedState(*(after or (None, "", {})), version=(version or 0) + 1, updated_at=now)
+                    schema = self.flows[after[0]].version if after is not None else 1
+                    written = q.SavedState(
+                        *(after or (None, "", {})), version=(version or 0) + 1, updated_at=now, schema=schema
+                    )
                 # The event id is claimed last, with the state: a retried event rolls back what it wrote.
                 if not await store.state.finish_turn(
                     skey, event_id=inbound.event_id, now=now, state=written, expected_version=version
@@ -319,12 +391,15 @@ class Engine:
             return Step.end(Reply.text(f"Cancelled your {flow.title}. Nothing was saved.")), None
         if action is None and command in GLOBAL_HELP:
             if state is not None and state.flow in self.flows and state.flow != MENU:
-                return await self._keep(turn, state, self.flows[MENU].help_text())  # type: ignore[attr-defined]
+                return await self._keep(turn, state, Reply.text(self.catalog.help_text(turn.person.role)))
             return await self.flows[MENU].start(turn, ""), MENU
+
+        if action is not None and action.id in self._actions:
+            return await self._act(turn, state, inbound)
 
         if action is not None and action.id == f"{MENU}:pick":
             # The menu's buttons (also on App Home) always work; they replace an unfinished flow.
-            step = await self.flows[MENU].step(turn, FlowState(MENU, "pick", {}), inbound)
+            step = await self._step(turn, FlowState(MENU, "pick", {}), inbound)
             if state is not None and state.flow not in (MENU, (step.handoff or ("",))[0]):
                 title = self.flows[state.flow].title if state.flow in self.flows else "conversation"
                 note = Reply.text(f"I set aside your unfinished {title}.", TextStyle.MUTED)
@@ -340,7 +415,7 @@ class Engine:
                 return await self._keep(turn, state, note)
             if action is None and not inbound.text:
                 return await self._keep(turn, state, Reply.text("I got an empty message.", TextStyle.MUTED))
-            return await self.flows[state.flow].step(turn, state, inbound), state.flow
+            return await self._step(turn, state, inbound), state.flow
 
         if action is not None:
             flow_name, _, rest = action.id.partition(":")
@@ -354,11 +429,37 @@ class Engine:
 
         if not inbound.text:
             return await self.flows[MENU].start(turn, ""), MENU
-        for trigger, flow_name in self._triggers:
-            if words == trigger or words.startswith(trigger + " "):
-                argument = inbound.text[len(trigger) :].strip()
-                return await self.flows[flow_name].start(turn, argument), flow_name
+        found = self.catalog.trigger_of(words)
+        if found is not None:
+            flow_name, trigger = found
+            argument = inbound.text[len(trigger) :].strip()
+            return await self.flows[flow_name].start(turn, argument), flow_name
         return await self.flows[MENU].start(turn, inbound.text), MENU
+
+    async def _step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step:
+        handler = self.flows[state.flow].steps.get(state.step)
+        if handler is None:
+            raise ValueError(f"{state.flow} has no step {state.step!r}")  # saved states are checked on load
+        return await handler(turn, state, inbound)
+
+    async def _act(self, turn: Turn, state: FlowState | None, inbound: Inbound) -> tuple[Step, str | None]:
+        """A button on a message the bot sent first: its handler runs beside whatever flow is active.
+
+        The handler checks the subject in the action's value against the database and the person
+        pressing. If it starts something (``next``), that replaces the active flow; otherwise the
+        active flow stays exactly where it was.
+        """
+        assert inbound.action is not None
+        owner, handler = self._actions[inbound.action.id]
+        step = await handler(turn, inbound)
+        if step.next is not None or step.handoff is not None:
+            if state is not None and state.flow in self.flows and self.flows[state.flow].keeps_draft:
+                note = Reply.text(f"I set aside your unfinished {self.flows[state.flow].title}.", TextStyle.MUTED)
+                step = Step((note, *step.replies), step.next, step.data, step.handoff, step.flow)
+            return step, (step.flow or owner)
+        if state is not None and state.flow in self.flows:
+            return Step(step.replies, state.step, state.data, flow=state.flow), state.flow
+        return Step.end(*step.replies), None
 
     async def _form(
         self, turn: Turn, state: FlowState | None, action_id: str, values: Mapping[str, str]
@@ -453,6 +554,14 @@ class _Duplicate(Exception):
 class _KeyLock:
     lock: asyncio.Lock
     users: int = 0
+
+
+def _is_race(exc: BaseException) -> bool:
+    """A lost race another attempt settles: a version conflict, two first contacts, a claimed id."""
+    return isinstance(exc, q.StaleState) or unique_conflict(exc) in RACE_TABLES
+
+
+RACE_TABLES = frozenset({"processed_event", "identity", "conversation_state", "person"})
 
 
 def _action_fits(action_id: str, state: FlowState) -> bool:

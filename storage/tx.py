@@ -56,6 +56,17 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 """The connection died under a statement (a restarted server, ``pg_terminate_backend``)."""
 
 
+def unique_conflict(exc: BaseException) -> str | None:
+    """The table whose unique key refused a write, or None for any other error."""
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return exc.table_name or None
+    if isinstance(exc, sqlite3.IntegrityError):
+        text = str(exc)
+        if text.startswith("UNIQUE constraint failed: "):
+            return text.removeprefix("UNIQUE constraint failed: ").split(".", 1)[0]
+    return None
+
+
 class DatabaseUnavailable(Exception):
     """The database could not be reached; nothing was written."""
 

@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from rapidfuzz import fuzz, process, utils
 
-from conversations.engine import FORM_SUBMIT, FlowState, Step, Turn
+from conversations.catalog import FORM_SUBMIT, Command, HomeButton
+from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import SKIP_WORDS, check_text, not_an_option, parse_date, pick, question, warn
 from conversations.messages import Facts, Field, Form, Inbound, Option, Reply, Text, TextStyle
 from storage.models import BusinessPartner, Category, DemandRequest, Urgency
@@ -123,9 +125,26 @@ class IntakeFlow:
     name: ClassVar[str] = "intake"
     title: ClassVar[str] = "demand request"
     keeps_draft: ClassVar[bool] = True
-    triggers: ClassVar[frozenset[str]] = frozenset(
-        {"new request", "request", "new", "demand", "new demand", "idea", "submit", "capture"}
+    version: ClassVar[int] = 1
+    commands: ClassVar[tuple[Command, ...]] = (
+        Command(
+            words=("new request", "request", "new", "demand", "new demand", "idea", "submit", "capture"),
+            help="*new request* (or *request <title>*) to file a demand request",
+            slash=("request", "new", "capture"),
+            form=True,
+            example="new request",
+        ),
     )
+    home: ClassVar[HomeButton | None] = HomeButton("New request", primary=True)
+    form_id: ClassVar[str | None] = "intake"
+    form_words: ClassVar[frozenset[str]] = frozenset({"form", "request form", "new request form", "open form"})
+    actions: Mapping[str, ActionHandler] = MappingProxyType({})
+
+    def __init__(self) -> None:
+        handlers: dict[str, StepHandler] = {name: self._step for name in FIELDS}
+        for name in ("edit_value", "edit_field", "confirm", "duplicate"):
+            handlers[name] = self._step
+        self.steps: Mapping[str, StepHandler] = handlers
 
     # --- chat ---------------------------------------------------------------------------------
 
@@ -155,7 +174,7 @@ class IntakeFlow:
             return (question("intake:duplicate", "Submit it anyway?", DUPLICATE_OPTIONS),)
         return await self._summary(data, ctx)
 
-    async def step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step:
+    async def _step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step:
         data: dict[str, Any] = dict(state.data)
         said = inbound.action.value if inbound.action else inbound.text
         ctx = await self._context(turn)

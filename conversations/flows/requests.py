@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
-from conversations.engine import MENU, FlowState, Step, Turn
+from conversations.catalog import Command, HomeButton
+from conversations.engine import MENU, ActionHandler, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import pick, question, warn
 from conversations.flows.menu import menu_question
 from conversations.messages import Choices, Facts, Inbound, Option, Reply, Text, TextStyle
@@ -38,7 +40,22 @@ class MyRequestsFlow:
     name: ClassVar[str] = "mine"
     title: ClassVar[str] = "request list"
     keeps_draft: ClassVar[bool] = False
-    triggers: ClassVar[frozenset[str]] = frozenset({"my requests", "mine", "list", "my demand", "requests"})
+    version: ClassVar[int] = 1
+    commands: ClassVar[tuple[Command, ...]] = (
+        Command(
+            words=("my requests", "mine", "list", "my demand", "requests"),
+            help="*my requests* to list yours with their status",
+            slash=("mine", "my", "list"),
+            example="my requests",
+        ),
+    )
+    home: ClassVar[HomeButton | None] = HomeButton("My requests")
+    form_id: ClassVar[str | None] = None
+    form_words: ClassVar[frozenset[str]] = frozenset()
+    actions: Mapping[str, ActionHandler] = MappingProxyType({})
+
+    def __init__(self) -> None:
+        self.steps: Mapping[str, StepHandler] = {}
 
     async def start(self, turn: Turn, argument: str) -> Step:
         mine = await turn.store.requests.visible(turn.person, mine_only=True, limit=LIST_LIMIT)
@@ -56,15 +73,12 @@ class MyRequestsFlow:
                 replies.append(request_list("Open demand of your business partners", partners_open, turn.tz))
         if not replies:
             return Step(
-                (Reply.text("You have no demand requests yet."), menu_question("Want to file one?")),
+                (Reply.text("You have no demand requests yet."), menu_question(turn.home_options, "Want to file one?")),
                 next="pick",
                 flow=MENU,
             )
         replies.append(Reply.text("Type *status DR-…* with a key for the details.", TextStyle.MUTED))
         return Step.end(*replies)
-
-    async def step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step:
-        return await self.start(turn, "")
 
     async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
         return ()
@@ -74,14 +88,29 @@ class StatusFlow:
     name: ClassVar[str] = "status"
     title: ClassVar[str] = "status check"
     keeps_draft: ClassVar[bool] = False
-    triggers: ClassVar[frozenset[str]] = frozenset({"status", "show", "track"})
+    version: ClassVar[int] = 1
+    commands: ClassVar[tuple[Command, ...]] = (
+        Command(
+            words=("status", "show", "track"),
+            help="*status DR-42* to see one request and its history",
+            slash=("status", "show", "track"),
+            example="status DR-42",
+        ),
+    )
+    home: ClassVar[HomeButton | None] = HomeButton("Check a status")
+    form_id: ClassVar[str | None] = None
+    form_words: ClassVar[frozenset[str]] = frozenset()
+    actions: Mapping[str, ActionHandler] = MappingProxyType({})
+
+    def __init__(self) -> None:
+        self.steps: Mapping[str, StepHandler] = {"key": self._key}
 
     async def start(self, turn: Turn, argument: str) -> Step:
         if not argument:
             return Step(await self.reprompt(turn, FlowState(self.name, "key", {})), "key", {})
         return await self._show(turn, argument)
 
-    async def step(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step:
+    async def _key(self, turn: Turn, state: FlowState, inbound: Inbound) -> Step:
         if inbound.action is not None:
             return await self._show(turn, inbound.action.value, retry=True)
         option = pick(inbound.text, await self._recent(turn))
@@ -143,7 +172,7 @@ def describe(details: RequestDetails, tz: ZoneInfo) -> Reply:
     return Reply(blocks=tuple(blocks))
 
 
-async def overview(store: Store, person: Person, tz: ZoneInfo) -> Reply:
+async def overview(store: Store, person: Person, tz: ZoneInfo, options: tuple[Option, ...]) -> Reply:
     """What a person sees first: their requests, and a BRM's or leader's open demand."""
     blocks: list[Text | Facts | Choices] = [Text(f"Hello {person.name}", TextStyle.HEADING)]
     mine = await store.requests.visible(person, mine_only=True, limit=10)
@@ -163,11 +192,5 @@ async def overview(store: Store, person: Person, tz: ZoneInfo) -> Reply:
         blocks.append(
             Text("\n".join(f"• {_line(r, tz)}" for r in open_demand) if open_demand else "Nothing open right now.")
         )
-    blocks.append(
-        Choices(
-            id="menu:pick",
-            prompt="What would you like to do?",
-            options=(Option("intake", "New request", primary=True), Option("mine", "My requests")),
-        )
-    )
+    blocks.append(Choices(id="menu:pick", prompt="What would you like to do?", options=options))
     return Reply(blocks=tuple(blocks))

@@ -1,0 +1,186 @@
+"""What the flows say about themselves, read by the menu, ``help`` and every adapter.
+
+A flow declares its commands (the words that start it, the ``/brm`` verbs, a help line and
+the roles it is for), whether it has a button on the home screen, and whether it has a form.
+The menu, ``help``, Slack's ``/brm`` verbs and their help, the Teams welcome and command
+list, and the App Home are all generated from these declarations, so adding a flow touches
+the flow and the list of flows, nothing else.
+
+Example::
+
+    catalog = Catalog(default_flows())
+    catalog.help_lines("brm")      # ["*new request* … to file a demand request", …]
+    catalog.slash("new")           # SlashVerb(flow="intake", form=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from conversations.messages import Option
+
+if TYPE_CHECKING:
+    from conversations.engine import Flow
+
+ROLES = frozenset({"requester", "brm", "leader", "admin"})
+GLOBAL_CANCEL = frozenset({"cancel", "stop", "quit", "abort", "exit"})
+GLOBAL_HELP = frozenset({"help", "?", "menu", "commands"})
+FORM_OPEN = "open"
+FORM_SUBMIT = "submit"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One way to start a flow.
+
+    ``words`` are typed triggers (the first is the one shown); ``help`` is the line ``help``
+    shows, for ``roles``; ``slash`` are ``/brm`` verbs ("" is ``/brm`` alone); ``form`` makes
+    those verbs open the flow's form rather than a chat; ``example`` is what a command list
+    (Teams' bot commands) offers.
+    """
+
+    words: tuple[str, ...]
+    help: str
+    roles: frozenset[str] = ROLES
+    slash: tuple[str, ...] = ()
+    form: bool = False
+    example: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HomeButton:
+    label: str
+    primary: bool = False
+    roles: frozenset[str] = ROLES
+
+
+@dataclass(frozen=True, slots=True)
+class SlashVerb:
+    flow: str
+    form: bool
+    argument_is_text: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLine:
+    """A command as a list shows it: its word, what it does, an example."""
+
+    word: str
+    description: str
+    example: str = ""
+
+
+@dataclass
+class Catalog:
+    """The declarations of a set of flows, checked once: no word or verb claimed twice."""
+
+    flows: Sequence[Flow]
+    triggers: list[tuple[str, str]] = field(init=False)  # (words, flow), longest first
+    _slash: dict[str, SlashVerb] = field(init=False)
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        slash: dict[str, SlashVerb] = {}
+        for flow in self.flows:
+            if ":" in flow.name:
+                raise ValueError(f"flow name {flow.name!r} must not contain ':'")
+            for command in flow.commands:
+                for word in command.words:
+                    if word in seen and seen[word] != flow.name:
+                        raise ValueError(f"trigger {word!r} is claimed by both {seen[word]} and {flow.name}")
+                    if word in GLOBAL_CANCEL or word in GLOBAL_HELP:
+                        raise ValueError(f"trigger {word!r} of {flow.name} is a global command")
+                    seen[word] = flow.name
+                for verb in command.slash:
+                    if verb in slash:
+                        raise ValueError(f"/brm {verb!r} is claimed by both {slash[verb].flow} and {flow.name}")
+                    if command.form and flow.form_id is None:
+                        raise ValueError(f"{flow.name} declares a form command but has no form")
+                    slash[verb] = SlashVerb(flow.name, command.form)
+        self.triggers = sorted(seen.items(), key=lambda kv: -len(kv[0]))
+        self._slash = slash
+
+    # --- typed commands ------------------------------------------------------------------------
+
+    def trigger_of(self, words: str) -> tuple[str, str] | None:
+        """(flow, the trigger word) for text (casefolded) that starts a flow."""
+        for trigger, flow_name in self.triggers:
+            if words == trigger or words.startswith(trigger + " "):
+                return flow_name, trigger
+        return None
+
+    def command_words(self) -> frozenset[str]:
+        return frozenset(w for w, _ in self.triggers) | GLOBAL_CANCEL | GLOBAL_HELP
+
+    def help_lines(self, role: str) -> list[str]:
+        lines = [c.help for f in self.flows for c in f.commands if c.help and role in c.roles]
+        return [*lines, "*cancel* to stop what we are doing, *help* for this list"]
+
+    def help_text(self, role: str) -> str:
+        return "I capture demand requests and keep you posted on them. You can type:\n" + "\n".join(
+            f"• {line}" for line in self.help_lines(role)
+        )
+
+    def command_list(self, role: str = "requester") -> list[CommandLine]:
+        """The commands a platform's command menu offers (Teams' ``commandLists``)."""
+        out: list[CommandLine] = []
+        for flow in self.flows:
+            for command in flow.commands:
+                if command.words and role in command.roles:
+                    out.append(CommandLine(command.words[0], _plain(command.help), command.example))
+        return out
+
+    # --- /brm ------------------------------------------------------------------------------------
+
+    def slash(self, verb: str) -> SlashVerb | None:
+        return self._slash.get(verb.casefold())
+
+    def slash_verbs(self) -> frozenset[str]:
+        return frozenset(self._slash)
+
+    def slash_help(self, command: str = "/brm") -> str:
+        lines: list[str] = []
+        for flow in self.flows:
+            for c in flow.commands:
+                shown = [v for v in c.slash if v]
+                if shown:
+                    lines.append(f"• `{command} {shown[0]}`: {_plain(c.help)}")
+        return f"Use `{command}` with one of:\n" + "\n".join(lines)
+
+    # --- the home screen and forms ---------------------------------------------------------------
+
+    def home_options(self, role: str = "requester") -> tuple[Option, ...]:
+        return tuple(
+            Option(f.name, f.home.label, primary=f.home.primary)
+            for f in self.flows
+            if f.home is not None and role in f.home.roles
+        )
+
+    def form_flows(self) -> list[str]:
+        return [f.name for f in self.flows if f.form_id is not None]
+
+    def form_words(self) -> frozenset[str]:
+        """Typed words that open a form (Teams: "form")."""
+        return frozenset(w for f in self.flows if f.form_id is not None for w in f.form_words)
+
+    def welcome(self, *, personal: bool, role: str = "requester") -> str:
+        """The first message after the app is installed, from what the flows offer."""
+        lines = self.help_lines(role)[:-1]
+        if personal:
+            forms = [f for f in self.flows if f.form_id is not None and f.form_words]
+            form_line = [f"*{sorted(f.form_words)[0]}* for the {f.title} form at once" for f in forms]
+            return "Hi! I'm the BRM bot. You can type:\n" + "\n".join(
+                f"• {line}" for line in [*lines, *form_line, "*help* at any time"]
+            )
+        intro = "Hi! I'm the BRM bot. Mention me with one of these, or *help*:\n"
+        return intro + "\n".join(f"• {line}" for line in lines)
+
+
+def _plain(text: str) -> str:
+    return text.replace("*", "")
+
+
+def flows_named(flows: Iterable[Flow]) -> dict[str, Flow]:
+    return {f.name: f for f in flows}
