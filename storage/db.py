@@ -37,7 +37,7 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from storage.store import Store
+from storage.store import EVENT, Store
 from storage.tx import AsyncpgTx, DatabaseUnavailable, SqliteTx, Tx
 
 SQLITE_BUSY_TIMEOUT_S = 5.0
@@ -289,9 +289,13 @@ class Database:
             return False
 
     async def check_writable(self) -> None:
-        """Raise if the database refuses writes (a read-only SQLite file, a read-only replica)."""
+        """Raise if the database refuses writes (a read-only SQLite file, a read-only replica).
+
+        A write that touches no row: neither SQLite in WAL mode nor a PostgreSQL standby refuses
+        a bare ``BEGIN``, but both refuse the first write statement.
+        """
         async with self.transaction() as store:
-            await store.tx.begin()
+            await store.tx.count(sa.delete(EVENT).where(sa.false()))
 
     @asynccontextmanager
     async def migration_connection(self) -> AsyncIterator[AsyncConnection | sa.Connection]:

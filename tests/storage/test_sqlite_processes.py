@@ -8,12 +8,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from storage import migrate
 from storage.db import Database
 from storage.demo import load_demo
-from storage.models import DemandRequest, OutboxMessage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,17 +18,21 @@ ROOT = Path(__file__).resolve().parents[2]
 async def _prepare(url: str) -> None:
     db = Database.connect(url)
     await migrate.upgrade(db)
-    async with db.transaction() as session:
-        await load_demo(session, now=datetime.now(UTC))
-    await db.dispose()
+    try:
+        async with db.transaction() as store:
+            await load_demo(store, now=datetime.now(UTC))
+    finally:
+        await db.dispose()
 
 
 async def _count(url: str) -> tuple[int, list[str]]:
     db = Database.connect(url)
-    async with db.session() as session:
-        requests = (await session.execute(sa.select(sa.func.count()).select_from(DemandRequest))).scalar_one()
-        statuses = list((await session.execute(sa.select(OutboxMessage.status))).scalars())
-    await db.dispose()
+    try:
+        async with db.transaction() as store:
+            requests = await store.requests.count()
+            statuses = [m.status for m in await store.outbox.all()]
+    finally:
+        await db.dispose()
     return requests, statuses
 
 
