@@ -223,7 +223,7 @@ class Engine:
             for attempt in range(MAX_TURN_ATTEMPTS):
                 try:
                     replies, queued = await self._turn(inbound, afresh)
-                except (q.StaleState, *INTEGRITY_ERRORS) as exc:
+                except RACES as exc:
                     if not _is_race(exc):
                         raise
                     last = exc
@@ -257,7 +257,7 @@ class Engine:
                     person = await self._person(store, key, sender)
                     tz = _zone(person.time_zone, self._default_tz)
                     return await overview(store, person, tz, self.catalog.home_options(person.role))
-            except (q.StaleState, *INTEGRITY_ERRORS) as exc:
+            except RACES as exc:
                 if not _is_race(exc):
                     raise
                 last = exc
@@ -335,8 +335,9 @@ class Engine:
                 version = saved.version if saved else None
                 if after != before or after is not None or remembered is not None:
                     schema = self.flows[after[0]].version if after is not None else 1
+                    flow_name, step_name, data = after or (None, "", {})
                     written = q.SavedState(
-                        *(after or (None, "", {})), version=(version or 0) + 1, updated_at=now, schema=schema
+                        flow_name, step_name, data, version=(version or 0) + 1, updated_at=now, schema=schema
                     )
                 # The event id is claimed last, with the state: a retried event rolls back what it wrote.
                 if not await store.state.finish_turn(
@@ -561,6 +562,7 @@ def _is_race(exc: BaseException) -> bool:
     return isinstance(exc, q.StaleState) or unique_conflict(exc) in RACE_TABLES
 
 
+RACES: tuple[type[BaseException], ...] = (q.StaleState, *INTEGRITY_ERRORS)
 RACE_TABLES = frozenset({"processed_event", "identity", "conversation_state", "person"})
 
 

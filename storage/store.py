@@ -99,7 +99,7 @@ async def add(tx: Tx, obj: SQLModel) -> Any:
     values = values_of(obj)
     if "id" in t.c:
         new_id = await tx.scalar(_insert_returning_id(t, tuple(values)), values)
-        obj.id = new_id  # type: ignore[attr-defined]
+        setattr(obj, "id", new_id)  # noqa: B010 (every table model with an id column has the attribute)
         return new_id
     await tx.count(_insert(t, tuple(values)), values)
     return None
@@ -754,10 +754,11 @@ _LOAD_REFERENCE = Statement(sa.select(REFERENCE.c.reference).where(*_REFERENCE_W
 
 def _save_reference(dialect: str) -> sa.Executable:
     stmt = dialect_insert(dialect)(REFERENCE)
-    return stmt.on_conflict_do_update(
+    upsert: sa.Executable = stmt.on_conflict_do_update(
         index_elements=["platform", "workspace", "scope", "target"],
         set_={"reference": stmt.excluded.reference, "updated_at": stmt.excluded.updated_at},
     )
+    return upsert
 
 
 _SAVE_REFERENCE = Statement(

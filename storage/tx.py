@@ -42,7 +42,10 @@ Processor = Callable[[Any], Any] | None
 M = TypeVar("M", bound=SQLModel)
 T = TypeVar("T")
 
-DIALECTS: dict[str, sa.Dialect] = {"sqlite": pysqlite.dialect(), "postgresql": pg_asyncpg.dialect()}
+DIALECTS: dict[str, sa.Dialect] = {
+    "sqlite": pysqlite.dialect(),
+    "postgresql": pg_asyncpg.dialect(),  # type: ignore[no-untyped-call]
+}
 _REQUIRED = object()
 
 INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
