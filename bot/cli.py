@@ -63,7 +63,7 @@ def _settings() -> Settings:
         )
         if s is not None
     ]
-    logs.configure(settings.log_level, secrets)
+    logs.configure(settings.log_level, secrets, settings.log_format)
     return settings
 
 
