@@ -180,11 +180,65 @@ async def _serve(settings: Settings) -> int:
     return 0
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"brm-bot {version()}")
+        raise typer.Exit()
+
+
+def version() -> str:
+    """The installed distribution's version (``pyproject.toml``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("brm-bot")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """A chat bot for Business Relationship Management: demand intake in Slack, Teams and the terminal."""
+
+
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL for a DBA to run instead of running it (no connection).")
+    ] = False,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", help="With --sql: the revision the database is at (default: an empty database)."),
+    ] = None,
+) -> None:
     """Upgrade the database schema to this version's newest revision."""
     settings = _settings()
+    if start is not None and not sql:
+        raise _fail("--from: only with --sql (a live upgrade reads the revision from the database)")
+    if sql:
+        _upgrade_sql(settings, start)
+        return
     _run(_db_upgrade(settings))
+
+
+def _upgrade_sql(settings: Settings, start: str | None) -> None:
+    from storage import migrate
+
+    if start is not None and not migrate.known_revision(start):
+        raise _fail(f"--from: {start!r} is not a revision of this version (see brm-bot db history)")
+    if start == migrate.head_revision():
+        typer.echo(f"-- {start} is already the newest revision: nothing to run.")
+        return
+    try:
+        migrate.upgrade_sql(settings.database_url, sys.stdout, start=None if start == "base" else start)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader stopped early (| head): nothing more to say
 
 
 async def _db_upgrade(settings: Settings) -> int:
@@ -205,6 +259,110 @@ async def _db_upgrade(settings: Settings) -> int:
         if before != after
         else f"Database schema is up to date ({after})."
     )
+    return 0
+
+
+async def _current(settings: Settings) -> str | None:
+    from storage import migrate
+    from storage.db import Database
+
+    db = Database.connect(settings.database_url)
+    try:
+        return await migrate.current_revision(db)
+    except DATABASE_ERRORS as exc:
+        raise database_problem(exc) from None
+    finally:
+        await db.dispose()
+
+
+def _read_current(settings: Settings) -> str | None:
+    try:
+        return asyncio.run(_current(settings))
+    except StartupError as exc:
+        raise _fail(str(exc)) from None
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The database's schema revision, and whether it is this version's newest."""
+    from storage import migrate
+
+    settings = _settings()
+    current, head = _read_current(settings), migrate.head_revision()
+    if current is None:
+        typer.echo(f"empty: no schema yet (brm-bot db upgrade creates it at {head})")
+    elif current == head:
+        typer.echo(f"{current} (head): up to date")
+    elif migrate.known_revision(current):
+        typer.echo(f"{current}: behind this version's newest, {head} (brm-bot db upgrade)")
+    else:
+        typer.echo(f"{current}: unknown to this version of brm-bot, whose newest is {head} (a newer version wrote it)")
+
+
+@db_app.command("history")
+def db_history() -> None:
+    """Every schema revision this version knows, newest first, marking the database's."""
+    from storage import migrate
+
+    settings = _settings()
+    current, head = _read_current(settings), migrate.head_revision()
+    for revision in migrate.history():
+        marks = [m for m, on in (("head", revision.revision == head), ("current", revision.revision == current)) if on]
+        suffix = f" ({', '.join(marks)})" if marks else ""
+        typer.echo(f"{revision.down_revision or 'base'} -> {revision.revision}{suffix}: {revision.message}")
+    if current is None:
+        typer.echo("The database is empty (no revision yet).")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="The revision to go back to; base removes every table.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
+) -> None:
+    """Go back to an older schema revision. Drops what the newer revisions added, data included."""
+    from storage import migrate
+
+    settings = _settings()
+    if not migrate.known_revision(revision):
+        raise _fail(f"REVISION: {revision!r} is not a revision of this version (see brm-bot db history)")
+    current = _read_current(settings)
+    order = [r.revision for r in migrate.history()] + ["base"]
+    if current is None:
+        raise _fail("the database is empty: there is nothing to downgrade", code=1)
+    if current not in order:
+        raise _fail(
+            f"the database is at {current}, a revision this version does not know: downgrade with the "
+            "version that wrote it",
+            code=1,
+        )
+    if order.index(revision) <= order.index(current):
+        raise _fail(f"REVISION: {revision} is not older than the database's revision, {current}", code=1)
+    if not yes:
+        question = (
+            f"Downgrade the database schema from {current} to {revision}? "
+            "Tables and columns of the newer revisions are dropped, with their data."
+        )
+        try:
+            confirmed = typer.confirm(question, default=False)
+        except typer.Abort:
+            confirmed = False
+        if not confirmed:
+            raise _fail("nothing changed (answer y, or pass --yes in a script)", code=1)
+    _run(_db_downgrade(settings, revision, current))
+
+
+async def _db_downgrade(settings: Settings, revision: str, before: str) -> int:
+    from storage import migrate
+    from storage.db import Database
+
+    db = Database.connect(settings.database_url)
+    try:
+        await migrate.downgrade(db, revision)
+    except DATABASE_ERRORS as exc:
+        raise database_problem(exc) from None
+    finally:
+        await db.dispose()
+    typer.echo(f"Database schema: {before} -> {revision}")
     return 0
 
 
