@@ -7,11 +7,13 @@ import csv
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
 from datetime import date, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -85,21 +87,52 @@ def chat(
         typer.Option("--as", help="Chat as this person (email). Default: a demo requester or you."),
     ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Load a demo organisation into an empty database.")] = False,
+    no_history: Annotated[
+        bool, typer.Option("--no-history", help="Keep no file of typed lines (recall works in this session only).")
+    ] = False,
 ) -> None:
     """Chat with the bot in this terminal (works on a pipe too)."""
     settings = _settings()
     if as_email is not None and ("@" not in as_email or len(as_email) > 320 or " " in as_email.strip()):
         raise _fail(f"--as: {as_email!r} is not an email address")
-    _run(_chat(settings, as_email, demo))
+    keep = not no_history and sys.stdin.isatty()  # a pipe has no line editing, so no history
+    _run(_chat(settings, as_email, demo, history_file() if keep else None))
 
 
-async def _chat(settings: Settings, as_email: str | None, demo: bool) -> int:
+def state_folder() -> Path:
+    """Where brm-bot keeps its state on this platform: ``$XDG_STATE_HOME/brm-bot`` (or
+    ``~/.local/state/brm-bot``) on Linux and other Unixes, ``~/Library/Application Support/brm-bot``
+    on macOS, ``%LOCALAPPDATA%\\brm-bot`` on Windows."""
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA")
+        return (Path(local) if local else Path.home() / "AppData" / "Local") / "brm-bot"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "brm-bot"
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG spec calls a relative path invalid, to be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / "brm-bot"
+
+
+def history_file() -> Path | None:
+    """The terminal chat's history file, in the state folder (made private to this user);
+    ``None``, with a note, when the folder cannot be made (the chat then remembers only this session)."""
+    folder = state_folder()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"brm-bot: not keeping chat history: cannot create {folder} ({exc.strerror})", err=True)
+        return None
+    return folder / "history"
+
+
+async def _chat(settings: Settings, as_email: str | None, demo: bool, history: Path | None) -> int:
     from adapters.console import ConsoleChat
     from storage.demo import load_demo
 
     email = (as_email or ("dana@example.com" if demo else f"{getpass.getuser()}@localhost")).strip().lower()
     async with open_runtime(settings) as runtime:
-        console = ConsoleChat(runtime.engine, email=email, after_turn=runtime.worker.run_once)
+        console = ConsoleChat(runtime.engine, email=email, after_turn=runtime.worker.run_once, history=history)
         runtime.worker.register(console, fallback=True)
         if demo:
             async with runtime.db.transaction() as session:
