@@ -491,8 +491,10 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
-from bot.teams_cli import app as teams_app  # noqa: E402 - registered after the core commands
+from bot.slack_cli import app as slack_app  # noqa: E402 - registered after the core commands
+from bot.teams_cli import app as teams_app  # noqa: E402
 
+app.add_typer(slack_app, name="slack")
 app.add_typer(teams_app, name="teams")
 
 
