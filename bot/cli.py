@@ -7,11 +7,13 @@ import csv
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
 from datetime import date, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -64,7 +66,7 @@ def _settings() -> Settings:
         )
         if s is not None
     ]
-    logs.configure(settings.log_level, secrets)
+    logs.configure(settings.log_level, secrets, settings.log_format)
     return settings
 
 
@@ -86,21 +88,52 @@ def chat(
         typer.Option("--as", help="Chat as this person (email). Default: a demo requester or you."),
     ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Load a demo organisation into an empty database.")] = False,
+    no_history: Annotated[
+        bool, typer.Option("--no-history", help="Keep no file of typed lines (recall works in this session only).")
+    ] = False,
 ) -> None:
     """Chat with the bot in this terminal (works on a pipe too)."""
     settings = _settings()
     if as_email is not None and ("@" not in as_email or len(as_email) > 320 or " " in as_email.strip()):
         raise _fail(f"--as: {as_email!r} is not an email address")
-    _run(_chat(settings, as_email, demo))
+    keep = not no_history and sys.stdin.isatty()  # a pipe has no line editing, so no history
+    _run(_chat(settings, as_email, demo, history_file() if keep else None))
 
 
-async def _chat(settings: Settings, as_email: str | None, demo: bool) -> int:
+def state_folder() -> Path:
+    """Where brm-bot keeps its state on this platform: ``$XDG_STATE_HOME/brm-bot`` (or
+    ``~/.local/state/brm-bot``) on Linux and other Unixes, ``~/Library/Application Support/brm-bot``
+    on macOS, ``%LOCALAPPDATA%\\brm-bot`` on Windows."""
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA")
+        return (Path(local) if local else Path.home() / "AppData" / "Local") / "brm-bot"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "brm-bot"
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG spec calls a relative path invalid, to be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / "brm-bot"
+
+
+def history_file() -> Path | None:
+    """The terminal chat's history file, in the state folder (made private to this user);
+    ``None``, with a note, when the folder cannot be made (the chat then remembers only this session)."""
+    folder = state_folder()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"brm-bot: not keeping chat history: cannot create {folder} ({exc.strerror})", err=True)
+        return None
+    return folder / "history"
+
+
+async def _chat(settings: Settings, as_email: str | None, demo: bool, history: Path | None) -> int:
     from adapters.console import ConsoleChat
     from storage.demo import load_demo
 
     email = (as_email or ("dana@example.com" if demo else f"{getpass.getuser()}@localhost")).strip().lower()
     async with open_runtime(settings) as runtime:
-        console = ConsoleChat(runtime.engine, email=email, after_turn=runtime.worker.run_once)
+        console = ConsoleChat(runtime.engine, email=email, after_turn=runtime.worker.run_once, history=history)
         runtime.worker.register(console, fallback=True)
         if demo:
             async with runtime.db.transaction() as store:
@@ -181,11 +214,65 @@ async def _serve(settings: Settings) -> int:
     return 0
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"brm-bot {version()}")
+        raise typer.Exit()
+
+
+def version() -> str:
+    """The installed distribution's version (``pyproject.toml``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("brm-bot")
+    except PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """A chat bot for Business Relationship Management: demand intake in Slack, Teams and the terminal."""
+
+
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL for a DBA to run instead of running it (no connection).")
+    ] = False,
+    start: Annotated[
+        str | None,
+        typer.Option("--from", help="With --sql: the revision the database is at (default: an empty database)."),
+    ] = None,
+) -> None:
     """Upgrade the database schema to this version's newest revision."""
     settings = _settings()
+    if start is not None and not sql:
+        raise _fail("--from: only with --sql (a live upgrade reads the revision from the database)")
+    if sql:
+        _upgrade_sql(settings, start)
+        return
     _run(_db_upgrade(settings))
+
+
+def _upgrade_sql(settings: Settings, start: str | None) -> None:
+    from storage import migrate
+
+    if start is not None and not migrate.known_revision(start):
+        raise _fail(f"--from: {start!r} is not a revision of this version (see brm-bot db history)")
+    if start == migrate.head_revision():
+        typer.echo(f"-- {start} is already the newest revision: nothing to run.")
+        return
+    try:
+        migrate.upgrade_sql(settings.database_url, sys.stdout, start=None if start == "base" else start)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader stopped early (| head): nothing more to say
 
 
 async def _db_upgrade(settings: Settings) -> int:
@@ -205,6 +292,108 @@ async def _db_upgrade(settings: Settings) -> int:
         if before != after
         else f"Database schema is up to date ({after})."
     )
+    return 0
+
+
+async def _current(settings: Settings) -> str | None:
+    from storage import migrate
+
+    db = connect_database(settings.database_url)
+    try:
+        return await migrate.current_revision(db)
+    except DATABASE_ERRORS as exc:
+        raise database_problem(exc) from None
+    finally:
+        await db.dispose()
+
+
+def _read_current(settings: Settings) -> str | None:
+    try:
+        return asyncio.run(_current(settings))
+    except StartupError as exc:
+        raise _fail(str(exc)) from None
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The database's schema revision, and whether it is this version's newest."""
+    from storage import migrate
+
+    settings = _settings()
+    current, head = _read_current(settings), migrate.head_revision()
+    if current is None:
+        typer.echo(f"empty: no schema yet (brm-bot db upgrade creates it at {head})")
+    elif current == head:
+        typer.echo(f"{current} (head): up to date")
+    elif migrate.known_revision(current):
+        typer.echo(f"{current}: behind this version's newest, {head} (brm-bot db upgrade)")
+    else:
+        typer.echo(f"{current}: unknown to this version of brm-bot, whose newest is {head} (a newer version wrote it)")
+
+
+@db_app.command("history")
+def db_history() -> None:
+    """Every schema revision this version knows, newest first, marking the database's."""
+    from storage import migrate
+
+    settings = _settings()
+    current, head = _read_current(settings), migrate.head_revision()
+    for revision in migrate.history():
+        marks = [m for m, on in (("head", revision.revision == head), ("current", revision.revision == current)) if on]
+        suffix = f" ({', '.join(marks)})" if marks else ""
+        typer.echo(f"{revision.down_revision or 'base'} -> {revision.revision}{suffix}: {revision.message}")
+    if current is None:
+        typer.echo("The database is empty (no revision yet).")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="The revision to go back to; base removes every table.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (for scripts).")] = False,
+) -> None:
+    """Go back to an older schema revision. Drops what the newer revisions added, data included."""
+    from storage import migrate
+
+    settings = _settings()
+    if not migrate.known_revision(revision):
+        raise _fail(f"REVISION: {revision!r} is not a revision of this version (see brm-bot db history)")
+    current = _read_current(settings)
+    order = [r.revision for r in migrate.history()] + ["base"]
+    if current is None:
+        raise _fail("the database is empty: there is nothing to downgrade", code=1)
+    if current not in order:
+        raise _fail(
+            f"the database is at {current}, a revision this version does not know: downgrade with the "
+            "version that wrote it",
+            code=1,
+        )
+    if order.index(revision) <= order.index(current):
+        raise _fail(f"REVISION: {revision} is not older than the database's revision, {current}", code=1)
+    if not yes:
+        question = (
+            f"Downgrade the database schema from {current} to {revision}? "
+            "Tables and columns of the newer revisions are dropped, with their data."
+        )
+        try:
+            confirmed = typer.confirm(question, default=False)
+        except typer.Abort:
+            confirmed = False
+        if not confirmed:
+            raise _fail("nothing changed (answer y, or pass --yes in a script)", code=1)
+    _run(_db_downgrade(settings, revision, current))
+
+
+async def _db_downgrade(settings: Settings, revision: str, before: str) -> int:
+    from storage import migrate
+
+    db = connect_database(settings.database_url)
+    try:
+        await migrate.downgrade(db, revision)
+    except DATABASE_ERRORS as exc:
+        raise database_problem(exc) from None
+    finally:
+        await db.dispose()
+    typer.echo(f"Database schema: {before} -> {revision}")
     return 0
 
 
@@ -298,8 +487,10 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
-from bot.teams_cli import app as teams_app  # noqa: E402 - registered after the core commands
+from bot.slack_cli import app as slack_app  # noqa: E402 - registered after the core commands
+from bot.teams_cli import app as teams_app  # noqa: E402
 
+app.add_typer(slack_app, name="slack")
 app.add_typer(teams_app, name="teams")
 
 

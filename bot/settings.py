@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     database_url: str = Field(default="sqlite+aiosqlite:///brm-bot.db", alias="DATABASE_URL")
     timezone: str = Field(default="UTC", alias="BRM_BOT_TIMEZONE")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="BRM_BOT_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(default="text", alias="BRM_BOT_LOG_FORMAT")
     port: int = Field(default=3978, alias="PORT", ge=1, le=65535)
     host: str = Field(default="0.0.0.0", alias="HOST")
 
@@ -71,6 +72,15 @@ class Settings(BaseSettings):
     def _blank_secret_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("text", "json"):
+            return value.strip().lower()
+        if isinstance(value, str):
+            raise ValueError(f"{value!r} is not a log format (use text or json)")
+        return value
+
     @field_validator("slack_api_url", "microsoft_app_id", "microsoft_app_tenant_id", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -78,7 +88,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _platforms(self) -> Settings:
-        slack = {"SLACK_BOT_TOKEN": self.slack_bot_token, "SLACK_SIGNING_SECRET": self.slack_signing_secret}
+        slack: dict[str, SecretStr | None] = {"SLACK_BOT_TOKEN": self.slack_bot_token}
+        if self.slack_app_token is None:  # Socket Mode never receives a signed HTTP request
+            slack["SLACK_SIGNING_SECRET"] = self.slack_signing_secret
         given = [k for k, v in slack.items() if v is not None]
         if (given or self.slack_app_token) and len(given) < len(slack):
             missing = ", ".join(k for k, v in slack.items() if v is None)
@@ -96,7 +108,10 @@ class Settings(BaseSettings):
 
     @property
     def slack_enabled(self) -> bool:
-        return self.slack_bot_token is not None and self.slack_signing_secret is not None
+        """A bot token, and either Socket Mode's app token or HTTP mode's signing secret."""
+        return self.slack_bot_token is not None and (
+            self.slack_signing_secret is not None or self.slack_app_token is not None
+        )
 
     @property
     def teams_enabled(self) -> bool:

@@ -13,37 +13,56 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Microsoft Teams: app package and reachability.", no_args_is_help=True)
 
 
+OPTIONS = {
+    "name": "--name",
+    "developer": "--developer",
+    "website_url": "--website-url",
+    "privacy_url": "--privacy-url",
+    "terms_url": "--terms-url",
+    "version": "--version",
+    "out": "--out",
+}
+
+
 @app.command("package")
 def package(
     out: Annotated[Path, typer.Option("--out", help="Where to write the zip.")] = Path("brm-bot-teams.zip"),
+    name: Annotated[str, typer.Option("--name", help="The app's name in Teams (up to 30 characters).")] = "BRM Bot",
+    developer: Annotated[
+        str, typer.Option("--developer", help="Who publishes the app: your organisation (up to 32 characters).")
+    ] = "brm-bot",
     website_url: Annotated[
         str, typer.Option("--website-url", help="Your organisation's page about the bot (https).")
     ] = "https://example.com/brm-bot",
     privacy_url: Annotated[str | None, typer.Option("--privacy-url", help="Default: <website-url>/privacy")] = None,
     terms_url: Annotated[str | None, typer.Option("--terms-url", help="Default: <website-url>/terms")] = None,
-    version: Annotated[str, typer.Option("--version", help="The app version; raise it for every upload.")] = "1.0.0",
+    version: Annotated[
+        str, typer.Option("--version", help="The app version, x.y.z; raise it for every upload.")
+    ] = "1.0.0",
+    force: Annotated[bool, typer.Option("--force", help="Replace the file at --out if there is one.")] = False,
 ) -> None:
     """Write the Teams app package (manifest and icons) for upload in Teams."""
     from adapters.teams import PackageError, build_package
     from bot.cli import _fail, _settings
 
     settings = _settings()
-    for name, url in (("--website-url", website_url), ("--privacy-url", privacy_url), ("--terms-url", terms_url)):
-        if url is not None and not url.startswith("https://"):
-            raise _fail(f"{name}: Teams needs an https:// address, not {url!r}")
     try:
         written = build_package(
             out,
             app_id=settings.microsoft_app_id,
+            replace=force,
+            short_name=name,
+            developer=developer,
             website_url=website_url,
             privacy_url=privacy_url,
             terms_url=terms_url,
             version=version,
         )
     except PackageError as exc:
-        raise _fail(str(exc)) from None
+        option = OPTIONS.get(exc.field or "")
+        raise _fail(f"{option}: {exc}" if option else str(exc)) from None
     except OSError as exc:
-        raise _fail(f"--out: cannot write {out} ({exc.strerror})") from None
+        raise _fail(f"--out: cannot write {out} ({exc.strerror or type(exc).__name__})") from None
     typer.echo(f"Wrote {written}: upload it in Teams (Apps > Manage your apps > Upload an app).")
 
 

@@ -8,9 +8,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -60,6 +61,57 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
     await _run(db, work)
+
+
+async def downgrade(db: Database, revision: str) -> None:
+    """Undo revisions down to ``revision`` (``"base"``: an empty schema), in one transaction."""
+    config = _config()
+
+    def work(conn: sa.Connection) -> None:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+    await _run(db, work)
+
+
+def upgrade_sql(url: str, out: TextIO, *, start: str | None = None) -> None:
+    """Write the SQL that upgrades a database at ``start`` (default: empty) to the newest
+    revision, for a DBA to run, without connecting (Alembic's offline mode).
+
+    The environment script is handed a mock connection of the URL's dialect, which only
+    compiles; nothing is sent anywhere.
+    """
+    config = Config(output_buffer=out)
+    config.set_main_option("script_location", str(MIGRATIONS))
+
+    def never(sql: object, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("offline mode never executes")  # alembic writes through its own mock
+
+    config.attributes["connection"] = sa.create_mock_engine(sa.make_url(url), never)
+    command.upgrade(config, f"{start}:head" if start else "head", sql=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    revision: str
+    down_revision: str | None
+    message: str
+
+
+def history() -> Iterator[Revision]:
+    """Every revision this version knows, newest first."""
+    for script in ScriptDirectory.from_config(_config()).walk_revisions():
+        down = script.down_revision
+        yield Revision(
+            revision=script.revision,
+            down_revision=down if isinstance(down, str) or down is None else ",".join(down),
+            message=(script.doc or "").strip(),
+        )
+
+
+def known_revision(revision: str) -> bool:
+    """Whether ``revision`` names a revision of this version (or ``base``)."""
+    return revision == "base" or any(r.revision == revision for r in history())
 
 
 async def differences(db: Database) -> list[Any]:

@@ -34,12 +34,16 @@ class ConsoleChat:
         name: str | None = None,
         out: TextIO = sys.stdout,
         after_turn: Callable[[], Awaitable[object]] | None = None,
+        history: Path | None = None,
     ) -> None:
+        """``history``: the file that keeps typed lines between sessions on a terminal; ``None``
+        keeps them for this session only."""
         self._engine = engine
         self._email = email
         self._name = name or email.split("@", 1)[0].replace(".", " ").title()
         self._out = out
         self._after_turn = after_turn
+        self._history = history
         self.key = ConversationKey(platform="console", workspace="local", channel="terminal", user=email)
 
     async def send(self, to: Address, reply: Reply) -> Delivered:
@@ -67,7 +71,7 @@ class ConsoleChat:
     async def run(self, stdin: TextIO = sys.stdin) -> None:
         interactive = stdin.isatty() and self._out.isatty()
         self._print(f"brm-bot: chatting as {self._email}. Type help for what I can do, /quit to leave.")
-        read = self._prompt_reader() if interactive else self._pipe_reader(stdin)
+        read = self._prompt_reader(self._history) if interactive else self._pipe_reader(stdin)
         while True:
             line = await read()
             if line is None or line.strip() in QUIT:
@@ -83,12 +87,12 @@ class ConsoleChat:
         self._out.flush()
 
     @staticmethod
-    def _prompt_reader() -> Callable[[], Awaitable[str | None]]:
+    def _prompt_reader(history: Path | None) -> Callable[[], Awaitable[str | None]]:
         from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import FileHistory
+        from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
-        history = Path.home() / ".brm-bot_history"
-        session: PromptSession[str] = PromptSession(history=FileHistory(str(history)))
+        kept: History = FileHistory(str(history)) if history is not None else InMemoryHistory()
+        session: PromptSession[str] = PromptSession(history=kept)
 
         async def read() -> str | None:
             try:

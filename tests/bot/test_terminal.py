@@ -21,27 +21,32 @@ UP = "\x1b[A"
 class Terminal:
     """``brm-bot chat`` attached to a pty, read and typed into like a person at a keyboard."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *options: str, env: dict[str, str] | None = None) -> None:
         command = shutil.which("brm-bot")
         args = [command] if command else [sys.executable, "-c", "from bot.cli import main; main()"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_", "TEAMS_", "BRM_BOT_"))}
-        env.update(
+        environment = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SLACK_", "MICROSOFT_", "TEAMS_", "BRM_BOT_", "XDG_"))
+        }
+        environment.update(
             {
                 "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
                 "HOME": str(tmp_path),
                 "TERM": "xterm",
                 "COLUMNS": "120",
                 "LINES": "40",
+                **(env or {}),
             }
         )
         self.fd, child = pty.openpty()
         self.process = subprocess.Popen(
-            [*args, "chat", "--demo"],
+            [*args, "chat", "--demo", *options],
             stdin=child,
             stdout=child,
             stderr=child,
             cwd=tmp_path,
-            env=env,
+            env=environment,
             close_fds=True,
         )
         os.close(child)
@@ -60,8 +65,8 @@ class Terminal:
             if ready:
                 try:
                     self.screen += os.read(self.fd, 65536).decode(errors="replace")
-                except OSError:
-                    break
+                except OSError:  # the chat has ended
+                    raise AssertionError(f"the chat ended before {text!r}:\n{self.screen[-2000:]}") from None
         return found + len(text)
 
     def close(self) -> None:
@@ -70,8 +75,8 @@ class Terminal:
         os.close(self.fd)
 
 
-def test_the_terminal_chat_recalls_earlier_lines_with_the_up_arrow(tmp_path: Path) -> None:
-    terminal = Terminal(tmp_path)
+def _recall_two_lines_back(terminal: Terminal) -> None:
+    """Type two lines, then recall the first with the up arrow and leave with Ctrl-D."""
     try:
         seen = terminal.wait_for("you>")
         terminal.type("status DR-1\r")
@@ -87,3 +92,26 @@ def test_the_terminal_chat_recalls_earlier_lines_with_the_up_arrow(tmp_path: Pat
         terminal.wait_for("Bye.", after=seen)
     finally:
         terminal.close()
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and not p.name.startswith("bot.db")}
+
+
+def test_the_terminal_chat_recalls_earlier_lines_with_the_up_arrow(tmp_path: Path) -> None:
+    _recall_two_lines_back(Terminal(tmp_path))
+    assert _files(tmp_path) == {".local/state/brm-bot/history"}  # the state folder, not the home folder's root
+    kept = (tmp_path / ".local/state/brm-bot/history").read_text()
+    assert "+status DR-1" in kept and "+my requests" in kept
+    assert (tmp_path / ".local/state/brm-bot").stat().st_mode & 0o077 == 0  # private: it holds what was typed
+
+
+def test_the_history_follows_xdg_state_home(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _recall_two_lines_back(Terminal(tmp_path, env={"XDG_STATE_HOME": str(state)}))
+    assert _files(tmp_path) == {"state/brm-bot/history"}
+
+
+def test_no_history_keeps_no_file_and_still_recalls_within_the_session(tmp_path: Path) -> None:
+    _recall_two_lines_back(Terminal(tmp_path, "--no-history"))
+    assert _files(tmp_path) == set()

@@ -6,9 +6,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from adapters.slack.adapter import EVENTS_PATH
+from tests.bot.test_cli import run
 from tests.slack.conftest import SlackHarness
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,3 +97,51 @@ def test_the_manifest_uses_slacks_schema_keys() -> None:
     assert settings["org_deploy_enabled"] is False
     assert settings["socket_mode_enabled"] is False, "HTTP is the default; docs/slack.md says how to switch"
     assert settings["token_rotation_enabled"] is False, "the bot uses a long-lived xoxb token"
+
+
+def test_the_repositorys_manifest_is_what_the_command_prints_for_the_example_host(tmp_path: Path) -> None:
+    result = run(["slack", "manifest", "--url", "https://brm-bot.example.com"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (ROOT / "manifest.yaml").read_text(encoding="utf-8")
+
+
+def test_the_command_fills_in_the_host_everywhere(tmp_path: Path) -> None:
+    result = run(["slack", "manifest", "--url", "https://brm.corp.example.org/"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    settings = printed["settings"]
+    urls = {c["url"] for c in printed["features"]["slash_commands"]}
+    urls |= {settings["event_subscriptions"]["request_url"], settings["interactivity"]["request_url"]}
+    assert urls == {"https://brm.corp.example.org/slack/events"}
+    assert settings["socket_mode_enabled"] is False
+    assert "brm-bot.example.com" not in result.stdout.split("\n_metadata:")[1]
+
+
+def test_socket_mode_has_no_urls_and_the_socket_enabled(tmp_path: Path) -> None:
+    result = run(["slack", "manifest", "--socket-mode"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    settings = printed["settings"]
+    assert settings["socket_mode_enabled"] is True
+    assert "url" not in printed["features"]["slash_commands"][0]
+    assert "request_url" not in settings["event_subscriptions"] and "request_url" not in settings["interactivity"]
+    assert settings["interactivity"]["is_enabled"] is True
+    assert settings["event_subscriptions"]["bot_events"] == manifest()["settings"]["event_subscriptions"]["bot_events"]
+    assert printed["oauth_config"] == manifest()["oauth_config"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--url", "http://brm.example.org"], "brm-bot: --url: Slack needs the https:// address"),
+        (["--url", "brm.example.org"], "brm-bot: --url: Slack needs the https:// address"),
+        (["--url", "https://brm.example.org/?x=1"], "brm-bot: --url: give the address without a query"),
+        ([], "brm-bot: --url: give the https:// address that reaches brm-bot serve"),
+        (["--url", "https://brm.example.org", "--socket-mode"], "brm-bot: --url: Socket Mode has no request URL"),
+    ],
+)
+def test_a_wrong_url_is_one_line_naming_the_option(tmp_path: Path, args: list[str], says: str) -> None:
+    result = run(["slack", "manifest", *args], tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(says)

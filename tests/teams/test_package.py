@@ -123,3 +123,93 @@ def test_unreachable_lists_people_never_seen_in_teams(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "7 people cannot be messaged privately in Teams" in result.stdout
     assert "Alice Moreno <alice@example.com>: never seen in Teams" in result.stdout
+
+
+TEAMS_ENV = {"MICROSOFT_APP_ID": APP_ID, "MICROSOFT_APP_PASSWORD": "not-a-real-secret"}
+
+
+def test_the_package_command_writes_the_names_urls_and_version_given(tmp_path: Path) -> None:
+    result = run(
+        [
+            "teams", "package", "--out", "custom.zip",
+            "--name", "Demand Desk",
+            "--developer", "Contoso IT",
+            "--website-url", "https://it.contoso.example/demand",
+            "--privacy-url", "https://it.contoso.example/privacy-notice",
+            "--terms-url", "https://it.contoso.example/terms-of-use",
+            "--version", "2.3.10",
+        ],
+        tmp_path,
+        env=TEAMS_ENV,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    manifest = _validate(tmp_path / "custom.zip", APP_ID)
+    assert manifest["name"]["short"] == "Demand Desk" and manifest["version"] == "2.3.10"
+    assert manifest["developer"] == {
+        "name": "Contoso IT",
+        "websiteUrl": "https://it.contoso.example/demand",
+        "privacyUrl": "https://it.contoso.example/privacy-notice",
+        "termsOfUseUrl": "https://it.contoso.example/terms-of-use",
+    }
+
+
+def test_an_existing_package_is_replaced_only_with_force(tmp_path: Path) -> None:
+    out = tmp_path / "brm-bot-teams.zip"
+    out.write_bytes(b"an earlier upload")
+    refused = run(["teams", "package", "--version", "1.0.1"], tmp_path, env=TEAMS_ENV)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "brm-bot: --out: brm-bot-teams.zip already exists (pass --force to replace it)"
+    assert out.read_bytes() == b"an earlier upload"
+
+    forced = run(["teams", "package", "--version", "1.0.1", "--force"], tmp_path, env=TEAMS_ENV)
+    assert forced.returncode == 0, forced.stderr
+    assert _validate(out, APP_ID)["version"] == "1.0.1"
+    assert sorted(p.name for p in tmp_path.iterdir() if "zip" in p.name) == ["brm-bot-teams.zip"]  # no leftovers
+
+
+@pytest.mark.parametrize(
+    ("out", "force", "says"),
+    [
+        ("/dev/null", False, "brm-bot: --out: /dev/null exists and is not a regular file"),
+        ("/dev/null", True, "brm-bot: --out: /dev/null exists and is not a regular file"),
+        (".", True, "brm-bot: --out: . exists and is not a regular file"),
+        ("a-file/inside.zip", False, "brm-bot: --out: cannot write a-file/inside.zip: a-file is a file, not a folder"),
+        ("/proc/brm-bot-teams.zip", False, "brm-bot: --out: cannot write /proc/brm-bot-teams.zip"),
+    ],
+)
+def test_a_path_that_cannot_take_the_package_is_one_line(tmp_path: Path, out: str, says: str, force: bool) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run(["teams", "package", "--out", out, *(["--force"] if force else [])], tmp_path, env=TEAMS_ENV)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(says)
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--version", "1.0"], "brm-bot: --version: '1.0' is not a version of the form 1.0.0"),
+        (["--version", "1.0.0-beta"], "brm-bot: --version: '1.0.0-beta' is not a version of the form 1.0.0"),
+        (["--version", "01.2.3"], "brm-bot: --version: '01.2.3' is not a version of the form 1.0.0"),
+        (["--name", ""], "brm-bot: --name: '': the app's name needs 1 to 30 characters"),
+        (["--name", "N" * 31], "brm-bot: --name: "),
+        (["--developer", "D" * 33], "brm-bot: --developer: "),
+        (["--website-url", "http://example.com"], "brm-bot: --website-url: Teams needs an https:// address"),
+        (["--privacy-url", "example.com/privacy"], "brm-bot: --privacy-url: Teams needs an https:// address"),
+        (["--terms-url", "https://"], "brm-bot: --terms-url: Teams needs an https:// address"),
+    ],
+)
+def test_a_wrong_option_is_one_line_naming_it_and_writes_nothing(tmp_path: Path, args: list[str], says: str) -> None:
+    result = run(["teams", "package", *args], tmp_path, env=TEAMS_ENV)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(says)
+    assert not (tmp_path / "brm-bot-teams.zip").exists()
+
+
+def test_an_app_id_that_is_not_a_guid_is_refused(tmp_path: Path) -> None:
+    result = run(["teams", "package"], tmp_path, env={**TEAMS_ENV, "MICROSOFT_APP_ID": "my-bot"})
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("brm-bot: MICROSOFT_APP_ID: 'my-bot' is not an app id")
+    assert not (tmp_path / "brm-bot-teams.zip").exists()

@@ -1,0 +1,119 @@
+"""``brm-bot db ...`` and ``--version``, run as an operator would: the installed command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+
+from storage.admin import create_database, drop_database
+from tests.bot.test_cli import run
+from tests.conftest import POSTGRES_URL
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    result = run(["--version"], tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == "brm-bot 0.1.0"
+    assert not (tmp_path / "bot.db").exists()  # reads no settings, opens no database
+
+
+def test_current_and_history_follow_the_schema(tmp_path: Path) -> None:
+    empty = run(["db", "current"], tmp_path)
+    assert empty.returncode == 0 and empty.stdout.startswith("empty: no schema yet")
+    assert "The database is empty" in run(["db", "history"], tmp_path).stdout
+
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    assert run(["db", "current"], tmp_path).stdout.strip() == "0002 (head): up to date"
+    history = run(["db", "history"], tmp_path)
+    assert history.returncode == 0
+    assert history.stdout.strip().splitlines() == [
+        "0001 -> 0002 (head, current): conversation state carries the schema version of its flow's steps",
+        "base -> 0001: initial schema",
+    ]
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_downgrade_asks_first_and_changes_nothing_without_a_yes(tmp_path: Path) -> None:
+    assert run(["chat", "--demo"], tmp_path, stdin="quit\n").returncode == 0
+    before = _tables(tmp_path / "bot.db")
+    assert "demand_request" in before
+
+    refused = run(["db", "downgrade", "base"], tmp_path, stdin="n\n")
+    assert refused.returncode == 1
+    assert "Downgrade the database schema from 0002 to base?" in refused.stdout
+    assert refused.stderr.strip() == "brm-bot: nothing changed (answer y, or pass --yes in a script)"
+    no_answer = run(["db", "downgrade", "base"], tmp_path, stdin="")  # a script that forgot --yes
+    assert no_answer.returncode == 1 and "Traceback" not in no_answer.stderr
+    assert _tables(tmp_path / "bot.db") == before
+
+    done = run(["db", "downgrade", "base", "--yes"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Database schema: 0002 -> base"
+    assert _tables(tmp_path / "bot.db") == {"alembic_version"}
+    assert run(["db", "current"], tmp_path).stdout.startswith("empty")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["db", "downgrade", "0042", "--yes"], "brm-bot: REVISION: '0042' is not a revision of this version"),
+        (["db", "downgrade", "0002", "--yes"], "brm-bot: REVISION: 0002 is not older than the database's revision"),
+        (["db", "upgrade", "--sql", "--from", "nope"], "brm-bot: --from: 'nope' is not a revision of this version"),
+        (["db", "upgrade", "--from", "0001"], "brm-bot: --from: only with --sql"),
+    ],
+)
+def test_a_wrong_revision_is_one_line_and_changes_nothing(tmp_path: Path, args: list[str], says: str) -> None:
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    result = run(args, tmp_path)
+    assert result.returncode != 0
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(says)
+    assert run(["db", "current"], tmp_path).stdout.strip() == "0002 (head): up to date"
+
+
+def test_upgrade_sql_prints_a_script_that_builds_the_schema_without_touching_the_database(tmp_path: Path) -> None:
+    result = run(["db", "upgrade", "--sql"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "CREATE TABLE demand_request" in result.stdout
+    assert not (tmp_path / "bot.db").exists()  # printed, not run
+
+    with sqlite3.connect(tmp_path / "bot.db") as conn:  # the DBA runs it
+        conn.executescript(result.stdout)
+    assert run(["db", "current"], tmp_path).stdout.strip() == "0002 (head): up to date"
+    assert run(["chat", "--demo"], tmp_path, stdin="status DR-1\n").returncode == 0
+
+
+def test_upgrade_sql_for_postgresql_runs_on_postgresql(tmp_path: Path, postgres_url: str | None) -> None:
+    if postgres_url is None:
+        pytest.skip("no PostgreSQL answers here")
+    name = f"brm_sql_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = asyncio.run(create_database(POSTGRES_URL, name))
+    try:
+        result = run(["db", "upgrade", "--sql"], tmp_path, env={"DATABASE_URL": url})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.lstrip().startswith("BEGIN;") and "COMMIT;" in result.stdout
+
+        async def apply() -> None:
+            plain = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+            conn = await asyncpg.connect(plain)
+            try:
+                await conn.execute(result.stdout)
+            finally:
+                await conn.close()
+
+        asyncio.run(apply())
+        current = run(["db", "current"], tmp_path, env={"DATABASE_URL": url})
+        assert current.stdout.strip() == "0002 (head): up to date"
+    finally:
+        asyncio.run(drop_database(POSTGRES_URL, name))
