@@ -47,7 +47,7 @@ from msrest.universal_http.async_requests import AsyncRequestsClientResponse
 from requests.structures import CaseInsensitiveDict
 
 from adapters.teams.auth import TokenValidator
-from adapters.teams.inbound import is_loopback_url
+from adapters.teams.inbound import is_local_service_url
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class SharedClientsAuthentication(BotFrameworkAuthentication):
     async def client(
         self, inner: ConnectorFactory, *, app_id: str, service_url: str, audience: str | None
     ) -> ConnectorClient:
-        if self._loopback_only and not is_loopback_url(service_url):
+        if self._loopback_only and not is_local_service_url(service_url):
             raise ServiceUrlRefused(f"local mode only talks to loopback service URLs, not {service_url[:100]!r}")
         key = (app_id, service_url, audience or "")
         client = self._clients.get(key)
