@@ -148,7 +148,7 @@ class _SdkConfiguration:
         self.APP_ID = config.app_id or None
         self.APP_PASSWORD = config.app_password or None
         self.APP_TENANTID = config.tenant_id or None
-        self.APP_TYPE = config.app_type
+        self.APP_TYPE = config.app_type if config.app_id else "MultiTenant"
 
 
 def _activity(message: JSON) -> Activity:

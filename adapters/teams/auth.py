@@ -84,9 +84,13 @@ class TokenValidator:
         self.fetches = 0
 
     async def start(self) -> None:
-        """Begin fetching the keys in the background (the start never waits for Microsoft)."""
+        """Fetch the keys once (bounded by the fetch timeouts), then keep them fresh in the background.
+
+        The server already answers while this waits: ``/healthz``, Slack, and 503 to Teams.
+        """
         if self._task is None:
-            self._task = asyncio.create_task(self._keep_fresh(), name="teams-signing-keys")
+            ok = await self._fetch()
+            self._task = asyncio.create_task(self._keep_fresh(ok), name="teams-signing-keys")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -97,9 +101,8 @@ class TokenValidator:
             await self._own_http.close()
             self._own_http = None
 
-    async def _keep_fresh(self) -> None:
+    async def _keep_fresh(self, ok: bool) -> None:
         while True:
-            ok = await self._fetch()
             wait = self._refresh if ok else self._retry_failed
             self._wake.clear()
             try:
@@ -111,6 +114,7 @@ class TokenValidator:
                 pause = self._last_fetch + self._min_refresh - self._clock()
                 if pause > 0:
                     await asyncio.sleep(pause)
+            ok = await self._fetch()
 
     async def _fetch(self) -> bool:
         self.fetches += 1
