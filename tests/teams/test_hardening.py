@@ -49,18 +49,6 @@ MALLORY = TeamsUser(
 # --- fakes of Microsoft's login ----------------------------------------------------------------
 
 
-@pytest.fixture
-async def login() -> AsyncIterator[FakeLogin]:
-    fake_login = FakeLogin()
-    server = TestServer(fake_login.app(), host="127.0.0.1")
-    await server.start_server()
-    fake_login.base = str(server.make_url("")).rstrip("/")
-    try:
-        yield fake_login
-    finally:
-        await server.close()
-
-
 class Tarpit:
     """An HTTP server (in its own thread) that accepts and then says nothing until released.
 
