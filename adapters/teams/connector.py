@@ -31,6 +31,7 @@ import requests
 from botbuilder.schema import Activity, CallerIdConstants
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import (
+    AppCredentials,
     AuthenticateRequestResult,
     AuthenticationConstants,
     BotFrameworkAuthentication,
@@ -248,17 +249,25 @@ class _OffLoopCredentialsPolicy(AsyncHTTPPolicy):  # type: ignore[misc]
         self.credentials = credentials
 
     async def send(self, request: Request, **kwargs: Any) -> Response:
-        try:
-            session = await asyncio.to_thread(self.credentials.signed_session, requests.Session())
-        except requests.RequestException as exc:
-            raise ClientRequestError(f"Error occurred in request: {type(exc).__name__}") from exc
-        try:
-            authorization = session.headers.get("Authorization")
-        finally:
-            session.close()
+        authorization = await self._authorization()
         if authorization:
             request.http_request.headers["Authorization"] = authorization
         return await self.next.send(request, **kwargs)
+
+    async def _authorization(self) -> str | None:
+        creds = self.credentials
+        if isinstance(creds, AppCredentials) and not creds.microsoft_app_id:
+            return None  # local mode: anonymous, and no thread hop for nothing
+        try:
+            if isinstance(creds, AppCredentials):
+                return f"Bearer {await asyncio.to_thread(creds.get_access_token)}"
+            session = await asyncio.to_thread(creds.signed_session, requests.Session())
+        except requests.RequestException as exc:
+            raise ClientRequestError(f"Error occurred in request: {type(exc).__name__}") from exc
+        try:
+            return session.headers.get("Authorization")
+        finally:
+            session.close()
 
 
 def _send_with(client: ConnectorClient, http: aiohttp.ClientSession) -> None:
