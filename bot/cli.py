@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import getpass
+import ipaddress
 import json
 import logging
 import os
@@ -182,12 +183,20 @@ async def _serve(settings: Settings) -> int:
             adapters.append(build_teams(settings, runtime, http))
         for adapter in adapters:
             runtime.worker.register(adapter)
+        host = settings.listen_host
         runner = web.AppRunner(build_web_app(runtime.db, adapters), access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, settings.host, settings.port).start()
+            await web.TCPSite(runner, host, settings.port).start()
         except OSError as exc:
-            raise StartupError(f"PORT: cannot listen on {settings.host}:{settings.port} ({exc.strerror})") from None
+            raise StartupError(f"PORT: cannot listen on {host}:{settings.port} ({exc.strerror})") from None
+        if settings.teams_local_mode and not _is_loopback_host(host):
+            log.warning(
+                "HOST=%s with TEAMS_LOCAL_MODE: the UNAUTHENTICATED Teams endpoint is open to every machine that "
+                "reaches this one, which can then chat as anyone and read what the bot answers. Unset HOST to "
+                "listen on 127.0.0.1 only",
+                host,
+            )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -202,7 +211,7 @@ async def _serve(settings: Settings) -> int:
                     raise StartupError(str(exc)) from None
             freeze_startup_heap()
             names = ", ".join(a.platform for a in adapters)
-            log.info("serving %s on http://%s:%d (health: /healthz)", names, settings.host, settings.port)
+            log.info("serving %s on http://%s:%d (health: /healthz)", names, host, settings.port)
             await stop.wait()
             log.info("shutting down")
         finally:
@@ -238,6 +247,15 @@ def _main(
     ] = False,
 ) -> None:
     """A chat bot for Business Relationship Management: demand intake in Slack, Teams and the terminal."""
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @db_app.command("upgrade")

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", alias="BRM_BOT_LOG_LEVEL")
     log_format: Literal["text", "json"] = Field(default="text", alias="BRM_BOT_LOG_FORMAT")
     port: int = Field(default=3978, alias="PORT", ge=1, le=65535)
-    host: str = Field(default="0.0.0.0", alias="HOST")
+    host: str | None = Field(default=None, alias="HOST")
 
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
@@ -41,6 +41,8 @@ class Settings(BaseSettings):
         default="MultiTenant", alias="MICROSOFT_APP_TYPE"
     )
     teams_local_mode: bool = Field(default=False, alias="TEAMS_LOCAL_MODE")
+    teams_allowed_tenants: str | None = Field(default=None, alias="TEAMS_ALLOWED_TENANTS")
+    teams_openid_metadata_url: str | None = Field(default=None, alias="TEAMS_OPENID_METADATA_URL")
 
     @field_validator("database_url")
     @classmethod
@@ -81,7 +83,10 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a log format (use text or json)")
         return value
 
-    @field_validator("slack_api_url", "microsoft_app_id", "microsoft_app_tenant_id", mode="before")
+    @field_validator(
+        "slack_api_url", "microsoft_app_id", "microsoft_app_tenant_id", "host", "teams_allowed_tenants",
+        "teams_openid_metadata_url", mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -112,6 +117,24 @@ class Settings(BaseSettings):
         return self.slack_bot_token is not None and (
             self.slack_signing_secret is not None or self.slack_app_token is not None
         )
+
+    @field_validator("teams_openid_metadata_url")
+    @classmethod
+    def _metadata_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise ValueError("must be an https:// URL (or http:// on this machine, for tests)")
+        return value
+
+    @property
+    def listen_host(self) -> str:
+        """Where ``serve`` listens: ``HOST``; unset, loopback in Teams local mode, else every interface."""
+        if self.host:
+            return self.host
+        return "127.0.0.1" if self.teams_local_mode else "0.0.0.0"
+
+    @property
+    def allowed_tenants(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in (self.teams_allowed_tenants or "").split(",") if t.strip())
 
     @property
     def teams_enabled(self) -> bool:

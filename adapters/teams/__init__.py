@@ -5,11 +5,13 @@ Agents SDK stays a change to this folder.
 """
 
 from adapters.teams.adapter import ROUTE, TeamsAdapter, TeamsConfig
+from adapters.teams.auth import OPENID_METADATA_URL
 from adapters.teams.connector import RetryPolicy
 from adapters.teams.package import PackageError, build_package
 from adapters.teams.references import UnreachablePerson, unreachable
 
 __all__ = [
+    "OPENID_METADATA_URL",
     "ROUTE",
     "PackageError",
     "RetryPolicy",

@@ -37,6 +37,7 @@ from botbuilder.schema.teams import (
 
 from adapters.teams import inbound as teams_in
 from adapters.teams import references
+from adapters.teams.auth import OPENID_METADATA_URL, KeysUnavailable, TokenValidator
 from adapters.teams.connector import (
     RetriesExhausted,
     RetryPolicy,
@@ -51,6 +52,7 @@ from adapters.teams.render import (
     card_message,
     form_card,
     render,
+    result_card,
     submitted_card,
     welcome_card,
 )
@@ -92,6 +94,15 @@ WELCOME_CHANNEL = (
     "Hi! I capture demand requests for the BRM team. Mention me with *new request* or *help*, or use "
     "“Capture as demand request” in a message's ⋯ menu to turn that message into a request."
 )
+NOT_YOURS = "That card belongs to someone else, so I left it as it was. Mention me to start your own."
+OTHER_TENANT = (
+    "Sorry, this bot serves only its own organisation, and your account belongs to another one. "
+    "Nothing was saved."
+)
+NO_TENANTS_WARNING = (
+    "Teams: neither MICROSOFT_APP_TENANT_ID nor TEAMS_ALLOWED_TENANTS is set, so nobody is linked to an "
+    "existing person by email (any tenant could claim any address); set your tenant id to link them."
+)
 LOCAL_MODE_WARNING = (
     "TEAMS_LOCAL_MODE is on: /api/messages accepts UNAUTHENTICATED requests and answers only service URLs "
     "on this machine (loopback). Use it with the Bot Framework Emulator or the Agents Playground, never in "
@@ -110,6 +121,17 @@ class TeamsConfig:
     tenant_id: str | None = None
     app_type: str = "MultiTenant"
     local_mode: bool = False
+    allowed_tenants: frozenset[str] = frozenset()
+    openid_metadata_url: str = OPENID_METADATA_URL
+
+    @property
+    def trusted_tenants(self) -> frozenset[str]:
+        """Tenants whose people are linked to existing records by email and directory id."""
+        return self.allowed_tenants | ({self.tenant_id} if self.tenant_id else frozenset())
+
+    @property
+    def single_tenant(self) -> bool:
+        return self.app_type == "SingleTenant"
 
     def __post_init__(self) -> None:
         if self.app_id and self.local_mode:
@@ -125,7 +147,7 @@ class _SdkConfiguration:
         self.APP_ID = config.app_id or None
         self.APP_PASSWORD = config.app_password or None
         self.APP_TENANTID = config.tenant_id or None
-        self.APP_TYPE = config.app_type
+        self.APP_TYPE = config.app_type if config.app_id else "MultiTenant"
 
 
 def _activity(message: JSON) -> Activity:
@@ -183,16 +205,24 @@ class TeamsAdapter:
         retry: RetryPolicy | None = None,
         roster_timeout: float = 3.0,
         http: aiohttp.ClientSession | None = None,
+        drain_seconds: float = 25.0,
     ) -> None:
         self._engine = engine
         self._db = db
         self._config = config
         self._retry = retry or RetryPolicy()
         self._roster_timeout = roster_timeout
+        self._drain_seconds = drain_seconds
+        self._validator = (
+            TokenValidator(app_id=config.app_id, metadata_url=config.openid_metadata_url, http=http)
+            if config.app_id
+            else None
+        )
         self._auth = SharedClientsAuthentication(
             ConfigurationBotFrameworkAuthentication(_SdkConfiguration(config)),
             loopback_only=config.local_mode,
             http=http,
+            validator=self._validator,
         )
         self._cloud = CloudAdapter(self._auth)
         self._known: set[str] = set()
@@ -205,13 +235,31 @@ class TeamsAdapter:
         app.router.add_post(ROUTE, self.handle)
 
     async def start(self) -> None:
+        """Warn about local mode or an unset tenant; start fetching the token signing keys."""
         if self._config.local_mode:
             log.warning(LOCAL_MODE_WARNING)
+        elif not self._config.trusted_tenants:
+            log.warning(NO_TENANTS_WARNING)
+        if self._validator is not None:
+            await self._validator.start()
 
     async def close(self) -> None:
-        for task in list(self._follow_ups):
-            task.cancel()
-        await asyncio.gather(*self._follow_ups, return_exceptions=True)
+        """Send the replies still waiting in follow-ups (Teams throttled them), then let go.
+
+        They were acknowledged to Teams, so a clean stop waits up to ``drain_seconds`` for
+        them instead of dropping them.
+        """
+        pending = set(self._follow_ups)
+        if pending:
+            log.info("sending %d delayed Teams replies before stopping", len(pending))
+            _, left = await asyncio.wait(pending, timeout=self._drain_seconds)
+            for task in left:
+                task.cancel()
+            if left:
+                log.warning("%d delayed Teams replies were not sent before the stop", len(left))
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._validator is not None:
+            await self._validator.close()
         await self._auth.close()
 
     async def idle(self) -> None:
@@ -234,10 +282,15 @@ class TeamsAdapter:
             return web.json_response({"error": "the body is not JSON"}, status=400)
         if not isinstance(body, dict) or not body.get("type"):
             return web.json_response({"error": "the body is not a Bot Framework activity"}, status=400)
-        if self._config.local_mode and not teams_in.is_loopback_url(body.get("serviceUrl")):
-            log.warning("local mode: refused an activity whose serviceUrl is not on this machine")
+        problem = teams_in.shape_problem(body)
+        if problem is not None:
+            return web.json_response({"error": f"the activity is malformed: {problem}"}, status=400)
+        if self._config.local_mode and not teams_in.is_local_service_url(body.get("serviceUrl")):
+            log.warning("local mode: refused an activity whose serviceUrl is not a local client's")
             return web.json_response(
-                {"error": "TEAMS_LOCAL_MODE answers only service URLs on loopback addresses"}, status=403
+                {"error": "TEAMS_LOCAL_MODE answers only service URLs on loopback addresses "
+                 "(http://localhost:PORT or http://localhost:PORT/_connector)"},
+                status=403,
             )
         try:
             activity = Activity().deserialize(body)
@@ -254,17 +307,40 @@ class TeamsAdapter:
             invoke = await self._cloud.process_activity(auth_header, activity, logic)
         except ServiceUrlRefused:
             return web.json_response({"error": "service URL refused"}, status=403)
-        except PermissionError:
-            log.info("refused a request to %s without a valid Bot Framework token (401)", ROUTE)
+        except PermissionError as exc:
+            log.info("refused a request to %s without a valid Bot Framework token (401): %s", ROUTE, exc)
             return web.json_response({"error": "unauthorized"}, status=401)
+        except KeysUnavailable:
+            log.warning("answered 503: the Bot Framework signing keys are not loaded yet")
+            return web.json_response(
+                {"error": "the bot is starting; try again"}, status=503, headers={"Retry-After": "5"}
+            )
         if invoke is not None:
-            return web.json_response(serializer_helper(invoke.body), status=int(invoke.status or 200))
+            # An expectReplies turn's body is already JSON (botbuilder serialises it itself).
+            body_out = invoke.body if isinstance(invoke.body, (dict, list)) or invoke.body is None else (
+                serializer_helper(invoke.body)
+            )
+            return web.json_response(body_out, status=int(invoke.status or 200))
         return web.Response(status=201)
 
     # --- one turn ----------------------------------------------------------------------------------
 
+    def _stranger(self, raw: JSON) -> bool:
+        """A person of a tenant this single-tenant app does not serve."""
+        if not self._config.single_tenant:
+            return False
+        return teams_in.tenant_of(raw) not in self._config.trusted_tenants
+
     async def _turn(self, context: TurnContext, raw: JSON) -> None:
         kind = raw.get("type")
+        if self._stranger(raw):
+            log.info("refused a Teams %s from a tenant this single-tenant app does not serve", kind)
+            if kind == ActivityTypes.invoke:
+                response = _task_message(OTHER_TENANT)
+                await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
+            elif kind == ActivityTypes.message and teams_in.is_addressed(raw):
+                await self._post(context, [Reply.text(OTHER_TENANT)], quiet=True)
+            return
         await self._remember(raw)
         if kind == ActivityTypes.message:
             await self._on_message(context, raw)
@@ -301,7 +377,14 @@ class TeamsAdapter:
         self._saved[slot] = fingerprint
 
     async def _sender(self, context: TurnContext, raw: JSON, key: ConversationKey) -> Sender:
-        """Who is writing; on first contact with their email from the roster."""
+        """Who is writing; on first contact with their email from the roster.
+
+        Email and directory id only for people of a trusted tenant: a stranger tenant's user
+        whose directory says ``alice@example.com`` is a new requester, not Alice.
+        """
+        trusted = self._config.trusted_tenants
+        if teams_in.tenant_of(raw) not in trusted and not (self._config.local_mode and not trusted):
+            return teams_in.sender_of(raw, trusted=False)
         if key.user in self._known or await self._engine.known(
             platform="teams", workspace=key.workspace, user_id=key.user
         ):
@@ -337,10 +420,19 @@ class TeamsAdapter:
         self._remember_known(inbound.key.user)
         return replies
 
+    @staticmethod
+    def _owner(raw: JSON) -> str | None:
+        """Whose cards these are: in a channel or group chat, the person the bot answers."""
+        return None if teams_in.is_personal(raw) else teams_in.key_of(raw).user
+
     async def _on_message(self, context: TurnContext, raw: JSON) -> None:
         submission = teams_in.read_card_value(raw.get("value"))
         if submission is None and not teams_in.is_addressed(raw):
             return  # channel talk that is not for the bot
+        owner = self._owner(raw)
+        if submission is not None and submission.owner is not None and submission.owner != owner:
+            await self._not_yours(raw)
+            return
         try:
             replies, card = await self._message_turn(context, raw, submission)
         except Exception:
@@ -349,7 +441,20 @@ class TeamsAdapter:
             return
         if card is not None:
             await self._update_card(context, raw, card)
-        await self._post(context, replies, quiet=True)
+        await self._post(context, replies, quiet=True, owner=owner)
+
+    async def _not_yours(self, raw: JSON) -> None:
+        """Someone pressed another member's card: tell them in their personal chat, change nothing.
+
+        Teams has no private replies in a channel, so the answer goes to the presser's
+        personal chat with the bot when there is one; the card and the owner's answers stay.
+        """
+        presser = str((raw.get("from") or {}).get("id") or "")
+        tenant = teams_in.key_of(raw).workspace
+        try:
+            await self.send(Address("teams", tenant, user=presser), Reply.text(NOT_YOURS))
+        except (Unreachable, DeliveryError) as exc:
+            log.info("a Teams card was pressed by someone else than its owner; could not tell them: %s", exc)
 
     async def _message_turn(
         self, context: TurnContext, raw: JSON, submission: teams_in.Submission | None
@@ -378,7 +483,7 @@ class TeamsAdapter:
             if refused is not None:
                 if card is not None and await self._was_submitted(card):
                     return [], done  # a double click: the first press filed it
-                return [r for r in replies if r.form is None], form_card(refused)
+                return [r for r in replies if r.form is None], form_card(refused, owner=self._owner(raw))
             if card is not None:
                 await references.save(
                     self._db, tenant=card[0], scope=references.SUBMITTED_CARD, target=card[1],
@@ -433,8 +538,7 @@ class TeamsAdapter:
         refused = _error_form(replies)
         if refused is not None:
             return _task_card("Capture as demand request", form_card(refused))
-        text = "\n".join(r.plain_text() for r in replies).replace("*", "")
-        return _task_message(text)
+        return _task_card("Capture as demand request", result_card(replies))
 
     async def _on_conversation_update(self, context: TurnContext, raw: JSON) -> None:
         bot_id = (raw.get("recipient") or {}).get("id")
@@ -454,8 +558,10 @@ class TeamsAdapter:
 
     # --- output ----------------------------------------------------------------------------------
 
-    async def _post(self, context: TurnContext, replies: Sequence[Reply], *, quiet: bool = False) -> None:
-        messages = [m for reply in replies for m in render(reply)]
+    async def _post(
+        self, context: TurnContext, replies: Sequence[Reply], *, quiet: bool = False, owner: str | None = None
+    ) -> None:
+        messages = [m for reply in replies for m in render(reply, owner=owner)]
         await self._send(context, messages, quiet=quiet)
 
     async def _send(self, context: TurnContext, messages: Sequence[JSON], *, quiet: bool = False) -> list[str | None]:
@@ -543,7 +649,7 @@ class TeamsAdapter:
                 f"the bot has no Teams {what} yet: they need to install the app or write to the bot once"
             )
         reference = ConversationReference().deserialize(stored)
-        if self._config.local_mode and not teams_in.is_loopback_url(reference.service_url):
+        if self._config.local_mode and not teams_in.is_local_service_url(reference.service_url):
             raise Unreachable("local mode sends only to service URLs on this machine")
         tenant = reference.conversation.tenant_id if reference.conversation else None
         messages = [{**m, "channelData": {"tenant": {"id": tenant}}} if tenant else m for m in render(reply)]

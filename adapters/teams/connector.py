@@ -15,6 +15,7 @@ address, so the open endpoint cannot make the bot send requests elsewhere.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import random
 import time
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import requests
-from botbuilder.schema import Activity
+from botbuilder.schema import Activity, CallerIdConstants
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import (
     AppCredentials,
@@ -40,14 +41,14 @@ from botframework.connector.auth import (
 )
 from botframework.connector.skills import BotFrameworkClient
 from msrest.exceptions import ClientRequestError
-from msrest.pipeline import AsyncPipeline
-from msrest.pipeline.async_requests import AsyncPipelineRequestsHTTPSender, AsyncRequestsCredentialsPolicy
+from msrest.pipeline import AsyncHTTPPolicy, AsyncHTTPSender, AsyncPipeline, Request, Response
 from msrest.pipeline.universal import RawDeserializer
 from msrest.universal_http import ClientRequest
-from msrest.universal_http.async_requests import AsyncRequestsClientResponse, AsyncRequestsHTTPSender
+from msrest.universal_http.async_requests import AsyncRequestsClientResponse
 from requests.structures import CaseInsensitiveDict
 
-from adapters.teams.inbound import is_loopback_url
+from adapters.teams.auth import TokenValidator
+from adapters.teams.inbound import is_local_service_url
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +82,39 @@ class SharedClientsAuthentication(BotFrameworkAuthentication):
     """
 
     def __init__(
-        self, inner: BotFrameworkAuthentication, *, loopback_only: bool, http: aiohttp.ClientSession | None = None
+        self,
+        inner: BotFrameworkAuthentication,
+        *,
+        loopback_only: bool,
+        http: aiohttp.ClientSession | None = None,
+        validator: TokenValidator | None = None,
     ) -> None:
         self._inner = inner
+        self._validator = validator
         self._loopback_only = loopback_only
         self._http = http
         self._clients: OrderedDict[tuple[str, str, str], ConnectorClient] = OrderedDict()
         self._token_clients: dict[str, UserTokenClient] = {}
 
     async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
-        result = await self._inner.authenticate_request(activity, auth_header)
+        """Our own token check (:class:`TokenValidator`) with an app id; none in local mode.
+
+        botbuilder's check blocks the event loop on Microsoft's metadata and answers 500 to a
+        malformed token; ours never waits and raises ``PermissionError`` (401) instead.
+        """
+        if self._validator is None:
+            # Local mode: authentication is off, whatever header a local client sends.
+            result = await self._inner.authenticate_request(activity, "")
+        else:
+            claims = self._validator.validate(
+                auth_header, service_url=activity.service_url, channel_id=activity.channel_id
+            )
+            identity = ClaimsIdentity(claims, True, "Bearer")
+            result = AuthenticateRequestResult()
+            result.claims_identity = identity
+            result.audience = self._inner.get_originating_audience()
+            result.caller_id = CallerIdConstants.public_azure_channel
+            result.connector_factory = self._inner.create_connector_factory(identity)
         if result.connector_factory is not None:
             result.connector_factory = _SharedFactory(self, result.connector_factory, _app_id(result.claims_identity))
         return result
@@ -124,7 +148,7 @@ class SharedClientsAuthentication(BotFrameworkAuthentication):
     async def client(
         self, inner: ConnectorFactory, *, app_id: str, service_url: str, audience: str | None
     ) -> ConnectorClient:
-        if self._loopback_only and not is_loopback_url(service_url):
+        if self._loopback_only and not is_local_service_url(service_url):
             raise ServiceUrlRefused(f"local mode only talks to loopback service URLs, not {service_url[:100]!r}")
         key = (app_id, service_url, audience or "")
         client = self._clients.get(key)
@@ -168,68 +192,91 @@ def _no_msrest_retries(client: ConnectorClient) -> None:
     client.config.connection.timeout = CALL_SECONDS
 
 
-class _AiohttpDriver(AsyncRequestsHTTPSender):  # type: ignore[misc]
-    """msrest's HTTP driver, sending through the app's aiohttp session instead of ``requests``.
+class _AiohttpSender(AsyncHTTPSender):  # type: ignore[misc]
+    """msrest's HTTP sender, sending through the app's aiohttp session instead of ``requests``.
 
     msrest runs every ``requests`` call in a worker thread; through aiohttp the connector calls
     stay on the event loop, share its connection pool and have a timeout short enough for a
-    turn. Everything above the driver (serialisation, credentials, errors) is the SDK's own.
+    turn. Everything above the sender (serialisation, errors) is the SDK's own: the answer is
+    handed back as the ``requests.Response`` msrest's deserialiser expects, its body given as
+    ``raw`` (a file object) as ``requests`` documents.
     """
 
-    def __init__(self, config: Any, http: aiohttp.ClientSession) -> None:
-        super().__init__(config)
-        self._http = http
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self.http = http
 
-    async def send(self, request: ClientRequest, **kwargs: Any) -> AsyncRequestsClientResponse:
-        options = self._configure_send(request, **kwargs)
-        session = options.pop("session", self.session)
-        # The credentials policy puts the bearer token on the (unused) requests session.
-        headers = {k: v for k, v in session.headers.items() if k.lower() not in ("connection", "accept-encoding")}
-        headers.update(options.get("headers") or {})
+    async def __aenter__(self) -> _AiohttpSender:
+        return self
+
+    async def __aexit__(self, *exc_details: Any) -> None:
+        return None
+
+    def build_context(self) -> None:
+        return None
+
+    async def send(self, request: Request, **kwargs: Any) -> Response:
+        outgoing: ClientRequest = request.http_request
+        headers = {k: v for k, v in (outgoing.headers or {}).items() if k.lower() not in ("connection",)}
         try:
-            async with self._http.request(
-                request.method, request.url, headers=headers, data=options.get("data"), timeout=CALL_TIMEOUT
+            async with self.http.request(
+                outgoing.method, outgoing.url, headers=headers, data=outgoing.data, timeout=CALL_TIMEOUT
             ) as answer:
                 body = await answer.read()
                 response = requests.Response()
                 response.status_code = answer.status
                 response.reason = answer.reason or ""
                 response.headers = CaseInsensitiveDict(answer.headers)
-                response.url = request.url
+                response.url = outgoing.url
                 response.encoding = answer.charset or "utf-8"
-                response._content = body
+                response.raw = io.BytesIO(body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ClientRequestError(f"Error occurred in request: {type(exc).__name__}") from exc
-        return AsyncRequestsClientResponse(request, response)
+        return Response(request, AsyncRequestsClientResponse(outgoing, response))
 
 
-class _OffLoopCredentialsPolicy(AsyncRequestsCredentialsPolicy):  # type: ignore[misc]
-    """msrest's credentials policy, with the token fetched in a worker thread.
+class _OffLoopCredentialsPolicy(AsyncHTTPPolicy):  # type: ignore[misc]
+    """Puts the bot's bearer token on every connector call, fetched in a worker thread.
 
     botbuilder's ``MicrosoftAppCredentials`` gets its token through msal, synchronously: a
     cache hit is quick, but every hour or so it is an HTTP call to Azure AD that would stop
-    the event loop (every turn of every user) for as long as Azure AD takes to answer.
+    the event loop (every turn of every user) for as long as Azure AD takes to answer. The
+    credentials' public ``signed_session`` (msrest's ``Authentication`` interface) says which
+    ``Authorization`` header to send, or none (local mode's anonymous credentials).
     """
 
-    async def send(self, request: Any, **kwargs: Any) -> Any:
-        creds = self._creds
-        if not (isinstance(creds, AppCredentials) and creds.microsoft_app_id):
-            return await super().send(request, **kwargs)
+    def __init__(self, credentials: Any) -> None:
+        super().__init__()
+        self.credentials = credentials
+
+    async def send(self, request: Request, **kwargs: Any) -> Response:
+        authorization = await self._authorization()
+        if authorization:
+            request.http_request.headers["Authorization"] = authorization
+        return await self.next.send(request, **kwargs)
+
+    async def _authorization(self) -> str | None:
+        creds = self.credentials
+        if isinstance(creds, AppCredentials) and not creds.microsoft_app_id:
+            return None  # local mode: anonymous, and no thread hop for nothing
         try:
-            token = await asyncio.to_thread(creds.get_access_token)
+            if isinstance(creds, AppCredentials):
+                return f"Bearer {await asyncio.to_thread(creds.get_access_token)}"
+            session = await asyncio.to_thread(creds.signed_session, requests.Session())
         except requests.RequestException as exc:
             raise ClientRequestError(f"Error occurred in request: {type(exc).__name__}") from exc
-        request.context.session.headers["Authorization"] = f"Bearer {token}"
-        return await self.next.send(request, **kwargs)
+        try:
+            return session.headers.get("Authorization")
+        finally:
+            session.close()
 
 
 def _send_with(client: ConnectorClient, http: aiohttp.ClientSession) -> None:
-    """Rebuild the client's msrest pipeline (the SDK's default policies) on :class:`_AiohttpDriver`."""
+    """Rebuild the client's msrest pipeline (the SDK's default policies) on :class:`_AiohttpSender`."""
     config = client.config
     policies: list[Any] = [config.user_agent_policy, RawDeserializer(), config.http_logger_policy]
     if config.credentials:
         policies.insert(1, _OffLoopCredentialsPolicy(config.credentials))
-    config.pipeline = AsyncPipeline(policies, AsyncPipelineRequestsHTTPSender(_AiohttpDriver(config, http)))
+    config.pipeline = AsyncPipeline(policies, _AiohttpSender(http))
 
 
 async def _close(client: ConnectorClient) -> None:

@@ -32,8 +32,16 @@ JSON = Mapping[str, Any]
 PERSONAL = "personal"
 MAX_KEY_PART = 120
 
-_TAG = re.compile(r"<[^>]+>")
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>")
+# Teams' own markup inside plain-text messages: mentions and the formatting its compose box adds.
+_TEAMS_TAG = re.compile(
+    r"</?(?:at|b|i|u|s|strike|strong|em|p|br|div|span|a|ul|ol|li|code|pre|blockquote|h[1-6]|emoji|img|systemtag)"
+    r"(?:\s[^<>]*)?/?>",
+    re.IGNORECASE,
+)
+_BREAK = re.compile(r"<\s*(?:br|/p|/div|/li)\b[^<>]*>", re.IGNORECASE)
 _AT = re.compile(r"<at[^>]*>(.*?)</at>", re.IGNORECASE | re.DOTALL)
+MARKUP_FORMATS = frozenset({"xml", "html"})
 _AMBIGUOUS = re.compile(r"[\\@\s\x00-\x1f\x7f]")
 
 
@@ -42,6 +50,48 @@ def _short(value: str, limit: int = MAX_KEY_PART) -> str:
     if len(value) <= limit:
         return value
     return "h:" + hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+def shape_problem(activity: JSON) -> str | None:
+    """What makes ``activity`` unusable (answered 400, nothing written), or None.
+
+    The fields the adapter reads must have the types the Bot Framework schema gives them.
+    """
+    objects = ("channelData", "from", "recipient", "conversation")
+    for name in objects:
+        if activity.get(name) is not None and not isinstance(activity.get(name), Mapping):
+            return f"{name} is not an object"
+    data = activity.get("channelData") or {}
+    for name in ("tenant", "channel", "team"):
+        if data.get(name) is not None and not isinstance(data.get(name), Mapping):
+            return f"channelData.{name} is not an object"
+    entities = activity.get("entities")
+    if entities is not None and (
+        not isinstance(entities, list) or not all(isinstance(e, Mapping) for e in entities)
+    ):
+        return "entities is not a list of objects"
+    for entity in entities or ():
+        if entity.get("mentioned") is not None and not isinstance(entity.get("mentioned"), Mapping):
+            return "a mention's mentioned is not an object"
+    for name in ("membersAdded", "membersRemoved"):
+        members = activity.get(name)
+        if members is not None and (not isinstance(members, list) or not all(isinstance(m, Mapping) for m in members)):
+            return f"{name} is not a list of objects"
+    kind = activity.get("type")
+    if kind in ("message", "invoke", "conversationUpdate"):
+        if not (activity.get("from") or {}).get("id"):
+            return "from.id is missing"
+        if not (activity.get("conversation") or {}).get("id"):
+            return "conversation.id is missing"
+    value = activity.get("value")
+    if kind == "invoke" and value is not None and not isinstance(value, Mapping):
+        return "value is not an object"
+    if kind == "message" and value is not None and not isinstance(value, Mapping):
+        return "value is not an object"
+    for name in ("text", "serviceUrl", "textFormat", "replyToId", "name", "id"):
+        if activity.get(name) is not None and not isinstance(activity.get(name), str):
+            return f"{name} is not a string"
+    return None
 
 
 def tenant_of(activity: JSON) -> str:
@@ -87,12 +137,13 @@ def event_id_of(activity: JSON) -> str:
     return f"{_short(str(activity.get('id') or ''), 150)}@{digest}"
 
 
-def sender_of(activity: JSON, *, email: str | None = None) -> Sender:
+def sender_of(activity: JSON, *, email: str | None = None, trusted: bool = True) -> Sender:
+    """The neutral sender; without email or directory id for a person of an untrusted tenant."""
     person = activity.get("from") or {}
     return Sender(
         name=(person.get("name") or None),
-        email=email,
-        directory_id=person.get("aadObjectId") or None,
+        email=email if trusted else None,
+        directory_id=(person.get("aadObjectId") or None) if trusted else None,
         time_zone=activity.get("localTimezone") or None,
     )
 
@@ -111,7 +162,12 @@ def is_addressed(activity: JSON) -> bool:
 
 
 def message_text(activity: JSON) -> str:
-    """The typed text with the bot's @mention removed and other mentions as plain names."""
+    """The typed text with the bot's @mention removed and other mentions as plain names.
+
+    Markup is removed only where it is markup: everything in an ``xml``/``html`` message,
+    and Teams' own mention and formatting tags in a plain one. "Cost must stay < 5000 EUR
+    and > 1000 EUR" stays as typed; entities are decoded once; line breaks are kept.
+    """
     text = str(activity.get("text") or "")
     bot_id = (activity.get("recipient") or {}).get("id")
     for entity in activity.get("entities") or ():
@@ -120,8 +176,13 @@ def message_text(activity: JSON) -> str:
             if mention:
                 text = text.replace(mention, " ")
     text = _AT.sub(lambda m: m.group(1), text)
-    text = _TAG.sub(" ", text) if "<" in text else text
-    return " ".join(html.unescape(text).replace("\u00a0", " ").split())
+    if "<" in text:
+        text = _BREAK.sub("\n", text)
+        markup = str(activity.get("textFormat") or "").lower() in MARKUP_FORMATS
+        text = (_TAG if markup else _TEAMS_TAG).sub(" ", text)
+    text = html.unescape(text).replace("\u00a0", " ")
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return "\n".join(line for line in lines if line)
 
 
 def html_to_text(content: str) -> str:
@@ -134,21 +195,29 @@ def html_to_text(content: str) -> str:
     return "\n".join(line for line in lines if line).strip()
 
 
-def is_loopback_url(url: str | None) -> bool:
-    """Whether ``url`` points at this machine (local mode sends nowhere else).
+LOCAL_CLIENT_PATHS = frozenset({"", "/", "/_connector", "/_connector/"})
 
+
+def is_local_service_url(url: str | None) -> bool:
+    """Whether ``url`` is a local client's Bot Connector (local mode sends nowhere else).
+
+    A loopback host, and the paths the local clients use: none (Bot Framework Emulator,
+    ``http://localhost:PORT``) or ``/_connector`` (Agents Playground,
+    ``http://localhost:56150/_connector``); no query or fragment, which could swallow the
+    path the SDK appends and aim the bot's request at another local service's endpoint.
     Strict on purpose: URL parsers disagree about backslashes, user info and control
     characters (``http://example.com\\@127.0.0.1/`` is 127.0.0.1 to ``urlsplit`` but
     example.com to urllib3), so any URL using them is refused rather than interpreted.
     """
-    if not url or not isinstance(url, str) or _AMBIGUOUS.search(url):
+    if not url or not isinstance(url, str) or _AMBIGUOUS.search(url) or "?" in url or "#" in url:
         return False
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
         return False
-    if parts.scheme not in ("http", "https"):
+    if parts.scheme not in ("http", "https") or parts.path not in LOCAL_CLIENT_PATHS:
         return False
     if host == "localhost":
         return True
@@ -169,6 +238,7 @@ class Pressed:
     value: str
     label: str
     prompt: str
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +248,13 @@ class Submitted:
     form_id: str
     title: str
     values: dict[str, str] = field(default_factory=dict)
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class OpenForm:
     form_id: str
+    owner: str | None = None
 
 
 Submission = Pressed | Submitted | OpenForm
@@ -209,19 +281,23 @@ def read_card_value(value: Any) -> Submission | None:
     form_id = str(data.get("id") or "")
     if not form_id:
         return None
+    owner = str(data["owner"]) if data.get("owner") else None
     if kind == "choice":
+        prompt = str(data.get("prompt") or "")
         if data.get("input"):
             chosen = _string(value.get(str(data["input"])))
             labels = data.get("labels") if isinstance(data.get("labels"), Mapping) else {}
-            return Pressed(form_id, chosen, str(labels.get(chosen, chosen)), str(data.get("prompt") or ""))
-        return Pressed(form_id, _string(data.get("value")), str(data.get("label") or ""), str(data.get("prompt") or ""))
+            return Pressed(form_id, chosen, str(labels.get(chosen, chosen)), prompt, owner)
+        return Pressed(form_id, _string(data.get("value")), str(data.get("label") or ""), prompt, owner)
     if kind == "form":
-        values = {k: _string(v) for k, v in value.items() if k != DATA_KEY and not k.startswith("msteams")}
+        values = {
+            str(k): _string(v) for k, v in value.items() if k != DATA_KEY and not str(k).startswith("msteams")
+        }
         context = data.get("context") if isinstance(data.get("context"), Mapping) else {}
         values.update({str(k): _string(v) for k, v in context.items()})
-        return Submitted(form_id, str(data.get("title") or ""), values)
+        return Submitted(form_id, str(data.get("title") or ""), values, owner)
     if kind == "open":
-        return OpenForm(form_id)
+        return OpenForm(form_id, owner)
     return None
 
 

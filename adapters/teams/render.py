@@ -60,6 +60,16 @@ def markdown(text: str, *, html: bool = False) -> str:
     return _BOLD.sub(r"**\1**", text)
 
 
+def typed(text: str) -> str:
+    """What a person typed, for a card: shown as typed, line breaks kept, nothing markup.
+
+    A ``*`` stays a star (escaped, never the start of bold or italics), ``](`` cannot make a
+    link, and a line break becomes the blank line Adaptive Card markdown needs for one.
+    """
+    text = _LINK.sub("]\u200b", text).replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
+    return "\n\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _size(value: Any) -> int:
     """Bytes Teams counts: the JSON as UTF-16."""
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-16-le"))
@@ -104,8 +114,15 @@ def _text_block(text: str, style: TextStyle = TextStyle.PLAIN) -> JSON:
     return block
 
 
-def _choice_data(choices: Choices, option: Option) -> JSON:
-    return {
+def _owned(data: JSON, owner: str | None) -> JSON:
+    """``data`` bound to ``owner`` (a channel card answers only the person it was for)."""
+    if owner:
+        data[DATA_KEY]["owner"] = owner
+    return data
+
+
+def _choice_data(choices: Choices, option: Option, owner: str | None) -> JSON:
+    data = {
         DATA_KEY: {
             "kind": "choice",
             "id": choices.id,
@@ -114,14 +131,17 @@ def _choice_data(choices: Choices, option: Option) -> JSON:
             "prompt": choices.prompt[:500],
         }
     }
+    return _owned(data, owner)
 
 
-def _choices_elements(choices: Choices) -> list[JSON]:
+def _choices_elements(choices: Choices, owner: str | None = None) -> list[JSON]:
     prompt = _text_block(choices.prompt)
     if len(choices.options) <= MAX_BUTTONS:
         actions = []
         for option in choices.options:
-            action: JSON = {"type": "Action.Submit", "title": option.label, "data": _choice_data(choices, option)}
+            action: JSON = {
+                "type": "Action.Submit", "title": option.label, "data": _choice_data(choices, option, owner)
+            }
             if option.primary:
                 action["style"] = "positive"
             elif option.danger:
@@ -131,6 +151,7 @@ def _choices_elements(choices: Choices) -> list[JSON]:
     picker = {
         "type": "Input.ChoiceSet",
         "id": CHOICE_INPUT,
+        "label": choices.prompt.replace("*", "")[:200] or "Choose one",
         "style": "compact",
         "isRequired": True,
         "errorMessage": "Pick one of the options.",
@@ -145,28 +166,29 @@ def _choices_elements(choices: Choices) -> list[JSON]:
             "prompt": choices.prompt[:500],
         }
     }
-    button = {"type": "Action.Submit", "title": "OK", "style": "positive", "data": data}
-    return [prompt, picker, {"type": "ActionSet", "actions": [button]}]
+    button = {"type": "Action.Submit", "title": "OK", "style": "positive", "data": _owned(data, owner)}
+    # The prompt is the drop-down's label (read by screen readers), not a text block above it.
+    return [picker, {"type": "ActionSet", "actions": [button]}]
 
 
 def _facts_elements(facts: Facts) -> list[JSON]:
     out: list[JSON] = []
     if facts.title:
         out.append(_text_block(facts.title, TextStyle.HEADING))
-    items = [{"title": label, "value": markdown(value)} for label, value in facts.items]
+    items = [{"title": label, "value": typed(value)} for label, value in facts.items]
     if items:
         out.append({"type": "FactSet", "facts": items})
     return out
 
 
-def _elements(block: Text | Facts | Choices | Link) -> list[JSON]:
+def _elements(block: Text | Facts | Choices | Link, owner: str | None = None) -> list[JSON]:
     match block:
         case Text(text=text, style=style):
             return [_text_block(text, style)]
         case Facts():
             return _facts_elements(block)
         case Choices():
-            return _choices_elements(block)
+            return _choices_elements(block, owner)
         case Link(url=url, label=label):
             return [{"type": "ActionSet", "actions": [{"type": "Action.OpenUrl", "title": label, "url": url}]}]
     raise TypeError(f"not a card block: {block!r}")
@@ -240,23 +262,24 @@ def _text_messages(reply: Reply, limit: int) -> list[JSON]:
     return [{"type": "message", "text": piece, "textFormat": "markdown"} for piece in split_text(text, limit - 200)]
 
 
-def render(reply: Reply, *, limit: int = MAX_MESSAGE_BYTES) -> list[JSON]:
+def render(reply: Reply, *, limit: int = MAX_MESSAGE_BYTES, owner: str | None = None) -> list[JSON]:
     """The Teams messages (activity JSON without addressing) that show ``reply``.
 
     Text-only replies are markdown messages; anything with facts, buttons or links is an
-    Adaptive Card. A :class:`Form` is rendered on its own by :func:`form_card`.
+    Adaptive Card. A :class:`Form` is rendered on its own by :func:`form_card`. ``owner``
+    (in channels and group chats): the person whose buttons and forms these are.
     """
     blocks = [b for b in reply.blocks if not isinstance(b, Form)]
     messages: list[JSON] = []
     if blocks and all(isinstance(b, Text) and b.style != TextStyle.HEADING for b in blocks):
         messages.extend(_text_messages(Reply(blocks=tuple(blocks)), limit))
     elif blocks:
-        elements = [e for b in blocks for e in _elements(b)]  # type: ignore[arg-type]
+        elements = [e for b in blocks for e in _elements(b, owner)]  # type: ignore[arg-type]
         summary = reply.plain_text().split("\n", 1)[0]
         messages.extend(card_message(card(body), summary) for body in _pack(elements, limit))
     form = reply.form
     if form is not None:
-        messages.append(card_message(form_card(form), form.title))
+        messages.append(card_message(form_card(form, owner=owner), form.title))
     return messages
 
 
@@ -304,7 +327,7 @@ def _input(field: Field, error: str | None) -> list[JSON]:
     return out
 
 
-def form_card(form: Form) -> JSON:
+def form_card(form: Form, *, owner: str | None = None) -> JSON:
     """One card with every field of ``form``; validation messages sit under their fields.
 
     The submit button's data carries the form id, its title and ``form.context``, so a
@@ -316,7 +339,7 @@ def form_card(form: Form) -> JSON:
     for field in form.fields:
         body.extend(_input(field, form.errors.get(field.name)))
     data = {DATA_KEY: {"kind": "form", "id": form.id, "title": form.title[:200], "context": dict(form.context)}}
-    submit = {"type": "Action.Submit", "title": form.submit_label, "style": "positive", "data": data}
+    submit = {"type": "Action.Submit", "title": form.submit_label, "style": "positive", "data": _owned(data, owner)}
     return card(body, [submit])
 
 
@@ -336,6 +359,19 @@ def answered_card(prompt: str, note: str) -> JSON:
 def submitted_card(title: str, note: str = "Submitted") -> JSON:
     """What a submitted form card becomes, so it cannot be sent twice."""
     return card([_text_block(title, TextStyle.MUTED), _text_block(f"✓ {note}", TextStyle.PLAIN)])
+
+
+def result_card(replies: Sequence[Reply]) -> JSON:
+    """The engine's answer as one card (a task module's result): paragraphs and facts kept.
+
+    Buttons are left out: in a task module they would submit into it, not into the chat.
+    """
+    body: list[JSON] = []
+    for reply in replies:
+        for block in reply.blocks:
+            if isinstance(block, (Text, Facts, Link)):
+                body.extend(_elements(block))
+    return card(body or [_text_block("Done.")])
 
 
 def welcome_card(text: str, *, form_button: str | None = None) -> JSON:

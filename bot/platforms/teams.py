@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import aiohttp
 
-from adapters.teams import TeamsAdapter, TeamsConfig
+from adapters.teams import OPENID_METADATA_URL, TeamsAdapter, TeamsConfig
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.web import ServedAdapter
 
 
 def teams_config(settings: Settings) -> TeamsConfig:
-    """``MICROSOFT_APP_*`` and ``TEAMS_LOCAL_MODE`` as the adapter's configuration."""
+    """``MICROSOFT_APP_*`` and ``TEAMS_*`` as the adapter's configuration."""
     password = settings.microsoft_app_password.get_secret_value() if settings.microsoft_app_password else None
     return TeamsConfig(
         app_id=settings.microsoft_app_id,
@@ -19,6 +19,8 @@ def teams_config(settings: Settings) -> TeamsConfig:
         tenant_id=settings.microsoft_app_tenant_id,
         app_type=settings.microsoft_app_type,
         local_mode=settings.teams_local_mode,
+        allowed_tenants=settings.allowed_tenants,
+        openid_metadata_url=settings.teams_openid_metadata_url or OPENID_METADATA_URL,
     )
 
 

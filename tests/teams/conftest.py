@@ -20,7 +20,7 @@ from adapters.teams import RetryPolicy, TeamsAdapter, TeamsConfig
 from bot.web import build_web_app
 from conversations.engine import Engine
 from storage.db import Database
-from tests.teams.fake_connector import FakeConnector
+from tests.teams.fake_connector import FakeConnector, FakeLogin
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 BOT_ID = "28:9e2b0f6a-0c5d-4b3e-8d1a-6f7e5c4b3a21"
@@ -279,3 +279,16 @@ async def teams(
     finally:
         await harness.adapter.close()
         await client.close()
+
+
+@pytest.fixture
+async def login() -> AsyncIterator[FakeLogin]:
+    """Microsoft's Bot Framework login metadata and signing keys, on 127.0.0.1."""
+    fake_login = FakeLogin()
+    server = TestServer(fake_login.app(), host="127.0.0.1")
+    await server.start_server()
+    fake_login.base = str(server.make_url("")).rstrip("/")
+    try:
+        yield fake_login
+    finally:
+        await server.close()

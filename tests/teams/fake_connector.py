@@ -118,3 +118,48 @@ class FakeConnector:
         if member is None:
             return web.json_response({"error": {"code": "NotFound", "message": "no such member"}}, status=404)
         return web.json_response(member)
+
+
+class FakeLogin:
+    """Microsoft's Bot Framework login metadata (OpenID configuration + JWKS) on 127.0.0.1.
+
+    ``mint`` signs tokens with its key the way the Bot Framework Service does; ``fetches``
+    counts the metadata documents served, so a test can see how often the bot asked.
+    """
+
+    def __init__(self, kid: str = "bf-key-1") -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.kid = kid
+        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.fetches = 0
+        self.base = ""
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/.well-known/openidconfiguration", self._metadata)
+        app.router.add_get("/v1/.well-known/keys", self._keys)
+        return app
+
+    @property
+    def metadata_url(self) -> str:
+        return self.base + "/v1/.well-known/openidconfiguration"
+
+    async def _metadata(self, request: web.Request) -> web.Response:
+        self.fetches += 1
+        keys = self.base + "/v1/.well-known/keys"
+        return web.json_response({"issuer": "https://api.botframework.com", "jwks_uri": keys})
+
+    async def _keys(self, request: web.Request) -> web.Response:
+        import json
+
+        import jwt
+
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private_key.public_key()))
+        jwk.update(kid=self.kid, use="sig", endorsements=["msteams", "emulator"])
+        return web.json_response({"keys": [jwk]})
+
+    def mint(self, claims: dict[str, Any], *, key: Any = None, kid: str | None = None, alg: str = "RS256") -> str:
+        import jwt
+
+        return jwt.encode(claims, key or self.private_key, algorithm=alg, headers={"kid": kid or self.kid})

@@ -138,8 +138,10 @@ async def test_message_extension_captures_a_message_as_a_prefilled_request(
 
     values["outcome"] = "Month-end batches finish within a minute"
     done = await teams.invoke(teams.submit_action(NORA, {**submit["data"], **values}))
-    assert done["task"]["type"] == "message"
-    assert "Submitted as DR-13" in done["task"]["value"]
+    assert done["task"]["type"] == "continue"  # a card: its paragraphs stay paragraphs
+    result = done["task"]["value"]["card"]["content"]
+    blocks = [e["text"] for e in result["body"] if e["type"] == "TextBlock"]
+    assert any("Submitted as DR-13" in b for b in blocks) and len(blocks) > 1
 
     request = (await _requests(demo_db))[-1]
     assert request.source_link == link and request.source_channel == CHANNEL_ID
@@ -250,7 +252,7 @@ async def test_repeated_invokes_and_installs_run_once(teams: TeamsHarness, demo_
               "desired_date": ""}
     action = teams.submit_action(NORA, {**submit["data"], **values})
     done = await teams.invoke(action)
-    assert "Submitted as DR-13" in done["task"]["value"]
+    assert "Submitted as DR-13" in str(done["task"]["value"]["card"]["content"])
     repeated = await teams.invoke(action)
     assert "already received" in repeated["task"]["value"]
     assert len(await _requests(demo_db)) == 13

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import jwt
 
 from tests.bot.test_cli import _brm_bot
 from tests.teams.conftest import DANA, TeamsHarness
-from tests.teams.fake_connector import FakeConnector
+from tests.teams.fake_connector import FakeConnector, FakeLogin
 
 APP_ID = "9e2b0f6a-0c5d-4b3e-8d1a-6f7e5c4b3a21"
 PASSWORD = "s3cret-teams-password-value"
@@ -44,10 +45,9 @@ async def serving(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[Served]:
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_", "TEAMS_", "BRM_BOT_"))
     }
-    environment.update(
-        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", HOME=str(tmp_path), HOST="127.0.0.1",
-        PORT=str(port), **env,
-    )
+    environment.update(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", HOME=str(tmp_path), PORT=str(port))
+    environment.update(env)
+    environment = {k: v for k, v in environment.items() if v}  # HOST="" leaves HOST unset
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
@@ -78,11 +78,27 @@ async def serving(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[Served]:
                 await process.wait()
 
 
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses this machine's TCP sockets listen on for ``port`` (from /proc)."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.rpartition(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
 async def test_local_mode_serves_teams_and_health_warns_loudly_and_stops_on_sigterm(
     tmp_path: Path, fake: tuple[FakeConnector, str]
 ) -> None:
     connector, service_url = fake
-    async with serving(tmp_path, {"TEAMS_LOCAL_MODE": "true"}) as served, aiohttp.ClientSession() as http:
+    async with serving(tmp_path, {"TEAMS_LOCAL_MODE": "true", "HOST": ""}) as served, aiohttp.ClientSession() as http:
+        # Without HOST, local mode listens on loopback only: nobody else on the network reaches it.
+        assert _listening_addresses(int(served.url.rsplit(":", 1)[1])) == {"0100007F"}
         async with http.get(served.url + "/healthz") as health:
             assert health.status == 200 and (await health.json())["status"] == "ok"
         maker = TeamsHarness(None, connector, None, service_url)  # type: ignore[arg-type]
@@ -103,14 +119,16 @@ async def test_local_mode_serves_teams_and_health_warns_loudly_and_stops_on_sigt
         assert await asyncio.wait_for(served.process.wait(), 30) == 0
     output = served.output()
     assert "TEAMS_LOCAL_MODE is on" in output and "UNAUTHENTICATED" in output and "WARNING" in output
+    assert "on http://127.0.0.1:" in output
     assert "shutting down" in output and "Traceback" not in output
 
 
 async def test_with_an_app_id_serve_refuses_requests_without_a_token_and_never_logs_the_password(
-    tmp_path: Path, fake: tuple[FakeConnector, str]
+    tmp_path: Path, fake: tuple[FakeConnector, str], login: FakeLogin
 ) -> None:
     connector, service_url = fake
-    env = {"MICROSOFT_APP_ID": APP_ID, "MICROSOFT_APP_PASSWORD": PASSWORD, "BRM_BOT_LOG_LEVEL": "DEBUG"}
+    env = {"MICROSOFT_APP_ID": APP_ID, "MICROSOFT_APP_PASSWORD": PASSWORD, "BRM_BOT_LOG_LEVEL": "DEBUG",
+           "HOST": "127.0.0.1", "TEAMS_OPENID_METADATA_URL": login.metadata_url}
     async with serving(tmp_path, env) as served, aiohttp.ClientSession() as http:
         activity = TeamsHarness(None, connector, None, service_url).personal(DANA, "hello")  # type: ignore[arg-type]
         async with http.post(served.url + "/api/messages", json=activity) as answer:
@@ -120,12 +138,20 @@ async def test_with_an_app_id_serve_refuses_requests_without_a_token_and_never_l
             served.url + "/api/messages", json=activity, headers={"Authorization": "Basic " + PASSWORD}
         ) as answer:
             assert answer.status == 401
+        for forged in ("Bearer garbage", "Bearer " + jwt.encode({"aud": APP_ID}, PASSWORD, algorithm="HS256")):
+            async with http.post(
+                served.url + "/api/messages", json=activity, headers={"Authorization": forged}
+            ) as answer:
+                assert answer.status == 401
+        async with http.get(served.url + "/healthz") as health:
+            assert health.status == 200
         served.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(served.process.wait(), 30) == 0
     assert connector.calls == []  # nothing was answered
     output = served.output()
     assert "serving teams" in output and "TEAMS_LOCAL_MODE is on" not in output
-    assert PASSWORD not in output
+    assert PASSWORD not in output and "Traceback" not in output
+    assert login.fetches == 1  # the signing keys, fetched once at start from the configured URL
 
 
 async def test_an_app_id_together_with_local_mode_is_refused_at_start(tmp_path: Path) -> None:
