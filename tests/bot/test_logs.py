@@ -51,3 +51,15 @@ def test_bearer_tokens_are_masked(captured: tuple[logging.Logger, list[str]]) ->
     logger, lines = captured
     logger.debug("headers: Authorization: Bearer eyJ0eXAiOiJKV1QiLCJhbGciOi.payload.signature")
     assert lines == ["headers: Authorization: Bearer [redacted]"]
+
+
+def test_no_log_line_holds_a_raw_line_break_from_input(captured: tuple[logging.Logger, list[str]]) -> None:
+    logger, lines = captured
+    forged = "hello\n2024-01-01 00:00:00 INFO brm_bot: admin logged in\r\u2028"
+    logger.info("a message said %s", forged)
+    logger.warning(forged)
+    logger.info("%s", "x" * 2_000_000)
+    assert len(lines) == 3
+    assert not any(ch in line for line in lines for ch in "\n\r\u2028")
+    assert lines[0] == "a message said hello\\n2024-01-01 00:00:00 INFO brm_bot: admin logged in\\r\\u2028"
+    assert len(lines[2]) < 10_000 and lines[2].endswith("more characters]")
