@@ -4,6 +4,7 @@ Run by hand from the repository root (never in the test suite)::
 
     python bench/slack.py                          # 2,000 events, 50 concurrent, SQLite and PostgreSQL
     python bench/slack.py --events 5000 --concurrency 100 --db sqlite
+    python bench/slack.py --db sqlite --rate 0 --journal-cost   # also ours without its work journal
 
 Two apps get the same load in the same run, each on its own aiohttp server on 127.0.0.1,
 both talking to the same local fake Slack Web API (``tests/slack/fake_slack.py``):
@@ -62,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.slack import SlackAdapter
 from adapters.slack.client import web_client
+from adapters.slack.journal import Journal
 from bot.runtime import freeze_startup_heap
 from conversations.engine import Engine
 from conversations.flows import default_flows
@@ -140,7 +142,7 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     return runner, f"http://127.0.0.1:{port}/slack/events"
 
 
@@ -219,7 +221,7 @@ async def _measure(
     return {"events_per_s": events / elapsed, "cpu_ms": cpu_ms, "latencies": latencies}
 
 
-async def serve(kind: str, api_url: str, db_url: str) -> None:
+async def serve(kind: str, api_url: str, db_url: str, journal_dir: str | None = None) -> None:
     """The app under test, alone in this process: print its URL, serve until stdin closes."""
     async with aiohttp.ClientSession() as http:
         adapter: SlackAdapter | None = None
@@ -229,8 +231,9 @@ async def serve(kind: str, api_url: str, db_url: str) -> None:
         else:
             db = Database.connect(db_url)  # the pool brm-bot serve has
             engine = Engine(db, default_flows(), clock=lambda: datetime.now(UTC))
+            journal = Journal.open(Path(journal_dir) / "slack-journal.jsonl") if journal_dir else None
             adapter = SlackAdapter(engine, bot_token=TOKEN, signing_secret=SECRET, http=http,
-                                   clock=lambda: datetime.now(UTC), api_url=api_url)
+                                   clock=lambda: datetime.now(UTC), api_url=api_url, journal=journal)
             app = web.Application()
             adapter.mount(app)
             await adapter.start()
@@ -248,9 +251,10 @@ async def serve(kind: str, api_url: str, db_url: str) -> None:
 async def _measure_process(
     kind: str, fake: FakeSlack, db_url: str, events: int, concurrency: int, rate: float = 0.0
 ) -> dict[str, Any]:
+    journal = ["--journal-dir", tempfile.mkdtemp(prefix="brm-bench-")] if kind == "ours" else []
     server = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--serve", kind, "--api-url", fake.api_url, "--db-url", db_url,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable, __file__, "--serve", kind.replace("-nojournal", ""), "--api-url", fake.api_url,
+        "--db-url", db_url, *journal, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )
     assert server.stdout is not None and server.stdin is not None
     url = (await asyncio.wait_for(server.stdout.readline(), timeout=60)).decode().strip()
@@ -261,7 +265,9 @@ async def _measure_process(
         await server.wait()
 
 
-async def run(db_url: str, db_label: str, events: int, concurrency: int, rate: float, rounds: int) -> list[str]:
+async def run(
+    db_url: str, db_label: str, events: int, concurrency: int, rate: float, rounds: int, journal_cost: bool = False
+) -> list[str]:
     fake = FakeSlack(users={_user(n): {"name": f"Bench {n}", "email": f"bench{n}@example.com"} for n in range(PEOPLE)})
     await fake.start()
     rows: list[str] = []
@@ -273,14 +279,22 @@ async def run(db_url: str, db_label: str, events: int, concurrency: int, rate: f
             await db.dispose()
             bare: list[dict[str, Any]] = []
             ours: list[dict[str, Any]] = []
+            plain: list[dict[str, Any]] = []
             for _ in range(repeats):  # alternated, so a drift in the machine's speed hits both apps alike
                 bare.append(await _measure_process("bare", fake, url, events, concurrency, pace))
                 ours.append(await _measure_process("ours", fake, url, events, concurrency, pace))
+                if journal_cost:
+                    plain.append(await _measure_process("ours-nojournal", fake, url, events, concurrency, pace))
             ratios = [o["events_per_s"] / b["events_per_s"] for b, o in zip(bare, ours, strict=True)]
             rows += [
                 _row(db_label, load, "bare bolt (ack + echo)", events, bare, "1.00"),
                 _row(db_label, load, "brm-bot SlackAdapter", events, ours, _ratios(ratios)),
             ]
+            if journal_cost:
+                without = [p["events_per_s"] / b["events_per_s"] for b, p in zip(bare, plain, strict=True)]
+                rows.append(_row(db_label, load, "SlackAdapter without journal", events, plain, _ratios(without)))
+                cost = [o["events_per_s"] / p["events_per_s"] for o, p in zip(ours, plain, strict=True)]
+                rows.append(f"| {db_label} | {load} | journal on / off (events/s) | | | | | | {_ratios(cost)} |")
     finally:
         await fake.close()
     return rows
@@ -309,22 +323,27 @@ async def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--rate", type=float, default=200.0, help="events/s of the paced run (0: no paced run)")
     parser.add_argument("--rounds", type=int, default=3, help="alternated runs of each app under the concurrent load")
+    parser.add_argument("--journal-cost", action="store_true",
+                        help="also run ours without its work journal, and report the on/off ratio")
     parser.add_argument("--serve", choices=("bare", "ours"), help=argparse.SUPPRESS)
+    parser.add_argument("--journal-dir", help=argparse.SUPPRESS)
     parser.add_argument("--api-url", help=argparse.SUPPRESS)
     parser.add_argument("--db-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.serve:
-        await serve(args.serve, args.api_url, args.db_url)
+        await serve(args.serve, args.api_url, args.db_url, args.journal_dir)
         return
     rows: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.db in ("sqlite", "both"):
             sqlite = f"sqlite+aiosqlite:///{tmp}/bench.db"
-            rows += await run(sqlite, "SQLite (file, WAL)", args.events, args.concurrency, args.rate, args.rounds)
+            rows += await run(sqlite, "SQLite (file, WAL)", args.events, args.concurrency, args.rate, args.rounds,
+                              args.journal_cost)
     if args.db in ("postgresql", "both"):
         try:
-            rows += await run(POSTGRES, "PostgreSQL", args.events, args.concurrency, args.rate, args.rounds)
+            rows += await run(POSTGRES, "PostgreSQL", args.events, args.concurrency, args.rate, args.rounds,
+                              args.journal_cost)
         except OSError as exc:
             print(f"PostgreSQL skipped: {exc}", file=sys.stderr)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")

@@ -48,9 +48,16 @@ LINE_BREAKS = {ord(c): f"\\x{ord(c):02x}" for c in "\x0b\x0c\x1c\x1d\x1e\x85"} |
 CONTEXT_FIELDS = ("platform", "event_id", "duration_ms")
 
 
+MAX_MESSAGE = 8000
+
+
 def one_line(text: str) -> str:
-    """``text`` with every line break written as an escape (``\\n``, ``\\r``, ...)."""
-    return text.translate(LINE_BREAKS)
+    """``text`` with every line break written as an escape (``\\n``, ``\\r``, ...), and at most
+    :data:`MAX_MESSAGE` characters, so input can neither forge a line nor flood the log."""
+    text = text.translate(LINE_BREAKS)
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[:MAX_MESSAGE]}…[{len(text) - MAX_MESSAGE} more characters]"
+    return text
 
 
 def conversation_hash(key: object) -> str:

@@ -7,6 +7,8 @@ A wrong value stops the start with one line naming the variable, never a traceba
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,6 +30,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(default="text", alias="BRM_BOT_LOG_FORMAT")
     port: int = Field(default=3978, alias="PORT", ge=1, le=65535)
     host: str | None = Field(default=None, alias="HOST")
+    state_dir: Path | None = Field(default=None, alias="BRM_BOT_STATE_DIR")
 
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
@@ -110,6 +113,23 @@ class Settings(BaseSettings):
         if self.microsoft_app_type == "SingleTenant" and self.microsoft_app_id and not self.microsoft_app_tenant_id:
             raise ValueError("MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_TENANT_ID")
         return self
+
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _blank_dir_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def state_path(self) -> Path:
+        """Where the bot keeps local files (the Slack work journal): ``BRM_BOT_STATE_DIR``, else the
+        SQLite file's folder, else ``$XDG_STATE_HOME/brm-bot`` (``~/.local/state/brm-bot``)."""
+        if self.state_dir is not None:
+            return self.state_dir.expanduser()
+        url = sa.make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            return Path(url.database).expanduser().resolve().parent
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "brm-bot"
 
     @property
     def slack_enabled(self) -> bool:

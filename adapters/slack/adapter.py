@@ -5,6 +5,14 @@ transaction, the Web API calls), so Slack always has its answer within 3 seconds
 exception is a modal submission: Slack wants the field errors in the acknowledgement itself,
 so the engine runs before ``ack`` there (one short transaction).
 
+Nothing on the way to the acknowledgement waits on the network: the signature is checked here
+(bolt's own check is off, so a refused request is logged by size and reason, never its body),
+and bolt is given an ``authorize`` function that answers from what ``auth.test`` said at
+start instead of calling it on the first request. Acknowledged events and button presses are
+written to a local :class:`~adapters.slack.journal.Journal` before the answer, so a process
+killed before their work ran does it at the next start; at most ``queue_limit`` pieces of
+work wait or run at once, and past that Slack gets 503 and sends the request again later.
+
 A retried event never runs twice: engine turns claim the event id in their own transaction,
 and App Home refreshes claim it through :func:`storage.queries.claim_event`.
 
@@ -19,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import functools
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -32,12 +42,14 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
-from slack_bolt.async_app import AsyncAck
+from slack_bolt.async_app import AsyncAck, AsyncBoltContext
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.client import sdk_logger, web_client, webhook_client
+from adapters.slack.client import RateLimits, retry_after, sdk_logger, web_client, webhook_client
 from adapters.slack.features import Features
 from adapters.slack.inbound import (
     CAPTURE_SHORTCUT,
@@ -53,6 +65,7 @@ from adapters.slack.inbound import (
     team_of,
     to_inbound,
 )
+from adapters.slack.journal import Journal
 from adapters.slack.render import (
     Message,
     answered,
@@ -84,6 +97,14 @@ DM_SCOPE = "dm"
 CACHE_SIZE = 10_000
 CLOSE_GRACE_SECONDS = 10.0
 WORK_SLOTS = 16  # workers for acknowledged events; the rest wait in the queue (see _later)
+QUEUE_LIMIT = 2000  # acknowledged pieces of work waiting or running; past it Slack gets 503
+AUTH_TIMEOUT_SECONDS = 10.0
+AUTH_RETRY_SECONDS = 30.0
+MARK_PATIENCE_SECONDS = 10.0
+SIGNATURE_MAX_AGE_SECONDS = 5 * 60
+JOURNALED = frozenset({"event_callback", "block_actions"})
+ENTRY = "brm_journal_entry"
+_entry: contextvars.ContextVar[int | None] = contextvars.ContextVar("slack_journal_entry", default=None)
 UNREACHABLE_ERRORS = frozenset(
     {
         "channel_not_found", "user_not_found", "not_in_channel", "is_archived", "account_inactive",
@@ -123,6 +144,7 @@ class _Job:
     run: Callable[[], Awaitable[None]]
     apologise_to: tuple[str, str | None] | None
     respond_to: object
+    entry: int | None = None
 
 
 class SlackAdapter:
@@ -130,7 +152,9 @@ class SlackAdapter:
 
     One per process. ``http`` is the bot's shared aiohttp session; ``api_url`` points at a
     GovSlack-style host or a test fake; with ``app_token`` the adapter talks to Slack over
-    Socket Mode and serves no URL.
+    Socket Mode and serves no URL. ``journal`` (owned by the adapter from here on, closed by
+    :meth:`close`) keeps acknowledged work across a crash; ``queue_limit`` bounds the work
+    acknowledged and not yet done.
     """
 
     platform: Platform = PLATFORM
@@ -146,18 +170,35 @@ class SlackAdapter:
         api_url: str | None = None,
         app_token: str | None = None,
         path: str = EVENTS_PATH,
+        journal: Journal | None = None,
+        queue_limit: int = QUEUE_LIMIT,
     ) -> None:
         self._engine = engine
         self._http = http
         self._clock = clock
         self._path = path
         self._app_token = app_token
+        self._bot_token = bot_token
         self._verifier = SignatureVerifier(signing_secret)
-        self.client = web_client(bot_token, api_url=api_url, http=http)
+        self._journal = journal
+        self._queue_limit = queue_limit
+        self._outstanding = 0
+        self._queued_entries: set[int] = set()
+        self.rate_limits = RateLimits()
+        self.client = web_client(bot_token, api_url=api_url, http=http, rate_limits=self.rate_limits)
+        # Proactive messages have the delivery worker's retries: a 429 goes back to it at once.
+        self._proactive = web_client(bot_token, api_url=api_url, http=http, rate_limits=self.rate_limits, patience=0)
+        self._auth: dict[str, Any] = {}
+        self._auth_task: asyncio.Task[None] | None = None
+        # bolt gets a client without a token and an ``authorize`` that answers from memory: with a
+        # token, bolt calls auth.test on the first request it sees, and that request waits for it.
+        # Listeners run before the answer (``process_before_response``): they only queue work.
         self.app = AsyncApp(
-            client=self.client,
+            client=web_client(None, api_url=api_url, http=http, rate_limits=self.rate_limits),
             signing_secret=signing_secret,
-            process_before_response=False,
+            authorize=self._authorizer(),
+            request_verification_enabled=False,
+            process_before_response=True,
             logger=sdk_logger("adapters.slack.bolt"),
         )
         self.features = Features()
@@ -167,6 +208,7 @@ class SlackAdapter:
         self._bot_user_id: str | None = None
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
         self._workers: set[asyncio.Task[None]] = set()
+        self._replays: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._register()
 
@@ -182,30 +224,76 @@ class SlackAdapter:
             app.router.add_post(self._path, self.handle_http)
 
     async def start(self) -> None:
-        """Check the token; in Socket Mode, open the socket (no public URL needed)."""
-        try:
-            auth = await self.client.auth_test()
-            self._bot_user_id = auth.get("user_id")
-            log.info("Slack: connected to workspace %s as %s", auth.get("team"), auth.get("user"))
-        except SlackApiError as exc:
-            code = _error_code(exc)
-            if code in REFUSED_TOKEN:
-                raise PlatformRefused(f"SLACK_BOT_TOKEN: Slack refused the token ({code}); see docs/slack.md") from None
-            log.error("Slack: checking SLACK_BOT_TOKEN failed (%s); will retry on the first event", code)
-        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("Slack: cannot reach the Web API yet (%s); will retry on the first event", type(exc).__name__)
+        """Check the token (at most ``AUTH_TIMEOUT_SECONDS``, then again in the background), finish
+        the work the journal kept from the last run; in Socket Mode, open the socket.
+
+        Raises :class:`PlatformRefused` when Slack refuses the token.
+        """
+        if not await self._check_token():
+            self._auth_task = asyncio.create_task(self._check_token_until_it_answers(), name="slack-auth-test")
+        self._replay()
         if self._app_token is not None:
             self._socket = AsyncSocketModeHandler(self.app, self._app_token, web_client=self.client)
             await self._socket.connect_async()
             log.info("Slack: Socket Mode connected")
 
+    async def _check_token(self) -> bool:
+        """``auth.test`` once: True when Slack answered (the bot's user id is then known)."""
+        try:
+            async with asyncio.timeout(AUTH_TIMEOUT_SECONDS):
+                auth = await self.client.auth_test()
+        except SlackApiError as exc:
+            code = _error_code(exc)
+            if code in REFUSED_TOKEN:
+                raise PlatformRefused(f"SLACK_BOT_TOKEN: Slack refused the token ({code}); see docs/slack.md") from None
+            log.error("Slack: checking SLACK_BOT_TOKEN failed (%s); trying again in the background", code)
+            return False
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("Slack: cannot reach the Web API yet (%s); trying again in the background", type(exc).__name__)
+            return False
+        self._auth = dict(auth.data) if isinstance(auth.data, dict) else {}
+        self._bot_user_id = self._auth.get("user_id")
+        log.info("Slack: connected to workspace %s as %s", self._auth.get("team"), self._auth.get("user"))
+        return True
+
+    async def _check_token_until_it_answers(self) -> None:
+        while True:
+            await asyncio.sleep(AUTH_RETRY_SECONDS)
+            try:
+                if await self._check_token():
+                    return
+            except PlatformRefused as exc:
+                log.error("Slack: %s", exc)
+                return
+
+    def _authorizer(self) -> Callable[..., Awaitable[AuthorizeResult]]:
+        """bolt's ``authorize``, from memory: the one bot token, and who the bot is once known.
+
+        A plain function: bolt passes arguments by the names of its parameters.
+        """
+
+        async def authorize(enterprise_id: str | None, team_id: str | None, user_id: str | None) -> AuthorizeResult:
+            return AuthorizeResult(
+                enterprise_id=enterprise_id,
+                team_id=team_id,
+                user_id=user_id,
+                bot_token=self._bot_token,
+                bot_user_id=self._bot_user_id,
+                bot_id=self._auth.get("bot_id"),
+            )
+
+        return authorize
+
     async def close(self) -> None:
         """Close the socket and let work that was already acknowledged finish.
 
         From here on, HTTP requests get 503, which Slack retries later (on another replica, or
-        on this one restarted): nothing is acknowledged that will not be worked on.
+        on this one restarted): nothing is acknowledged that will not be worked on. Work still
+        unfinished after the grace period stays in the journal for the next start.
         """
         self._closing = True
+        if self._auth_task is not None:
+            self._auth_task.cancel()
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
@@ -217,19 +305,32 @@ class SlackAdapter:
         for worker in list(self._workers):
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     async def drain(self) -> None:
         """Wait for the work of requests Slack was already answered for (shutdown, tests, bench)."""
+        while self._replays:
+            await asyncio.gather(*self._replays, return_exceptions=True)
         await self._jobs.join()
 
     # --- HTTP -----------------------------------------------------------------------------------------
 
     async def handle_http(self, request: web.Request) -> web.Response:
-        """One request from Slack: malformed bodies get 400, bad signatures 401, the rest go to bolt."""
+        """One request from Slack: bad signatures get 401, malformed bodies 400, the rest go to bolt.
+
+        Acknowledged work is written to the journal before bolt answers; with ``queue_limit``
+        pieces of work outstanding, a request that would add one gets 503 (Slack retries).
+        """
         if self._closing:
             return web.Response(status=503, text="shutting down")
         body = await request.text()
         headers = {k.lower(): v for k, v in request.headers.items()}
+        refused = self._unsigned(body, headers)
+        if refused is not None:
+            log.info("Slack: refused a request (%s, %d bytes)", refused, len(body))
+            return web.Response(status=401)
         bolt_request: AsyncBoltRequest | None = None
         try:
             # bolt parses the body once, here; what it made of it is checked before it is used.
@@ -239,16 +340,69 @@ class SlackAdapter:
         except (ValueError, TypeError, AttributeError):
             problem = "not JSON or form data"
         if problem is not None or bolt_request is None:
-            if not self._verifier.is_valid_request(body, headers):
-                return web.Response(status=401)
             log.warning("Slack: refused a malformed request (%s, %d bytes)", problem, len(body))
             return web.Response(status=400, text="malformed request")
-        response = await self.app.async_dispatch(bolt_request)
-        if response.status == 404 and payload.get("type") in ("event_callback", "block_actions"):
+        kind = payload.get("type") or ("slash_command" if payload.get("command") else None)
+        if kind not in ("url_verification", "ssl_check") and self._outstanding >= self._queue_limit:
+            log.warning(
+                "Slack: %d acknowledged pieces of work are waiting; answered 503 so Slack sends this %s again later",
+                self._outstanding, kind or "request",
+            )
+            return web.Response(status=503, text="busy, try again later")
+        entry = self._journal.append(payload) if self._journal is not None and kind in JOURNALED else None
+        response = await self._dispatch(bolt_request, entry)
+        if response.status == 404 and kind in ("event_callback", "block_actions"):
             # An event we do not use, or a button this version no longer knows (an old message):
             # Slack would show the person a warning for anything but 200.
             return web.Response(status=200)
         return await to_aiohttp_response(response)
+
+    def _unsigned(self, body: str, headers: Mapping[str, str]) -> str | None:
+        """Why the request is not Slack's (None when it is): Slack's signing, checked before parsing."""
+        timestamp = headers.get("x-slack-request-timestamp", "")
+        signature = headers.get("x-slack-signature", "")
+        if not timestamp or not signature:
+            return "no signature"
+        if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+            return "a timestamp that is not a number"
+        if abs(self._verifier.clock.now() - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
+            return "a timestamp more than 5 minutes off"
+        if not self._verifier.is_valid(body, timestamp, signature):
+            return "a wrong signature"
+        return None
+
+    async def _dispatch(self, bolt_request: AsyncBoltRequest, entry: int | None) -> Any:
+        """bolt runs the listeners (which only queue work); an entry none of them queued is done."""
+        if entry is None:
+            return await self.app.async_dispatch(bolt_request)
+        bolt_request.context[ENTRY] = entry
+        try:
+            return await self.app.async_dispatch(bolt_request)
+        finally:
+            if entry not in self._queued_entries and self._journal is not None:
+                self._journal.done(entry)
+
+    def _replay(self) -> None:
+        """Queue again the work the journal kept from a run that ended before doing it."""
+        if self._journal is None:
+            return
+        for pending in list(self._journal.pending.values()):
+            if pending.replies is not None:
+                self._later("a reply written down before a restart",
+                            functools.partial(self._post_again, pending.replies), entry=pending.entry)
+                continue
+            request = AsyncBoltRequest(body=json.dumps(pending.payload), headers={"content-type": "application/json"})
+            replay = asyncio.create_task(self._dispatch(request, pending.entry), name="slack-replay")
+            self._replays.add(replay)
+            replay.add_done_callback(self._replays.discard)
+
+    async def _post_again(self, replies: Mapping[str, Any]) -> None:
+        for message in replies.get("messages") or ():
+            args: dict[str, Any] = {"channel": replies["channel"], "blocks": message.get("blocks"),
+                                    "text": message.get("text")}
+            if replies.get("thread"):
+                args["thread_ts"] = replies["thread"]
+            await self.client.api_call("chat.postMessage", json=args)
 
     # --- registration -------------------------------------------------------------------------------
 
@@ -275,30 +429,32 @@ class SlackAdapter:
 
     # --- events ---------------------------------------------------------------------------------------
 
-    async def _on_message(self, body: dict[str, Any]) -> None:
+    async def _on_message(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
         inbound = to_inbound(body, bot_user_id=self._bot_user_id or _bot_of(body))
         if inbound is None:
             return
         where = (inbound.key.channel, None)
-        self._later("a direct message", functools.partial(self._answer_dm, inbound), apologise_to=where)
+        self._later("a direct message", functools.partial(self._answer_dm, inbound), apologise_to=where,
+                    entry=context.get(ENTRY))
 
     async def _answer_dm(self, inbound: Inbound) -> None:
         await self._remember_dm(inbound.key.workspace, inbound.key.user, inbound.key.channel)
         replies = await self._turn(inbound)
         await self._post(inbound.key.channel, replies)
 
-    async def _on_mention(self, body: dict[str, Any]) -> None:
+    async def _on_mention(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
         inbound = to_inbound(body, bot_user_id=self._bot_user_id or _bot_of(body))
         if inbound is None:
             return
         where = (inbound.key.channel, inbound.key.thread)
-        self._later("a mention", functools.partial(self._answer_mention, inbound), apologise_to=where)
+        self._later("a mention", functools.partial(self._answer_mention, inbound), apologise_to=where,
+                    entry=context.get(ENTRY))
 
     async def _answer_mention(self, inbound: Inbound) -> None:
         replies = await self._turn(inbound)
         await self._post(inbound.key.channel, replies, thread=inbound.key.thread, owner=inbound.key.user)
 
-    async def _on_home(self, body: dict[str, Any]) -> None:
+    async def _on_home(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
         event = body["event"]
         if event.get("tab", "home") != "home" or not event.get("user"):
             return
@@ -317,7 +473,7 @@ class SlackAdapter:
             self._known[(team, user)] = True
             await self.client.views_publish(user_id=user, view=render_home(home))
 
-        self._later("App Home", run)
+        self._later("App Home", run, entry=context.get(ENTRY))
 
     # --- the /brm command and the shortcut ----------------------------------------------------------
 
@@ -379,7 +535,7 @@ class SlackAdapter:
 
     # --- interactivity ------------------------------------------------------------------------------
 
-    async def _on_press(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+    async def _on_press(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
 
         async def run() -> None:
@@ -401,13 +557,29 @@ class SlackAdapter:
             else:
                 await self._post(inbound.key.channel, replies, thread=inbound.key.thread, owner=user)
 
-        self._later("a button", run)
+        self._later("a button", run, entry=context.get(ENTRY))
 
     async def _mark_answered(self, body: Mapping[str, Any], *, ignored: bool = False) -> None:
         """Replace the pressed question's buttons with "✓ label", so they can't be pressed twice.
 
         A press the engine ignored (the question had moved on) shows as no longer active instead.
+        Best effort, and never in the reply's way: a message Slack no longer has, a rate limit, a
+        Slack that does not answer within ``MARK_PATIENCE_SECONDS`` are logged and the reply
+        goes out all the same (the engine ignores a second press of an old question anyway).
+        While ``chat.update`` is paused by a rate limit, it is not tried at all.
         """
+        if self.rate_limits.remaining("chat.update") > 0:
+            log.info("Slack: the pressed question was not marked answered (chat.update is rate limited)")
+            return
+        try:
+            async with asyncio.timeout(MARK_PATIENCE_SECONDS):
+                await self._replace_buttons(body, ignored=ignored)
+        except SlackApiError as exc:
+            log.info("Slack: the pressed question could not be marked answered (%s)", _error_code(exc))
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            log.info("Slack: the pressed question could not be marked answered (%s)", type(exc).__name__)
+
+    async def _replace_buttons(self, body: Mapping[str, Any], *, ignored: bool) -> None:
         container = body.get("container") or {}
         if container.get("type") != "message":
             return  # App Home buttons are a menu: they stay
@@ -467,7 +639,10 @@ class SlackAdapter:
                 channel = await self._dm_channel(to.workspace, to.user)
             else:
                 raise Unreachable("the address names neither a user nor a channel")
-            posted = await self._post(channel, [reply])
+            paused = self.rate_limits.remaining("chat.postMessage")
+            if paused > 0:
+                raise DeliveryError("Slack asked for a pause in posting messages", retry_after=paused)
+            posted = await self._post(channel, [reply], client=self._proactive)
         except SlackApiError as exc:
             code = _error_code(exc)
             if code in UNREACHABLE_ERRORS:
@@ -508,17 +683,31 @@ class SlackAdapter:
         )
 
     async def _post(
-        self, channel: str, replies: Sequence[Reply], *, thread: str | None = None, owner: str | None = None
+        self,
+        channel: str,
+        replies: Sequence[Reply],
+        *,
+        thread: str | None = None,
+        owner: str | None = None,
+        client: AsyncWebClient | None = None,
     ) -> str | None:
-        """Post the replies of a turn (``owner``: whose questions they ask); returns the first message's ts."""
+        """Post the replies of a turn (``owner``: whose questions they ask); returns the first message's ts.
+
+        In a piece of journaled work, the messages are written down first (see :class:`Journal`).
+        """
         first: str | None = None
-        for message in messages(replies, owner=owner):
+        rendered = messages(replies, owner=owner)
+        entry = _entry.get()
+        if entry is not None and self._journal is not None and rendered:
+            self._journal.replies(entry, channel=channel, thread=thread,
+                                  messages=[{"blocks": m.blocks, "text": m.text} for m in rendered])
+        for message in rendered:
             # What chat_postMessage sends, without its walk over the blocks looking for SDK objects
             # (ours are plain dicts): this is the call every message the bot answers makes.
             args: dict[str, Any] = {"channel": channel, "blocks": message.blocks, "text": message.text}
             if thread:
                 args["thread_ts"] = thread
-            posted = await self.client.api_call("chat.postMessage", json=args)
+            posted = await (client or self.client).api_call("chat.postMessage", json=args)
             first = first or posted.get("ts")
         return first
 
@@ -568,8 +757,9 @@ class SlackAdapter:
         *,
         apologise_to: tuple[str, str | None] | None = None,
         respond_to: object = None,
+        entry: int | None = None,
     ) -> None:
-        """Queue work to do after the ack, for the ``WORK_SLOTS`` workers.
+        """Queue work to do after the ack, for the ``WORK_SLOTS`` workers (``entry``: its journal entry).
 
         The listener returns at once, so bolt's request and its context are let go of; a queued
         piece of work is only what it needs (a small :class:`Inbound`, a payload). Under a burst,
@@ -580,7 +770,10 @@ class SlackAdapter:
         if self._closing and not self._workers:
             log.warning("Slack: %s arrived as the adapter closed and was not handled", what)
             return
-        self._jobs.put_nowait(_Job(what, run, apologise_to, respond_to))
+        self._outstanding += 1
+        if entry is not None:
+            self._queued_entries.add(entry)
+        self._jobs.put_nowait(_Job(what, run, apologise_to, respond_to, entry))
         while len(self._workers) < WORK_SLOTS and not self._closing:
             worker = asyncio.create_task(self._work(), name=f"slack-worker-{len(self._workers)}")
             self._workers.add(worker)
@@ -594,13 +787,24 @@ class SlackAdapter:
         """
         while True:
             job = await self._jobs.get()
+            token = _entry.set(job.entry)
+            finished = False
             try:
                 await job.run()
+                finished = True
             except Exception as exc:
                 log.exception("Slack: handling %s failed (%s)", job.what, type(exc).__name__)
                 with contextlib.suppress(Exception):
                     await self._apologise(job.apologise_to, job.respond_to)
+                finished = True
             finally:
+                # Work cut off by shutdown stays in the journal, for the next start.
+                _entry.reset(token)
+                self._outstanding -= 1
+                if job.entry is not None:
+                    self._queued_entries.discard(job.entry)
+                    if finished and self._journal is not None:
+                        self._journal.done(job.entry)
                 self._jobs.task_done()
 
     async def _apologise(self, where: tuple[str, str | None] | None, response_url: object) -> None:
@@ -632,11 +836,9 @@ def _error_code(exc: SlackApiError) -> str:
 
 def _retry_after(exc: SlackApiError) -> float | None:
     headers = getattr(exc.response, "headers", None) or {}
-    for name, value in headers.items():
-        if name.lower() == "retry-after":
-            with contextlib.suppress(TypeError, ValueError):
-                return float(value[0] if isinstance(value, list) else value)
-    return None
+    if not any(name.lower() == "retry-after" for name in headers):
+        return None
+    return retry_after(headers)
 
 
 def _first_field(body: Mapping[str, Any]) -> str:

@@ -5,7 +5,10 @@ Four traps are closed here (seen with slack-sdk 3.47):
 - the base URL is joined with ``urljoin``, so ``https://host/api`` without a trailing ``/``
   silently calls ``https://host/chat.postMessage``: the URL is normalised;
 - without a session the client opens one per call: the bot's shared session is passed;
-- only connection errors are retried by default: HTTP 429 is retried after ``Retry-After``;
+- only connection errors are retried by default, and the SDK's 429 handler gives up after a few
+  tries, each call finding the limit out on its own: a 429 pauses that API method for the whole
+  client (:class:`RateLimits`) until ``Retry-After`` has passed, and the call is sent again then,
+  for up to :data:`RATE_LIMIT_PATIENCE_SECONDS`;
 - the SDK (and bolt) decide whether to build their debug lines by ``logger.level <=
   DEBUG``, which an unset level always passes, so every call formatted its whole request
   body for a line nobody logs (a seventh of the adapter's CPU under load): they get loggers
@@ -27,13 +30,15 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from json import dumps as json_dumps
 from json import loads as json_loads
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackClientError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -47,7 +52,9 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 SLACK_API_URL = "https://slack.com/api/"
-RATE_LIMIT_RETRIES = 2
+RATE_LIMIT_RETRIES = 2  # response_url posts only; Web API calls wait as RateLimits says
+RATE_LIMIT_PATIENCE_SECONDS = 900.0
+DEFAULT_RETRY_AFTER_SECONDS = 1.0
 TIMEOUT_SECONDS = 10
 
 
@@ -98,17 +105,70 @@ def retry_handlers() -> list[AsyncRetryHandler]:
     return [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)]
 
 
+class RateLimits:
+    """Which Web API methods Slack has told this process to leave alone, and until when.
+
+    Slack's limits are per method and per workspace app, so when one call of
+    ``chat.postMessage`` is answered 429, every other call of it would be too: they all wait
+    here for the same ``Retry-After`` instead of each finding out with a 429 of its own.
+    ``clock`` is monotonic seconds (injected for tests).
+    """
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self.clock = clock
+        self.until: dict[str, float] = {}
+
+    def pause(self, method: str, seconds: float) -> None:
+        """Pause ``method`` for ``seconds`` from now (never shortening a pause already running)."""
+        resume = self.clock() + max(0.0, seconds)
+        if resume > self.until.get(method, 0.0):
+            self.until[method] = resume
+
+    def remaining(self, method: str) -> float:
+        """Seconds ``method`` is still paused for (0 when it may be called)."""
+        resume = self.until.get(method)
+        if resume is None:
+            return 0.0
+        left = resume - self.clock()
+        if left <= 0:
+            del self.until[method]
+            return 0.0
+        return left
+
+    async def wait(self, method: str) -> None:
+        """Return once ``method`` may be called (a pause may be lengthened while waiting)."""
+        left = self.remaining(method)
+        while left > 0:
+            await asyncio.sleep(left)
+            left = self.remaining(method)
+
+
 JSON_TYPE = "application/json;charset=utf-8"
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_ATTEMPTS = 100  # a guard against a retry handler that never says no (as in the SDK)
 
 
 class WebClient(AsyncWebClient):
-    """``AsyncWebClient`` that sends plain calls itself (see the module's notes), else as the SDK does."""
+    """``AsyncWebClient`` that sends plain calls itself (see the module's notes), else as the SDK does.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._urls: dict[str, str] = {}
+    Every call, either way, first waits out a pause of its method in :attr:`rate_limits`, and a
+    429 pauses the method and sends the call again once the pause is over, for up to
+    ``patience`` seconds in all; then the 429 is raised as :class:`SlackApiError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        log: logging.Logger,
+        rate_limits: RateLimits | None = None,
+        patience: float = RATE_LIMIT_PATIENCE_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(logger=log, **kwargs)
+        self.log = log
+        self.rate_limits = rate_limits or RateLimits()
+        self.patience = patience
+        self.urls: dict[str, str] = {}
 
     async def api_call(  # type: ignore[override]
         self,
@@ -122,7 +182,38 @@ class WebClient(AsyncWebClient):
         headers: dict[str, Any] | None = None,
         auth: Any = None,
     ) -> AsyncSlackResponse:
-        if not self._plain(http_verb, files, data, json, headers, auth):
+        method = api_method.lstrip("/")
+        deadline = self.rate_limits.clock() + self.patience
+        while True:
+            await self.rate_limits.wait(method)
+            try:
+                return await self.one_call(
+                    api_method, http_verb=http_verb, files=files, data=data, params=params, json=json,
+                    headers=headers, auth=auth,
+                )
+            except SlackApiError as exc:
+                if exc.response.status_code != 429:
+                    raise
+                wait = retry_after(exc.response.headers)
+                self.rate_limits.pause(method, wait)
+                self.log.warning("Slack: %s is rate limited; calls of it wait %.0f s", method, wait)
+                if self.rate_limits.clock() + wait > deadline:
+                    raise
+
+    async def one_call(
+        self,
+        api_method: str,
+        *,
+        http_verb: str,
+        files: dict[str, Any] | None,
+        data: Any,
+        params: dict[str, Any] | None,
+        json: dict[str, Any] | None,
+        headers: dict[str, Any] | None,
+        auth: Any,
+    ) -> AsyncSlackResponse:
+        """One call: sent by this class when plain, else by the SDK."""
+        if not self.plain(http_verb, files, data, json, headers, auth):
             return await super().api_call(
                 api_method, http_verb=http_verb, files=files, data=data, params=params, json=json,
                 headers=headers, auth=auth,
@@ -137,23 +228,23 @@ class WebClient(AsyncWebClient):
         sent = {**self.headers, "Content-Type": JSON_TYPE if json is not None else FORM_TYPE}
         if token:
             sent["Authorization"] = f"Bearer {token}"
-        url = self._urls.get(api_method) or self._urls.setdefault(api_method, self.base_url + api_method.lstrip("/"))
-        status, answer, answer_headers = await self._send_plain(http_verb, url, sent, params, json)
+        url = self.urls.get(api_method) or self.urls.setdefault(api_method, self.base_url + api_method.lstrip("/"))
+        status, answer, answer_headers = await self.send_plain(http_verb, url, sent, params, json)
         return AsyncSlackResponse(
             client=self, http_verb=http_verb, api_url=url, req_args={"headers": sent, "params": params, "json": json},
             data=answer, headers=answer_headers, status_code=status,
         ).validate()
 
-    def _plain(self, verb: str, files: Any, data: Any, json: Any, headers: Any, auth: Any) -> bool:
+    def plain(self, verb: str, files: Any, data: Any, json: Any, headers: Any, auth: Any) -> bool:
         """A call this class sends itself: JSON or query arguments only, on the shared session."""
         return (
             files is None and data is None and auth is None and not headers
             and (json is None or verb == "POST")
             and self.session is not None and not self.session.closed and not self.proxy
-            and not self._logger.isEnabledFor(logging.DEBUG)
+            and not self.log.isEnabledFor(logging.DEBUG)
         )
 
-    async def _send_plain(
+    async def send_plain(
         self, verb: str, url: str, headers: dict[str, str], params: dict[str, Any] | None, body: dict[str, Any] | None
     ) -> tuple[int, dict[str, Any], Any]:
         """One call, attempted again whenever a retry handler asks (429, a dropped connection)."""
@@ -170,14 +261,14 @@ class WebClient(AsyncWebClient):
                     if response.status == 200:
                         return response.status, answer, response.headers
                     failed = RetryResponse(status_code=response.status, headers=dict(response.headers), body=answer)
-                    if not await self._retry(state, verb, url, headers, params, response=failed):
+                    if not await self.retry(state, verb, url, headers, params, response=failed):
                         return response.status, answer, response.headers
             except Exception as exc:
-                if not await self._retry(state, verb, url, headers, params, error=exc):
+                if not await self.retry(state, verb, url, headers, params, error=exc):
                     raise
         raise SlackClientError(f"gave up on {url} after {MAX_ATTEMPTS} attempts")
 
-    async def _retry(
+    async def retry(
         self,
         state: RetryState,
         verb: str,
@@ -200,6 +291,17 @@ class WebClient(AsyncWebClient):
         return False
 
 
+def retry_after(headers: Any) -> float:
+    """Seconds from a ``Retry-After`` header (one second when it is missing or not a number)."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value[0] if isinstance(value, list) else value))
+            except (TypeError, ValueError, IndexError):
+                break
+    return DEFAULT_RETRY_AFTER_SECONDS
+
+
 def _form_value(value: Any) -> Any:
     """Query arguments as the SDK sends them: booleans as 1 and 0."""
     return ("1" if value else "0") if isinstance(value, bool) else value
@@ -216,16 +318,28 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 
 def web_client(
-    token: str | None, *, api_url: str | None, http: aiohttp.ClientSession, timeout: float = TIMEOUT_SECONDS
-) -> AsyncWebClient:
-    """The Web API client every call of the adapter goes through (``timeout``: seconds an attempt may take)."""
+    token: str | None,
+    *,
+    api_url: str | None,
+    http: aiohttp.ClientSession,
+    timeout: float = TIMEOUT_SECONDS,
+    rate_limits: RateLimits | None = None,
+    patience: float = RATE_LIMIT_PATIENCE_SECONDS,
+) -> WebClient:
+    """The Web API client every call of the adapter goes through (``timeout``: seconds an attempt may take;
+    ``patience``: seconds a call waits out rate limits before the 429 is raised).
+
+    Connection errors are retried once by the SDK's handler; 429 answers by :class:`WebClient`.
+    """
     return WebClient(
         token=token,
         base_url=api_base_url(api_url),
         session=http,
         timeout=timeout,  # type: ignore[arg-type]
-        retry_handlers=retry_handlers(),
-        logger=sdk_logger("adapters.slack.web_api"),
+        retry_handlers=[AsyncConnectionErrorRetryHandler()],
+        log=sdk_logger("adapters.slack.web_api"),
+        rate_limits=rate_limits,
+        patience=patience,
     )
 
 

@@ -7,9 +7,12 @@ import secrets
 import aiohttp
 
 from adapters.slack import SlackAdapter
-from bot.runtime import Runtime, utcnow
+from adapters.slack.journal import Journal, JournalLocked
+from bot.runtime import Runtime, StartupError, utcnow
 from bot.settings import Settings
 from bot.web import ServedAdapter
+
+JOURNAL_FILE = "slack-journal.jsonl"
 
 
 def build_slack(settings: Settings, runtime: Runtime, http: aiohttp.ClientSession) -> ServedAdapter:
@@ -26,6 +29,13 @@ def build_slack(settings: Settings, runtime: Runtime, http: aiohttp.ClientSessio
         if settings.slack_signing_secret is not None
         else secrets.token_hex(32)
     )
+    path = settings.state_path / JOURNAL_FILE
+    try:
+        journal = Journal.open(path)
+    except JournalLocked as exc:
+        raise StartupError(f"BRM_BOT_STATE_DIR: {exc}; give each process a folder of its own") from None
+    except OSError as exc:
+        raise StartupError(f"BRM_BOT_STATE_DIR: cannot write the Slack work journal {path} ({exc.strerror})") from None
     return SlackAdapter(
         runtime.engine,
         bot_token=settings.slack_bot_token.get_secret_value(),
@@ -34,4 +44,5 @@ def build_slack(settings: Settings, runtime: Runtime, http: aiohttp.ClientSessio
         api_url=settings.slack_api_url,
         http=http,
         clock=utcnow,
+        journal=journal,
     )

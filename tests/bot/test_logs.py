@@ -183,3 +183,8 @@ def test_an_unknown_log_format_stops_the_start_naming_the_variable(tmp_path: Pat
     assert result.returncode == 2
     assert result.stderr.strip() == "brm-bot: BRM_BOT_LOG_FORMAT: 'xml' is not a log format (use text or json)"
     assert run(["db", "upgrade"], tmp_path, env={"BRM_BOT_LOG_FORMAT": "JSON"}).returncode == 0
+
+
+def test_a_huge_message_is_cut_and_stays_on_one_line() -> None:
+    lines = _lines(OneLineFormatter(), lambda log: log.info("%s", "x\n" * 1_000_000))
+    assert len(lines) == 1 and len(lines[0]) < 20_000 and lines[0].endswith("more characters]")

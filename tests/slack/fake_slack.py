@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +70,7 @@ class _Failure:
 class FakeSlack:
     users: Mapping[str, Mapping[str, str]]
     calls: list[Call] = field(default_factory=list)
+    waiting: int = 0  # calls that reached a held method
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -77,6 +80,12 @@ class FakeSlack:
         self._ts = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._envelopes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._limits: dict[str, tuple[int, float]] = {}
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._held: dict[str, asyncio.Event] = {}
+        self._slow: dict[str, float] = {}
+        self._blocked: dict[str, float] = {}
+        self.gone: set[str] = set()  # message ts that chat.update answers message_not_found for
         self.url = ""
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -90,7 +99,7 @@ class FakeSlack:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
         return self.url
 
@@ -121,6 +130,32 @@ class FakeSlack:
     def rate_limit_once(self, method: str, retry_after: int = 1) -> None:
         self.fail_once(method, 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
 
+    def limit(self, method: str, calls: int, per: float = 1.0) -> None:
+        """Slack's per-method rate limit: at most ``calls`` of ``method`` in each ``per`` seconds;
+        the rest get 429 with ``Retry-After`` (whole seconds, as Slack sends) until the window ends."""
+        self._limits[method] = (calls, per)
+
+    def block(self, method: str, seconds: int) -> None:
+        """Answer every call of ``method`` in the next ``seconds`` with 429 and the seconds left."""
+        self._blocked[method] = time.monotonic() + seconds
+
+    def hold(self, method: str) -> None:
+        """Keep every call of ``method`` waiting until :meth:`release` (a tarpit). A held call whose
+        client went away meanwhile is not answered nor recorded: it never reached Slack."""
+        self._held[method] = asyncio.Event()
+
+    def release(self, method: str) -> None:
+        held = self._held.pop(method, None)
+        if held is not None:
+            held.set()
+
+    def slow(self, method: str, seconds: float) -> None:
+        """Answer every call of ``method`` only after ``seconds`` (a slow Slack)."""
+        self._slow[method] = seconds
+
+    def held(self, method: str) -> bool:
+        return method in self._held
+
     def push_envelope(self, envelope: dict[str, Any]) -> None:
         """Queue a Socket Mode envelope for the connected bot."""
         self._envelopes.put_nowait(envelope)
@@ -147,6 +182,11 @@ class FakeSlack:
                 seen = [c.method for c in self.calls]
                 raise AssertionError(f"expected {count} x {method}, the bot made: {seen}") from None
         return self.called(method)
+
+    async def wait_held(self, count: int, *, within: float = WAIT_SECONDS) -> None:
+        """Return once ``count`` calls are waiting at held methods."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: self.waiting >= count), within)
 
     async def wait_for_ack(self, envelope_id: str) -> None:
         async with self._changed:
@@ -175,6 +215,21 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
         headers = {k: request.headers[k] for k in ("Content-Type", "User-Agent") if k in request.headers}
+        if method in self._slow:
+            await asyncio.sleep(self._slow[method])
+        held = self._held.get(method)
+        if held is not None:
+            async with self._changed:
+                self.waiting += 1
+                self._changed.notify_all()
+            await held.wait()
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=499)
+        limited = self._over_limit(method)
+        if limited is not None:
+            await self._record(Call(method, args, token, 429, headers=headers))
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(limited)})
         pending = self._failures.get(method)
         failure = pending.pop(0) if pending else None
         if failure is not None and failure.delay:
@@ -187,6 +242,24 @@ class FakeSlack:
         body = self._answer(method, args)
         await self._record(Call(method, args, token, result=body, headers=headers))
         return web.json_response(body)
+
+    def _over_limit(self, method: str) -> int | None:
+        """Seconds to wait when this call is over ``method``'s limit (None when it is within it)."""
+        blocked = self._blocked.get(method, 0.0) - time.monotonic()
+        if blocked > 0:
+            return max(1, math.ceil(blocked))
+        if method not in self._limits:
+            return None
+        calls, per = self._limits[method]
+        now = time.monotonic()
+        start, used = self._windows.get(method, (now, 0))
+        if now - start >= per:
+            start, used = now, 0
+        if used < calls:
+            self._windows[method] = (start, used + 1)
+            return None
+        self._windows[method] = (start, used)
+        return max(1, math.ceil(start + per - now))
 
     def _answer(self, method: str, args: Mapping[str, Any]) -> dict[str, Any]:
         match method:
@@ -209,6 +282,8 @@ class FakeSlack:
                 return {"ok": True, "channel": {"id": "D" + user[1:]}}
             case "chat.postMessage" | "chat.update":
                 channel = str(args.get("channel") or "")
+                if method == "chat.update" and str(args.get("ts")) in self.gone:
+                    return {"ok": False, "error": "message_not_found"}
                 if channel.startswith("C0GONE"):
                     return {"ok": False, "error": "channel_not_found"}
                 ts = str(args.get("ts") or f"1700000000.{next(self._ts):06d}")

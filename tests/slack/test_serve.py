@@ -144,3 +144,59 @@ async def test_serve_stops_with_one_line_when_slack_refuses_the_token(fake_slack
     message = err.decode().strip().splitlines()[-1]
     assert message == "brm-bot: SLACK_BOT_TOKEN: Slack refused the token (invalid_auth); see docs/slack.md"
     assert "Traceback" not in err.decode() and BOT_TOKEN not in err.decode()
+
+
+def _env(fake_slack: FakeSlack, tmp_path: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_", "TEAMS_", "BRM_BOT_"))}
+    env.update({
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake_slack.api_url,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", "HOST": "127.0.0.1", "PORT": str(port),
+        "HOME": str(tmp_path), "BRM_BOT_STATE_DIR": str(tmp_path / "state"),
+    })
+    return env
+
+
+async def _serve(env: dict[str, str], cwd: Path) -> Served:
+    process = await asyncio.create_subprocess_exec(
+        *_brm_bot(), "serve", cwd=cwd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    server = Served(process, f"http://127.0.0.1:{env['PORT']}")
+    await server.read_until("serving slack on")
+    return server
+
+
+@pytest.mark.parametrize("stalled", ["users.info", "chat.postMessage"], ids=["before-the-turn", "while-posting"])
+async def test_acknowledged_messages_survive_a_kill_and_are_answered_once_after_restart(
+    fake_slack: FakeSlack, tmp_path: Path, stalled: str
+) -> None:
+    people = ("U0DANA", "U0ALICE", "U0NEW")
+    env = _env(fake_slack, tmp_path, _free_port())
+    fake_slack.hold(stalled)
+    first = await _serve(env, tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for n, person in enumerate(people):
+                dm = json.dumps(envelope({"type": "message", "channel_type": "im", "user": person,
+                                          "channel": dm_of(person), "text": "help", "ts": f"1700000000.00010{n}",
+                                          "team": "T0FAKE"}))
+                async with http.post(f"{first.url}/slack/events", data=dm,
+                                     headers={"Content-Type": "application/json", **sign(dm)}) as answered:
+                    assert answered.status == 200
+        await fake_slack.wait_held(len(people))
+    finally:
+        first.process.kill()
+        await first.process.wait()
+    fake_slack.release(stalled)
+    assert not fake_slack.called("chat.postMessage"), "the killed process posted nothing"
+
+    second = await _serve(env, tmp_path)
+    try:
+        await fake_slack.wait_for("chat.postMessage", len(people), within=START_SECONDS)
+    finally:
+        assert await second.stop() == 0
+    replies = fake_slack.called("chat.postMessage")
+    assert sorted(r.args["channel"] for r in replies) == sorted(dm_of(p) for p in people), "exactly one reply each"
+    assert all("Sorry" not in r.text for r in replies)
+    journal = tmp_path / "state" / "slack-journal.jsonl"
+    assert journal.exists() and journal.stat().st_size == 0, "the journal is emptied once the work is done"
+    assert BOT_TOKEN not in "".join(second.output)

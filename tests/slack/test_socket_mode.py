@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 from aiohttp import web
 
@@ -22,9 +24,11 @@ def _runtime(engine: Engine, settings: Settings, clock: FakeClock) -> Runtime:
     return Runtime(settings=settings, db=engine.db, engine=engine, worker=DeliveryWorker(engine.db, {}, clock=clock))
 
 
-async def test_without_an_app_token_the_adapter_serves_the_events_url(engine: Engine, clock: FakeClock) -> None:
+async def test_without_an_app_token_the_adapter_serves_the_events_url(
+    engine: Engine, clock: FakeClock, tmp_path: Path
+) -> None:
     settings = Settings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
-                        SLACK_API_URL="http://127.0.0.1:9/api")  # type: ignore[call-arg]
+                        SLACK_API_URL="http://127.0.0.1:9/api", BRM_BOT_STATE_DIR=tmp_path)  # type: ignore[call-arg]
     async with aiohttp.ClientSession() as http:
         adapter = build_slack(settings, _runtime(engine, settings, clock), http)
         app = web.Application()
@@ -36,10 +40,10 @@ async def test_without_an_app_token_the_adapter_serves_the_events_url(engine: En
 
 
 async def test_socket_mode_receives_events_over_the_socket_and_acks_them(
-    engine: Engine, fake_slack: FakeSlack, clock: FakeClock
+    engine: Engine, fake_slack: FakeSlack, clock: FakeClock, tmp_path: Path
 ) -> None:
     settings = Settings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_APP_TOKEN=APP_TOKEN,
-                        SLACK_API_URL=fake_slack.api_url)  # type: ignore[call-arg]
+                        SLACK_API_URL=fake_slack.api_url, BRM_BOT_STATE_DIR=tmp_path)  # type: ignore[call-arg]
     async with aiohttp.ClientSession() as http:
         adapter = build_slack(settings, _runtime(engine, settings, clock), http)
         app = web.Application()
