@@ -60,7 +60,7 @@ class HomeButton:
 class SlashVerb:
     flow: str
     form: bool
-    argument_is_text: bool = True
+    word: str  # the typed command the verb stands for
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ class Catalog:
                         raise ValueError(f"/brm {verb!r} is claimed by both {slash[verb].flow} and {flow.name}")
                     if command.form and flow.form_id is None:
                         raise ValueError(f"{flow.name} declares a form command but has no form")
-                    slash[verb] = SlashVerb(flow.name, command.form)
+                    slash[verb] = SlashVerb(flow.name, command.form, command.words[0] if command.words else "")
         self.triggers = sorted(seen.items(), key=lambda kv: -len(kv[0]))
         self._slash = slash
 
@@ -141,12 +141,21 @@ class Catalog:
         return frozenset(self._slash)
 
     def slash_help(self, command: str = "/brm") -> str:
+        """One line per flow with a ``/brm`` verb: the verb, an example argument, what it does."""
         lines: list[str] = []
         for flow in self.flows:
             for c in flow.commands:
-                shown = [v for v in c.slash if v]
-                if shown:
-                    lines.append(f"• `{command} {shown[0]}`: {_plain(c.help)}")
+                verbs = [v for v in c.slash if v]
+                if not verbs or not c.help:
+                    continue
+                word = c.words[0] if c.words else ""
+                argument = c.example[len(word) :].strip() if c.example.startswith(word) else ""
+                if c.form:
+                    shown, what = f"{command} {verbs[0]} [title]", f"opens the {flow.title} form"
+                else:
+                    shown = f"{command} {verbs[0]} {argument}".strip()
+                    what = _plain(c.help).split(" to ", 1)[-1]
+                lines.append(f"• `{shown}`: {what}")
         return f"Use `{command}` with one of:\n" + "\n".join(lines)
 
     # --- the home screen and forms ---------------------------------------------------------------
@@ -171,10 +180,9 @@ class Catalog:
         if personal:
             forms = [f for f in self.flows if f.form_id is not None and f.form_words]
             form_line = [f"*{sorted(f.form_words)[0]}* for the {f.title} form at once" for f in forms]
-            return "Hi! I'm the BRM bot. You can type:\n" + "\n".join(
-                f"• {line}" for line in [*lines, *form_line, "*help* at any time"]
-            )
-        intro = "Hi! I'm the BRM bot. Mention me with one of these, or *help*:\n"
+            intro = "Hi! I capture demand requests for the BRM team and keep you posted on them. You can type:\n"
+            return intro + "\n".join(f"• {line}" for line in [*lines, *form_line, "*help* at any time"])
+        intro = "Hi! I capture demand requests for the BRM team. Mention me with one of these, or *help*:\n"
         return intro + "\n".join(f"• {line}" for line in lines)
 
 

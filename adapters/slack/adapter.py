@@ -35,7 +35,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiohttp import web
@@ -54,8 +54,6 @@ from adapters.slack.features import Features
 from adapters.slack.inbound import (
     CAPTURE_SHORTCUT,
     COMMAND,
-    COMMAND_VERBS,
-    INTAKE_OPEN,
     PLATFORM,
     ModalPlace,
     command_words,
@@ -76,7 +74,8 @@ from adapters.slack.render import (
     render_home,
     render_modal,
 )
-from conversations.engine import Engine
+from conversations.catalog import Catalog
+from conversations.engine import MENU, Engine
 from conversations.messages import (
     Address,
     ConversationKey,
@@ -114,11 +113,13 @@ UNREACHABLE_ERRORS = frozenset(
 REFUSED_TOKEN = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "not_allowed_token_type"}
 )
-SLASH_HELP = (
-    "In any channel: */brm request* [title] opens the request form, */brm status DR-42* shows a request, "
-    "*/brm mine* lists yours. On any message: ⋮ → *Capture as demand request*. "
-    "Or write to me in a direct message, or mention me in a channel."
-)
+def slash_help(catalog: Catalog) -> str:
+    """``/brm``'s help, from the verbs the flows declared."""
+    return (
+        catalog.slash_help("/brm")
+        + "\nOn any message: ⋮ → *Capture as demand request*. Or write to me in a direct message, "
+        "or mention me in a channel."
+    )
 NOT_YOURS = "Those buttons answer someone else's question. Mention me to start your own."
 SORRY = "Sorry, something went wrong on my side and I could not finish that. Please try again in a minute."
 
@@ -234,7 +235,7 @@ class SlackAdapter:
         self._replay()
         if self._app_token is not None:
             self._socket = AsyncSocketModeHandler(self.app, self._app_token, web_client=self.client)
-            await self._socket.connect_async()
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
             log.info("Slack: Socket Mode connected")
 
     async def _check_token(self) -> bool:
@@ -295,7 +296,7 @@ class SlackAdapter:
         if self._auth_task is not None:
             self._auth_task.cancel()
         if self._socket is not None:
-            await self._socket.close_async()
+            await self._socket.close_async()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
             self._socket = None
         try:
             async with asyncio.timeout(CLOSE_GRACE_SECONDS):
@@ -334,7 +335,9 @@ class SlackAdapter:
         bolt_request: AsyncBoltRequest | None = None
         try:
             # bolt parses the body once, here; what it made of it is checked before it is used.
-            bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
+            bolt_request = AsyncBoltRequest(
+                body=body, query=request.query_string, headers=cast("dict[str, str | Sequence[str]]", headers)
+            )
             payload = bolt_request.body
             problem = malformed(payload)
         except (ValueError, TypeError, AttributeError):
@@ -460,16 +463,15 @@ class SlackAdapter:
             return
 
         async def run() -> None:
-            async with self._engine.db.transaction() as store:
-                fresh = await store.events.claim(platform=PLATFORM, event_id=event_id(body), now=self._clock())
-            if not fresh:
-                log.info("duplicate event %s ignored", event_id(body))
-                return
             team, user = team_of(body) or str(body.get("team_id", "")), str(event["user"])
             channel = str(event.get("channel") or "") or await self._dm_channel(team, user)
             await self._remember_dm(team, user, channel)
             sender = await self._sender(team, user)
-            home = await self._engine.home(ConversationKey(PLATFORM, team, channel, user), sender)
+            key = ConversationKey(PLATFORM, team, channel, user)
+            home = await self._engine.home(key, sender, event_id=event_id(body))  # the engine claims the event
+            if home is None:
+                log.info("duplicate event %s ignored", event_id(body))
+                return
             self._known[(team, user)] = True
             await self.client.views_publish(user_id=user, view=render_home(home))
 
@@ -479,27 +481,28 @@ class SlackAdapter:
 
     async def _on_command(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        inbound = to_inbound(body)
+        catalog = self._engine.catalog
+        inbound = to_inbound(body, catalog=catalog)
         if inbound is None:
             return
 
         async def run() -> None:
-            if inbound.action is not None and inbound.action.id == INTAKE_OPEN:
+            if inbound.action is not None and inbound.form is not None:
                 await self._open_form(str(body["trigger_id"]), inbound, response_url=body.get("response_url"))
                 return
             verb = command_words(str(body.get("text") or ""))[0]
-            if verb in ("", "help") or verb not in COMMAND_VERBS:
+            target = catalog.slash(verb)
+            if target is None or target.flow == MENU:
                 # Help without the chat menu's buttons: they would start questions that can only
                 # be answered by typing, and what is typed in a channel never reaches the bot.
-                answer = [Reply.text(SLASH_HELP)]
-                if verb not in ("", "help"):
+                answer = [Reply.text(slash_help(catalog))]
+                if target is None:
                     answer.insert(0, Reply.text(f"I don't know “/brm {verb[:40]}”.", TextStyle.MUTED))
                 await self._respond(str(body["response_url"]), answer)
                 return
             # Every /brm starts afresh: a question an earlier /brm left open (say "Which
             # request?") must not take this command's words as its answer.
-            await self._turn(dataclasses.replace(inbound, event_id=f"{inbound.event_id}:reset", text="cancel"))
-            replies = await self._turn(inbound)
+            replies = await self._turn(inbound, afresh=True)
             await self._respond(str(body["response_url"]), replies)
 
         self._later("/brm", run, respond_to=body.get("response_url"))
@@ -655,11 +658,13 @@ class SlackAdapter:
 
     # --- shared -------------------------------------------------------------------------------------
 
-    async def _turn(self, inbound: Inbound) -> list[Reply]:
+    async def _turn(self, inbound: Inbound, *, afresh: bool = False) -> list[Reply]:
         """One engine turn, with the sender's profile on first contact."""
         team, user = inbound.key.workspace, inbound.key.user
         sender = await self._sender(team, user)
-        replies = await self._engine.handle(dataclasses.replace(inbound, sender=sender) if sender else inbound)
+        replies = await self._engine.handle(
+            dataclasses.replace(inbound, sender=sender) if sender else inbound, afresh=afresh
+        )
         self._known[(team, user)] = True
         return replies
 

@@ -21,11 +21,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
-from conversations.messages import Action, ConversationKey, Inbound, Source
+from conversations.catalog import FORM_OPEN, Catalog
+from conversations.messages import Action, ConversationKey, Inbound, Platform, Source
 
-PLATFORM = "slack"
+PLATFORM: Platform = "slack"
 COMMAND = "/brm"
 CAPTURE_SHORTCUT = "capture_demand_request"
 INTAKE_OPEN = "intake:open"
@@ -40,9 +41,6 @@ _MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 _SPECIAL = re.compile(r"<!([a-z]+)(?:\^[^|>]*)?(?:\|([^>]*))?>")
 _LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
-_COMMAND_WORDS = {"": "help", "help": "help", "mine": "my requests", "my": "my requests", "list": "my requests"}
-_FORM_VERBS = frozenset({"request", "new", "capture"})
-COMMAND_VERBS = frozenset({*_COMMAND_WORDS, *_FORM_VERBS, "status", "show", "track"})
 """The ``/brm`` words the adapter hands to the engine; anything else gets the command's help."""
 
 
@@ -142,7 +140,8 @@ def decode_metadata(text: str) -> ModalPlace | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("ch"), str):
         return None
-    context = data.get("ctx") if isinstance(data.get("ctx"), dict) else {}
+    ctx = data.get("ctx")
+    context: dict[Any, Any] = ctx if isinstance(ctx, dict) else {}
     thread = data.get("th") if isinstance(data.get("th"), str) else None
     return ModalPlace(data["ch"], thread, {str(k): str(v) for k, v in context.items()})
 
@@ -188,17 +187,19 @@ def to_inbound(
     bot_user_id: str | None = None,
     channel: str | None = None,
     permalink: str | None = None,
+    catalog: Catalog | None = None,
 ) -> Inbound | None:
     """The neutral inbound for a Slack payload, or None when it is nothing for the engine.
 
     ``channel`` stands in for payloads that carry none (a button on App Home: the person's
-    DM); ``permalink`` is the captured message's link for the message shortcut.
+    DM); ``permalink`` is the captured message's link for the message shortcut; ``catalog``
+    (the engine's) maps ``/brm`` verbs to the flows that declared them.
     """
     kind = payload.get("type")
     if kind == "event_callback":
         return _event(payload, bot_user_id)
     if "command" in payload:
-        return _command(payload)
+        return _command(payload, catalog)
     if kind == "block_actions":
         return _action(payload, channel)
     if kind == "view_submission":
@@ -230,15 +231,25 @@ def _event(payload: Mapping[str, Any], bot_user_id: str | None) -> Inbound | Non
     )
 
 
-def _command(payload: Mapping[str, Any]) -> Inbound:
+class _CommandBase(TypedDict):
+    """What every ``/brm`` inbound shares."""
+
+    key: ConversationKey
+    event_id: str
+    source: Source
+
+
+def _command(payload: Mapping[str, Any], catalog: Catalog | None) -> Inbound:
+    """``/brm <verb> <rest>``: the verbs are the flows' own (the catalog); a form verb opens the form."""
     team, where, user = str(payload["team_id"]), str(payload["channel_id"]), str(payload["user_id"])
     key = ConversationKey(PLATFORM, team, where, user, COMMAND_THREAD)
     verb, rest = command_words(str(payload.get("text") or ""))
-    base = {"key": key, "event_id": event_id(payload), "source": Source(channel=where)}
-    if verb in _FORM_VERBS:
-        return Inbound(**base, action=Action(INTAKE_OPEN), form={"title": rest} if rest else {})
-    if verb in _COMMAND_WORDS and not rest:
-        return Inbound(**base, text=_COMMAND_WORDS[verb])
+    base: _CommandBase = {"key": key, "event_id": event_id(payload), "source": Source(channel=where)}
+    target = catalog.slash(verb) if catalog is not None else None
+    if target is not None and target.form:
+        return Inbound(**base, action=Action(f"{target.flow}:{FORM_OPEN}"), form={"title": rest} if rest else {})
+    if target is not None and target.word:
+        return Inbound(**base, text=f"{target.word} {rest}".strip())
     return Inbound(**base, text=f"{verb} {rest}".strip())
 
 

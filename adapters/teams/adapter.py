@@ -17,11 +17,12 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import aiohttp
 from aiohttp import web
@@ -56,6 +57,7 @@ from adapters.teams.render import (
     submitted_card,
     welcome_card,
 )
+from conversations.catalog import FORM_OPEN
 from conversations.engine import Engine
 from conversations.messages import (
     Action,
@@ -71,29 +73,17 @@ from conversations.messages import (
 )
 from conversations.ports import DeliveryError, Unreachable
 from storage.db import Database
-from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
 ROUTE = "/api/messages"
 CAPTURE_COMMAND = "captureRequest"
-INTAKE_OPEN = "intake:open"
-FORM_WORDS = frozenset({"form", "request form", "new request form", "open form"})
 MAX_REMEMBERED = 50_000
 # Teams gives up on an answer after 15 s. No connector call starts after this many seconds
 # (each is capped at CALL_SECONDS); replies still waiting then are sent as a follow-up.
 TURN_SECONDS = 8.0
 DEADLINE = "brm.deadline"
 SORRY = "Sorry, something went wrong on my side and nothing was saved. Please try again in a moment."
-WELCOME_PERSONAL = (
-    "Hi! I capture demand requests for the BRM team and keep you posted on them.\n"
-    "Type *new request* to file one step by step, *form* for the whole form at once, *my requests* "
-    "to see yours, or *help*."
-)
-WELCOME_CHANNEL = (
-    "Hi! I capture demand requests for the BRM team. Mention me with *new request* or *help*, or use "
-    "“Capture as demand request” in a message's ⋯ menu to turn that message into a request."
-)
 NOT_YOURS = "That card belongs to someone else, so I left it as it was. Mention me to start your own."
 OTHER_TENANT = (
     "Sorry, this bot serves only its own organisation, and your account belongs to another one. "
@@ -110,6 +100,14 @@ LOCAL_MODE_WARNING = (
 )
 
 JSON = Mapping[str, Any]
+
+
+class _InvokeBase(TypedDict):
+    """What every message-extension inbound shares."""
+
+    key: ConversationKey
+    event_id: str
+    sender: Sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,8 +491,8 @@ class TeamsAdapter:
         if isinstance(submission, teams_in.OpenForm):
             return await self._handle(Inbound(**base, action=Action(submission.form_id), form={})), None
         text = teams_in.message_text(raw)
-        if text.casefold() in FORM_WORDS:
-            return await self._handle(Inbound(**base, action=Action(INTAKE_OPEN), form={})), None
+        if text.casefold() in self._engine.catalog.form_words():
+            return await self._handle(Inbound(**base, action=Action(self._form_open()), form={})), None
         source = Source(channel=None if key.channel == teams_in.PERSONAL else key.channel)
         return await self._handle(Inbound(**base, text=text, source=source)), None
 
@@ -520,11 +518,16 @@ class TeamsAdapter:
         if value.get("commandId") != CAPTURE_COMMAND:
             return _task_message("I don't know that command.")
         key = teams_in.key_of(raw)
-        base = {"key": key, "event_id": teams_in.event_id_of(raw), "sender": await self._sender(context, raw, key)}
+        base: _InvokeBase = {
+            "key": key,
+            "event_id": teams_in.event_id_of(raw),
+            "sender": await self._sender(context, raw, key),
+        }
         if name == "composeExtension/fetchTask":
             prefill = teams_in.capture_prefill(raw)
             source = Source(channel=prefill.get("source_channel"), link=prefill.get("source_link"))
-            replies = await self._handle(Inbound(**base, action=Action(INTAKE_OPEN), form=prefill, source=source))
+            form_open = Action(self._form_open())
+            replies = await self._handle(Inbound(**base, action=form_open, form=prefill, source=source))
             form = next((r.form for r in replies if r.form is not None), None)
             if form is None:
                 return _task_message("That request was already answered. Please try again.")
@@ -544,17 +547,20 @@ class TeamsAdapter:
         bot_id = (raw.get("recipient") or {}).get("id")
         if not any(m.get("id") == bot_id for m in raw.get("membersAdded") or ()):
             return
-        async with self._db.transaction() as store:
-            first = await store.events.claim(
-                platform="teams", event_id="install:" + teams_in.event_id_of(raw), now=utcnow()
-            )
-        if not first:
+        personal = teams_in.is_personal(raw)
+        text = await self._engine.welcome(
+            teams_in.key_of(raw), event_id="install:" + teams_in.event_id_of(raw), personal=personal
+        )
+        if text is None:  # a repeated install event: the engine claimed it before
             return
-        if teams_in.is_personal(raw):
-            message = card_message(welcome_card(WELCOME_PERSONAL, form_button="Open the request form"), "Welcome")
-        else:
-            message = card_message(welcome_card(WELCOME_CHANNEL), "Welcome")
+        button = "Open the request form" if personal and self._engine.catalog.form_flows() else None
+        form_id = self._form_open() if button else None
+        message = card_message(welcome_card(text, form_button=button, form_id=form_id), "Welcome")
         await self._send(context, [message], quiet=True)
+
+    def _form_open(self) -> str:
+        """The action that opens the form of the flow that declared one (the intake's)."""
+        return f"{self._engine.catalog.form_flows()[0]}:{FORM_OPEN}"
 
     # --- output ----------------------------------------------------------------------------------
 
@@ -579,7 +585,7 @@ class TeamsAdapter:
             activity = _activity(message)
             try:
                 sent = await with_retries(
-                    lambda a=activity: context.send_activity(a), self._retry, deadline=deadline
+                    functools.partial(context.send_activity, activity), self._retry, deadline=deadline
                 )
             except RetriesExhausted as exc:
                 if not quiet:

@@ -274,7 +274,7 @@ def render(reply: Reply, *, limit: int = MAX_MESSAGE_BYTES, owner: str | None = 
     if blocks and all(isinstance(b, Text) and b.style != TextStyle.HEADING for b in blocks):
         messages.extend(_text_messages(Reply(blocks=tuple(blocks)), limit))
     elif blocks:
-        elements = [e for b in blocks for e in _elements(b, owner)]  # type: ignore[arg-type]
+        elements = [e for b in blocks for e in _elements(b, owner)]
         summary = reply.plain_text().split("\n", 1)[0]
         messages.extend(card_message(card(body), summary) for body in _pack(elements, limit))
     form = reply.form
@@ -374,9 +374,11 @@ def result_card(replies: Sequence[Reply]) -> JSON:
     return card(body or [_text_block("Done.")])
 
 
-def welcome_card(text: str, *, form_button: str | None = None) -> JSON:
-    actions = [open_form_button(form_button)] if form_button else []
-    return card([_text_block(text)], actions)
+def welcome_card(text: str, *, form_button: str | None = None, form_id: str | None = None) -> JSON:
+    if not form_button:
+        return card([_text_block(text)], [])
+    button = open_form_button(form_button, form_id) if form_id else open_form_button(form_button)
+    return card([_text_block(text)], [button])
 
 
 def plain_text(messages: Sequence[Mapping[str, Any]]) -> str:
