@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from conversations.catalog import Catalog
+from conversations.flows import default_flows
+
 if TYPE_CHECKING:
     from bot.settings import Settings
 
@@ -50,6 +53,7 @@ def package(
         written = build_package(
             out,
             app_id=settings.microsoft_app_id,
+            catalog=Catalog(default_flows()),
             replace=force,
             short_name=name,
             developer=developer,

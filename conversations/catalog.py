@@ -128,7 +128,7 @@ class Catalog:
         out: list[CommandLine] = []
         for flow in self.flows:
             for command in flow.commands:
-                if command.words and role in command.roles:
+                if command.words and command.help and role in command.roles:
                     out.append(CommandLine(command.words[0], _plain(command.help), command.example))
         return out
 
@@ -166,6 +166,9 @@ class Catalog:
             for f in self.flows
             if f.home is not None and role in f.home.roles
         )
+
+    def flow(self, name: str) -> Flow:
+        return next(f for f in self.flows if f.name == name)
 
     def form_flows(self) -> list[str]:
         return [f.name for f in self.flows if f.form_id is not None]

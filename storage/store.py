@@ -108,6 +108,9 @@ async def add(tx: Tx, obj: SQLModel) -> Any:
 # --- inbound events -----------------------------------------------------------------------------
 
 _CLAIM = Statement(insert_ignoring(EVENT), keys=("platform", "event_id", "at"))
+_SEEN_EVENT = Statement(
+    sa.select(sa.literal(1)).where(EVENT.c.platform == P("platform"), EVENT.c.event_id == P("event_id"))
+)
 _FORGET_EVENTS = Statement(sa.delete(EVENT).where(EVENT.c.at < P("before", type_=EVENT.c.at.type)))
 
 
@@ -122,6 +125,10 @@ class Events:
     async def claim(self, *, platform: str, event_id: str, now: datetime) -> bool:
         """Record an event id; False when it was recorded before (a repeat)."""
         return bool(await self.tx.count(_CLAIM, platform=platform, event_id=event_id[:200], at=now))
+
+    async def seen(self, *, platform: str, event_id: str) -> bool:
+        """Whether an event id was claimed before (a read: it claims nothing)."""
+        return await self.tx.first(_SEEN_EVENT, platform=platform, event_id=event_id[:200]) is not None
 
     async def forget_before(self, *, before: datetime) -> int:
         return await self.tx.count(_FORGET_EVENTS, before=before)

@@ -471,22 +471,14 @@ class TeamsAdapter:
             return replies, (answered_card(submission.prompt, note) if replies else None)
         if isinstance(submission, teams_in.Submitted):
             done = submitted_card(submission.title or "Form")
-            card = self._card_slot(raw)
-            if card is not None and await self._was_submitted(card):
-                return [], done  # an old card pressed again: it only shows that it was sent
             replies = await self._handle(Inbound(**base, action=Action(submission.form_id), form=submission.values))
             if not replies:
                 return [], None
+            if all(reply.ignored_action for reply in replies):
+                return [], done  # the form was filed before (the engine knows its token): it only shows as sent
             refused = _error_form(replies)
             if refused is not None:
-                if card is not None and await self._was_submitted(card):
-                    return [], done  # a double click: the first press filed it
                 return [r for r in replies if r.form is None], form_card(refused, owner=self._owner(raw))
-            if card is not None:
-                await references.save(
-                    self._db, tenant=card[0], scope=references.SUBMITTED_CARD, target=card[1],
-                    reference={"form": submission.form_id},
-                )
             return replies, done
         if isinstance(submission, teams_in.OpenForm):
             return await self._handle(Inbound(**base, action=Action(submission.form_id), form={})), None
@@ -495,20 +487,6 @@ class TeamsAdapter:
             return await self._handle(Inbound(**base, action=Action(self._form_open()), form={})), None
         source = Source(channel=None if key.channel == teams_in.PERSONAL else key.channel)
         return await self._handle(Inbound(**base, text=text, source=source)), None
-
-    @staticmethod
-    def _card_slot(raw: JSON) -> tuple[str, str] | None:
-        """(tenant, storage target) of the chat card a submission came from, if it has one."""
-        message_id = raw.get("replyToId")
-        conversation_id = (raw.get("conversation") or {}).get("id")
-        if not message_id or not conversation_id:
-            return None
-        return teams_in.key_of(raw).workspace, references.card_target(str(conversation_id), str(message_id))
-
-    async def _was_submitted(self, card: tuple[str, str]) -> bool:
-        tenant, target = card
-        found = await references.load(self._db, tenant=tenant, scope=references.SUBMITTED_CARD, target=target)
-        return found is not None
 
     async def _on_invoke(self, context: TurnContext, raw: JSON) -> InvokeResponse:
         name = raw.get("name")

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from adapters.teams.adapter import CAPTURE_COMMAND
+from conversations.catalog import Catalog
 
 MANIFEST_VERSION = "1.22"
 MANIFEST_SCHEMA = f"https://developer.microsoft.com/json-schemas/teams/v{MANIFEST_VERSION}/MicrosoftTeams.schema.json"
@@ -57,15 +58,21 @@ def manifest(
     privacy_url: str | None = None,
     terms_url: str | None = None,
     developer: str = "brm-bot",
+    catalog: Catalog | None = None,
 ) -> dict[str, Any]:
-    """The ``manifest.json`` for the bot registered as ``app_id`` (the app uses the same id)."""
-    commands = [
-        {"title": "new request", "description": "File a demand request, step by step"},
-        {"title": "form", "description": "Fill in the whole demand request form at once"},
-        {"title": "my requests", "description": "Your requests and their status"},
-        {"title": "status", "description": "One request and its history, e.g. status DR-42"},
-        {"title": "help", "description": "What I can do"},
-    ]
+    """The ``manifest.json`` for the bot registered as ``app_id`` (the app uses the same id).
+
+    The bot's command list comes from the flows' declarations (``catalog``); Teams shows at most 10.
+    """
+    listed = catalog.command_list() if catalog is not None else []
+    commands = [{"title": c.word[:32], "description": c.description[:128]} for c in listed]
+    if catalog is not None:
+        commands += [
+            {"title": word[:32], "description": f"Fill in the whole {catalog.flow(name).title} form at once"}
+            for name in catalog.form_flows()
+            for word in sorted(catalog.flow(name).form_words)[:1]
+        ]
+    commands = [*commands, {"title": "help", "description": "What I can do"}][:10]
     return {
         "$schema": MANIFEST_SCHEMA,
         "manifestVersion": MANIFEST_VERSION,

@@ -17,7 +17,6 @@ posting their private notifications into a channel.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +27,6 @@ from storage.models import utcnow
 PLATFORM = "teams"
 USER = "user"
 CHANNEL = "channel"
-# A form card already submitted in chat (target: a hash of its conversation and message id),
-# so a second press of the old card, or a double click, cannot bring the form back.
-SUBMITTED_CARD = "submitted-card"
 
 
 def reference_json(activity: Mapping[str, Any], *, conversation_id: str) -> dict[str, Any]:
@@ -75,10 +71,6 @@ async def save(db: Database, *, tenant: str, scope: str, target: str, reference:
 async def load(db: Database, *, tenant: str, scope: str, target: str) -> dict[str, Any] | None:
     async with db.transaction() as store:
         return await store.references.load(platform=PLATFORM, workspace=tenant, scope=scope, target=target)
-
-
-def card_target(conversation_id: str, message_id: str) -> str:
-    return "card:" + hashlib.sha256(f"{conversation_id}|{message_id}".encode()).hexdigest()[:40]
 
 
 @dataclass(frozen=True, slots=True)

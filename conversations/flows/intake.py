@@ -121,6 +121,12 @@ def validate(field: str, raw: str, ctx: _Context, *, by_id: bool = False) -> tup
     raise KeyError(field)
 
 
+def already_submitted() -> Reply:
+    """A form submitted again: nothing filed; adapters show the form as sent."""
+    return Reply(blocks=(Text("That form was already submitted; I filed it once.", TextStyle.MUTED),),
+                 ignored_action=True)
+
+
 class IntakeFlow:
     name: ClassVar[str] = "intake"
     title: ClassVar[str] = "demand request"
@@ -219,6 +225,11 @@ class IntakeFlow:
         return Step.end(Reply.of(self._form(ctx, prefill, errors={}, context=context)))
 
     async def submit_form(self, turn: Turn, values: Mapping[str, str]) -> Step:
+        token = values.get(FORM_TOKEN)
+        token_id = f"form:{turn.person.id}:{token[:64]}" if token else None
+        if token_id and await turn.store.events.seen(platform=turn.inbound.key.platform, event_id=token_id):
+            # The same form sent again (a double click, an old card): it was filed once already.
+            return Step.end(already_submitted())
         ctx = await (await self._context(turn)).ensure()
         data: dict[str, Any] = {}
         errors: dict[str, str] = {}
@@ -245,12 +256,11 @@ class IntakeFlow:
             )
             error = f"{similar} Submit again to file yours anyway, or change the title."
             return Step.end(Reply.of(self._form(ctx, values, errors={"title": error}, context=context)))
-        token = values.get(FORM_TOKEN)
-        if token and not await turn.store.events.claim(
-            platform=turn.inbound.key.platform, event_id=f"form:{turn.person.id}:{token[:64]}", now=turn.now
+        if token_id and not await turn.store.events.claim(
+            platform=turn.inbound.key.platform, event_id=token_id, now=turn.now
         ):
-            # The same form sent twice (a double click, a resent card): file it once.
-            return Step.end(Reply.text("That form was already submitted; I filed it once.", TextStyle.MUTED))
+            # The same form sent twice at once (a double click racing itself): file it once.
+            return Step.end(already_submitted())
         return await self._submit(turn, data, ctx, allow_duplicate=True)
 
     def _form(

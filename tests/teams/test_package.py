@@ -213,3 +213,17 @@ def test_an_app_id_that_is_not_a_guid_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().startswith("brm-bot: MICROSOFT_APP_ID: 'my-bot' is not an app id")
     assert not (tmp_path / "brm-bot-teams.zip").exists()
+
+
+def test_the_bot_command_list_comes_from_the_flows_declarations() -> None:
+    from adapters.teams.package import manifest
+    from conversations.catalog import Catalog
+    from conversations.flows import default_flows
+
+    built = manifest(app_id="00000000-0000-4000-8000-000000000001", catalog=Catalog(default_flows()))
+    [bot] = built["bots"]
+    titles = [c["title"] for c in bot["commandLists"][0]["commands"]]
+    assert titles[:3] == ["new request", "my requests", "status"] and "form" in titles and titles[-1] == "help"
+    status = next(c for c in bot["commandLists"][0]["commands"] if c["title"] == "status")
+    assert "one request and its history" in status["description"]
+    assert len(titles) <= 10 and "hello" not in titles
