@@ -33,9 +33,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from json import dumps as json_dumps
 from json import loads as json_loads
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -73,7 +74,7 @@ class _LiveLevelLogger(logging.Logger):
 
     _own = logging.NOTSET
 
-    @property  # type: ignore[override]
+    @property
     def level(self) -> int:
         if self._own:
             return self._own
@@ -114,7 +115,7 @@ class RateLimits:
     ``clock`` is monotonic seconds (injected for tests).
     """
 
-    def __init__(self, clock: Any = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.until: dict[str, float] = {}
 
@@ -170,7 +171,7 @@ class WebClient(AsyncWebClient):
         self.patience = patience
         self.urls: dict[str, str] = {}
 
-    async def api_call(  # type: ignore[override]
+    async def api_call(
         self,
         api_method: str,
         *,
@@ -230,10 +231,12 @@ class WebClient(AsyncWebClient):
             sent["Authorization"] = f"Bearer {token}"
         url = self.urls.get(api_method) or self.urls.setdefault(api_method, self.base_url + api_method.lstrip("/"))
         status, answer, answer_headers = await self.send_plain(http_verb, url, sent, params, json)
-        return AsyncSlackResponse(
+        response = AsyncSlackResponse(
             client=self, http_verb=http_verb, api_url=url, req_args={"headers": sent, "params": params, "json": json},
             data=answer, headers=answer_headers, status_code=status,
-        ).validate()
+        )
+        response.validate()  # type: ignore[no-untyped-call]  # slack_sdk leaves validate() unannotated
+        return response
 
     def plain(self, verb: str, files: Any, data: Any, json: Any, headers: Any, auth: Any) -> bool:
         """A call this class sends itself: JSON or query arguments only, on the shared session."""
@@ -251,11 +254,12 @@ class WebClient(AsyncWebClient):
         assert self.session is not None
         payload = json_dumps(body).encode() if body is not None else None
         timeout = aiohttp.ClientTimeout(total=self.timeout)
+        tls = self.ssl if self.ssl is not None else True  # what aiohttp makes of None
         state = RetryState()
         for _ in range(MAX_ATTEMPTS):
             try:
                 async with self.session.request(
-                    verb, url, params=params, data=payload, headers=headers, ssl=self.ssl, timeout=timeout
+                    verb, url, params=params, data=payload, headers=headers, ssl=tls, timeout=timeout
                 ) as response:
                     answer = _json_object(await response.read())
                     if response.status == 200:
@@ -281,7 +285,9 @@ class WebClient(AsyncWebClient):
     ) -> bool:
         """Ask the retry handlers in turn, as the SDK does; True once one has waited for another attempt."""
         state.next_attempt_requested = False
-        request = RetryRequest(method=verb, url=url, headers=headers, body_params=params)
+        request = RetryRequest(
+            method=verb, url=url, headers=cast("dict[str, str | list[str]]", headers), body_params=params
+        )
         for handler in self.retry_handlers:
             if await handler.can_retry_async(state=state, request=request, response=response, error=error):
                 await handler.prepare_for_next_attempt_async(
@@ -335,7 +341,7 @@ def web_client(
         token=token,
         base_url=api_base_url(api_url),
         session=http,
-        timeout=timeout,  # type: ignore[arg-type]
+        timeout=timeout,
         retry_handlers=[AsyncConnectionErrorRetryHandler()],
         log=sdk_logger("adapters.slack.web_api"),
         rate_limits=rate_limits,

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import requests
@@ -41,7 +41,8 @@ from botframework.connector.auth import (
 )
 from botframework.connector.skills import BotFrameworkClient
 from msrest.exceptions import ClientRequestError
-from msrest.pipeline import AsyncHTTPPolicy, AsyncHTTPSender, AsyncPipeline, Request, Response
+from msrest.pipeline import Request, Response
+from msrest.pipeline.async_abc import AsyncHTTPPolicy, AsyncHTTPSender, AsyncPipeline
 from msrest.pipeline.universal import RawDeserializer
 from msrest.universal_http import ClientRequest
 from msrest.universal_http.async_requests import AsyncRequestsClientResponse
@@ -72,7 +73,7 @@ def _app_id(claims_identity: ClaimsIdentity) -> str:
     )
 
 
-class SharedClientsAuthentication(BotFrameworkAuthentication):
+class SharedClientsAuthentication(BotFrameworkAuthentication):  # type: ignore[misc]  # botframework ships no type hints
     """The SDK's authentication, with connector and token clients reused across turns.
 
     Example::
@@ -140,7 +141,7 @@ class SharedClientsAuthentication(BotFrameworkAuthentication):
         return self._inner.create_bot_framework_client()
 
     def get_originating_audience(self) -> str:
-        return self._inner.get_originating_audience()
+        return cast(str, self._inner.get_originating_audience())
 
     async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
         return await self._inner.authenticate_channel_request(auth_header)
@@ -172,7 +173,7 @@ class SharedClientsAuthentication(BotFrameworkAuthentication):
 
 
 @dataclass(slots=True)
-class _SharedFactory(ConnectorFactory):
+class _SharedFactory(ConnectorFactory):  # type: ignore[misc]  # botframework ships no type hints
     owner: SharedClientsAuthentication
     inner: ConnectorFactory
     app_id: str
@@ -192,7 +193,7 @@ def _no_msrest_retries(client: ConnectorClient) -> None:
     client.config.connection.timeout = CALL_SECONDS
 
 
-class _AiohttpSender(AsyncHTTPSender):  # type: ignore[misc]
+class _AiohttpSender(AsyncHTTPSender[ClientRequest, AsyncRequestsClientResponse]):
     """msrest's HTTP sender, sending through the app's aiohttp session instead of ``requests``.
 
     msrest runs every ``requests`` call in a worker thread; through aiohttp the connector calls
@@ -214,7 +215,9 @@ class _AiohttpSender(AsyncHTTPSender):  # type: ignore[misc]
     def build_context(self) -> None:
         return None
 
-    async def send(self, request: Request, **kwargs: Any) -> Response:
+    async def send(
+        self, request: Request[ClientRequest], **kwargs: Any
+    ) -> Response[ClientRequest, AsyncRequestsClientResponse]:
         outgoing: ClientRequest = request.http_request
         headers = {k: v for k, v in (outgoing.headers or {}).items() if k.lower() not in ("connection",)}
         try:
@@ -231,10 +234,11 @@ class _AiohttpSender(AsyncHTTPSender):  # type: ignore[misc]
                 response.raw = io.BytesIO(body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ClientRequestError(f"Error occurred in request: {type(exc).__name__}") from exc
-        return Response(request, AsyncRequestsClientResponse(outgoing, response))
+        # msrest leaves AsyncRequestsClientResponse's __init__ unannotated
+        return Response(request, AsyncRequestsClientResponse(outgoing, response))  # type: ignore[no-untyped-call]
 
 
-class _OffLoopCredentialsPolicy(AsyncHTTPPolicy):  # type: ignore[misc]
+class _OffLoopCredentialsPolicy(AsyncHTTPPolicy[ClientRequest, AsyncRequestsClientResponse]):
     """Puts the bot's bearer token on every connector call, fetched in a worker thread.
 
     botbuilder's ``MicrosoftAppCredentials`` gets its token through msal, synchronously: a
@@ -248,10 +252,13 @@ class _OffLoopCredentialsPolicy(AsyncHTTPPolicy):  # type: ignore[misc]
         super().__init__()
         self.credentials = credentials
 
-    async def send(self, request: Request, **kwargs: Any) -> Response:
+    async def send(
+        self, request: Request[ClientRequest], **kwargs: Any
+    ) -> Response[ClientRequest, AsyncRequestsClientResponse]:
         authorization = await self._authorization()
         if authorization:
             request.http_request.headers["Authorization"] = authorization
+        assert self.next is not None  # the pipeline links every policy to the next one
         return await self.next.send(request, **kwargs)
 
     async def _authorization(self) -> str | None:
@@ -261,11 +268,11 @@ class _OffLoopCredentialsPolicy(AsyncHTTPPolicy):  # type: ignore[misc]
         try:
             if isinstance(creds, AppCredentials):
                 return f"Bearer {await asyncio.to_thread(creds.get_access_token)}"
-            session = await asyncio.to_thread(creds.signed_session, requests.Session())
+            session: requests.Session = await asyncio.to_thread(creds.signed_session, requests.Session())
         except requests.RequestException as exc:
             raise ClientRequestError(f"Error occurred in request: {type(exc).__name__}") from exc
         try:
-            return session.headers.get("Authorization")
+            return cast("str | None", session.headers.get("Authorization"))  # msrest sets it as a str
         finally:
             session.close()
 

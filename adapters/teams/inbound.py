@@ -286,14 +286,16 @@ def read_card_value(value: Any) -> Submission | None:
         prompt = str(data.get("prompt") or "")
         if data.get("input"):
             chosen = _string(value.get(str(data["input"])))
-            labels = data.get("labels") if isinstance(data.get("labels"), Mapping) else {}
+            found = data.get("labels")
+            labels: Mapping[Any, Any] = found if isinstance(found, Mapping) else {}
             return Pressed(form_id, chosen, str(labels.get(chosen, chosen)), prompt, owner)
         return Pressed(form_id, _string(data.get("value")), str(data.get("label") or ""), prompt, owner)
     if kind == "form":
         values = {
             str(k): _string(v) for k, v in value.items() if k != DATA_KEY and not str(k).startswith("msteams")
         }
-        context = data.get("context") if isinstance(data.get("context"), Mapping) else {}
+        found = data.get("context")
+        context: Mapping[Any, Any] = found if isinstance(found, Mapping) else {}
         values.update({str(k): _string(v) for k, v in context.items()})
         return Submitted(form_id, str(data.get("title") or ""), values, owner)
     if kind == "open":
