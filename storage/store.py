@@ -621,7 +621,7 @@ class States:
         """
         event_id = event_id[:200]
         events = Events(self.tx)
-        if state is None or self.tx.dialect != "postgresql" or self.tx.begun:
+        if state is None or self.tx.dialect != "postgresql":
             if not await events.claim(platform=key.platform, event_id=event_id, now=now):
                 return False
             if state is not None:
@@ -629,11 +629,10 @@ class States:
             return True
         params = {**_key_params(key), "event_id": event_id, **_state_values(state, expected_version)}
         if expected_version is None:
-            row = await self.tx.first(_FINISH_INSERT, params)
+            rows = await self.tx.last(_FINISH_INSERT, params)
         else:
-            row = await self.tx.first(_FINISH_UPDATE, {**params, "expected": expected_version})
-        assert row is not None
-        seen, written, _claimed = row
+            rows = await self.tx.last(_FINISH_UPDATE, {**params, "expected": expected_version})
+        seen, written, _claimed = rows[0]
         if seen:
             return False
         if not written:
