@@ -75,8 +75,8 @@ def freeze_startup_heap() -> None:
     """Move everything alive after start-up out of the garbage collector's sight.
 
     The libraries a server imports (bolt, botbuilder, SQLAlchemy) leave a large heap that never
-    becomes garbage, and each full collection walked all of it: a 60-70 ms pause that every
-    request in flight waited out (seen as the Slack benchmark's ack p99). Frozen, a full
+    becomes garbage, and each full collection walked all of it: a pause every request in flight
+    waited out (seen in the Slack benchmark's ack p99). Frozen, a full
     collection only walks what was allocated since.
     """
     gc.collect()

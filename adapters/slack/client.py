@@ -11,12 +11,12 @@ Four traps are closed here (seen with slack-sdk 3.47):
   for up to :data:`RATE_LIMIT_PATIENCE_SECONDS`;
 - the SDK (and bolt) decide whether to build their debug lines by ``logger.level <=
   DEBUG``, which an unset level always passes, so every call formatted its whole request
-  body for a line nobody logs (a seventh of the adapter's CPU under load): they get loggers
+  body for a line nobody logs (a large share of the adapter's CPU under load): they get loggers
   whose level reads as the level logging is really at (:func:`sdk_logger`).
 
 A fifth is the cost of the SDK's generic request path: every call joined the URL with
-``urljoin``, rebuilt its headers and arguments, and wrapped the attempt in retry objects,
-about 90 µs of CPU a call, a quarter of what posting one reply costs. :class:`WebClient` sends
+``urljoin``, rebuilt its headers and arguments, and wrapped the attempt in retry objects, a
+large part of what posting one reply costs (bench/slack.py measures it). :class:`WebClient` sends
 the plain calls (JSON or query arguments, which is every call the bot makes) itself: the same
 request on the wire, the same :class:`AsyncSlackResponse` and :class:`SlackApiError`, the same
 retry handlers consulted the same way, and a timeout of its own on every attempt (the SDK
