@@ -13,8 +13,9 @@ written to a local :class:`~adapters.slack.journal.Journal` before the answer, s
 killed before their work ran does it at the next start; at most ``queue_limit`` pieces of
 work wait or run at once, and past that Slack gets 503 and sends the request again later.
 
-A retried event never runs twice: engine turns claim the event id in their own transaction,
-and App Home refreshes claim it through :func:`storage.queries.claim_event`.
+A retried event never runs twice: the engine claims every event id in the turn's own
+transaction (App Home refreshes too, through ``engine.home(..., event_id=)``); the adapter
+writes nothing to the database itself.
 
 Example::
 
