@@ -158,6 +158,21 @@ _SET_EMAIL = Statement(
     .values(email=P("new_email", type_=PERSON.c.email.type), name=P("new_name", type_=PERSON.c.name.type))
 )
 
+_DELETE_PERSON = Statement(sa.delete(PERSON).where(PERSON.c.id == P("pid")))
+
+
+@functools.cache
+def _repoint_person() -> tuple[Statement, ...]:
+    """An UPDATE per column that refers to a person, found in the tables' foreign keys."""
+    out: list[Statement] = []
+    for t in SQLModel.metadata.sorted_tables:
+        for fk in t.foreign_keys:
+            if fk.column is PERSON.c.id:
+                col = fk.parent
+                update = sa.update(t).where(col == P("old", type_=col.type))
+                out.append(Statement(update.values({col.name: P("new", type_=col.type)})))
+    return tuple(out)
+
 
 class People:
     __slots__ = ("tx",)
@@ -224,6 +239,15 @@ class People:
 
     async def identities(self, person_id: int) -> list[Identity]:
         return await self.tx.models(Identity, _IDENTITIES_OF, person_id=person_id)
+
+    async def merge(self, *, from_id: int, into_id: int) -> None:
+        """Fold a person into another: everything pointing at ``from_id`` points at ``into_id``,
+        then ``from_id`` is deleted. For a person first linked without an email (a failed profile
+        look-up) who turns out to be someone already known; run it inside the turn's transaction.
+        """
+        for stmt in _repoint_person():
+            await self.tx.count(stmt, old=from_id, new=into_id)
+        await self.tx.count(_DELETE_PERSON, pid=from_id)
 
 
 # --- partners and relationships ----------------------------------------------------------------
