@@ -73,6 +73,7 @@ from conversations.messages import (
 )
 from conversations.ports import DeliveryError, Unreachable
 from storage.db import Database
+from storage.tx import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +331,19 @@ class TeamsAdapter:
         return teams_in.tenant_of(raw) not in self._config.trusted_tenants
 
     async def _turn(self, context: TurnContext, raw: JSON) -> None:
+        """One activity; while the database is out, an apology instead of an error (an HTTP 500)."""
+        try:
+            await self._activity(context, raw)
+        except DATABASE_ERRORS as exc:
+            kind = raw.get("type")
+            log.error("Teams %s not handled: the database is unavailable (%s)", kind, type(exc).__name__)
+            if kind == ActivityTypes.invoke:
+                response = _task_message(SORRY)
+                await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
+            elif kind == ActivityTypes.message and (teams_in.is_addressed(raw) or raw.get("value") is not None):
+                await self._post(context, [Reply.text(SORRY)], quiet=True)
+
+    async def _activity(self, context: TurnContext, raw: JSON) -> None:
         kind = raw.get("type")
         if self._stranger(raw):
             log.info("refused a Teams %s from a tenant this single-tenant app does not serve", kind)
