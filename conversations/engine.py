@@ -526,7 +526,10 @@ class Engine:
             person = await store.people.by_directory_id(directory_id)
         if person is None and email:
             person = await store.people.by_email(email)
-        if person is None:
+        if person is not None:
+            # Someone known who had no way to be reached until now: what waited for them goes out.
+            await store.outbox.reachable_again(recipient_id=person.id, now=self._clock())  # type: ignore[arg-type]
+        else:
             tz = sender.time_zone if sender and sender.time_zone and _valid_zone(sender.time_zone) else None
             person = await store.people.add(
                 name=(sender.name if sender and sender.name else key.user)[:200],
@@ -565,6 +568,7 @@ class Engine:
         assert known.id is not None
         if known.id != person.id:
             await store.people.merge(from_id=person.id, into_id=known.id)
+            await store.outbox.reachable_again(recipient_id=known.id, now=self._clock())
             log.info("a person first seen without an email was merged with the one known by it")
         return known
 

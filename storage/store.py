@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any, cast
 
@@ -704,6 +704,24 @@ _FINISH_OUTBOX = Statement(
     )
 )
 _ALL_OUTBOX = Statement(sa.select(OUTBOX).order_by(OUTBOX.c.id))
+UNREACHABLE_KEPT = timedelta(days=14)  # an unreachable message older than this is no longer worth sending
+_FIND_OUTBOX = Statement(
+    sa.select(OUTBOX).where(
+        OUTBOX.c.kind == P("kind"),
+        OUTBOX.c.subject == P("subject"),
+        OUTBOX.c.period == P("period"),
+        OUTBOX.c.recipient_id == P("rid"),
+    )
+)
+_RETRY_UNREACHABLE = Statement(
+    sa.update(OUTBOX)
+    .where(
+        OUTBOX.c.recipient_id == P("rid"),
+        OUTBOX.c.status.in_(constants([OutboxStatus.UNREACHABLE.value])),
+        OUTBOX.c.created_at >= P("since", type_=OUTBOX.c.created_at.type),
+    )
+    .values(status=OutboxStatus.PENDING.value, next_attempt_at=P("now", type_=OUTBOX.c.next_attempt_at.type))
+)
 _OUTBOX_NAMES = _names(OUTBOX)
 
 
@@ -763,6 +781,17 @@ class Outbox:
 
     async def all(self) -> list[OutboxMessage]:
         return await self.tx.models(OutboxMessage, _ALL_OUTBOX)
+
+    async def find(self, *, kind: str, subject: str, recipient_id: int, period: str = "") -> OutboxMessage | None:
+        """The message queued for (kind, subject, period, recipient), to say how its delivery went."""
+        return await self.tx.model(
+            OutboxMessage, _FIND_OUTBOX, kind=kind, subject=subject[:120], period=period, rid=recipient_id
+        )
+
+    async def reachable_again(self, *, recipient_id: int, now: datetime) -> int:
+        """The person can be reached now (they wrote to the bot, installed the app): their messages
+        held as unreachable for less than ``UNREACHABLE_KEPT`` are due again. Returns how many."""
+        return await self.tx.count(_RETRY_UNREACHABLE, rid=recipient_id, since=now - UNREACHABLE_KEPT, now=now)
 
 
 # --- platform conversation references ---------------------------------------------------------

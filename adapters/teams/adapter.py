@@ -20,8 +20,9 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypedDict
 
 import aiohttp
@@ -73,6 +74,7 @@ from conversations.messages import (
 )
 from conversations.ports import DeliveryError, Unreachable
 from storage.db import Database
+from storage.models import utcnow
 from storage.tx import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -205,8 +207,10 @@ class TeamsAdapter:
         roster_timeout: float = 3.0,
         http: aiohttp.ClientSession | None = None,
         drain_seconds: float = 25.0,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._engine = engine
+        self._clock = clock
         self._db = db
         self._config = config
         self._retry = retry or RetryPolicy()
@@ -383,7 +387,9 @@ class TeamsAdapter:
         if self._saved.get(slot) == fingerprint:
             return
         reference = references.reference_json(raw, conversation_id=conversation)
-        await references.save(self._db, tenant=tenant, scope=scope, target=target, reference=reference)
+        await references.save(
+            self._db, tenant=tenant, scope=scope, target=target, reference=reference, now=self._clock()
+        )
         if len(self._saved) > MAX_REMEMBERED:
             self._saved.clear()
         self._saved[slot] = fingerprint

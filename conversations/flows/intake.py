@@ -483,11 +483,13 @@ class IntakeFlow:
                     Text(f"Type *status {request.key}* to see it."),
                 ),
             )
-        owner = (
-            f"{brm.name}, the BRM for {ctx.partner_name(request.partner_id)}, has been notified."
-            if brm
-            else ("No BRM owns this business partner yet, so it waits for triage by the BRM team.")
-        )
+        partner = ctx.partner_name(request.partner_id)
+        if brm is None:
+            owner = "No BRM owns this business partner yet, so it waits for triage by the BRM team."
+        elif brm.id == turn.person.id:
+            owner = f"You are the BRM for {partner}, so it is yours to triage."
+        else:
+            owner = f"I'm letting {brm.name}, the BRM for {partner}, know."
         return Step.end(
             Reply.of(
                 Text(f"Submitted as {request.key}. Thank you!", TextStyle.SUCCESS),
