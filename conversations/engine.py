@@ -282,6 +282,17 @@ class Engine:
             person = await store.people.by_identity(platform=platform, workspace=workspace, user_id=user_id)
             return person is not None
 
+    async def needs_profile(self, *, platform: str, workspace: str, user_id: str) -> bool:
+        """Whether an adapter should look this platform user's profile up before the turn.
+
+        True for someone not linked yet, and for someone linked without an email (their first
+        look-up failed, or gave none): with an email, the next turn completes them, or merges
+        them with the person already known by that email.
+        """
+        async with self.db.transaction() as store:
+            person = await store.people.by_identity(platform=platform, workspace=workspace, user_id=user_id)
+            return person is None or not person.email
+
     # --- one turn ------------------------------------------------------------------------------
 
     async def _turn(self, inbound: Inbound, afresh: bool = False) -> tuple[list[Reply], int]:
@@ -485,10 +496,14 @@ class Engine:
         """The person writing: cached for a short while, else looked up, else created."""
         ident = (key.platform, key.workspace, key.user)
         cached = self._people.get(ident)
-        if cached is not None and cached[1] > time.monotonic():
+        if cached is not None and cached[1] > time.monotonic() and (cached[0].email or not (sender and sender.email)):
             return cached[0]
         person = await store.people.by_identity(platform=key.platform, workspace=key.workspace, user_id=key.user)
-        return person or await self._first_contact(store, key, sender)
+        if person is None:
+            return await self._first_contact(store, key, sender)
+        if not person.email and sender is not None and sender.email:
+            return await self._complete(store, person, sender)
+        return person
 
     def _remember_person(self, key: ConversationKey, person: Person) -> None:
         """Called after commit only, so a rolled-back first contact is never remembered.
@@ -511,7 +526,10 @@ class Engine:
             person = await store.people.by_directory_id(directory_id)
         if person is None and email:
             person = await store.people.by_email(email)
-        if person is None:
+        if person is not None:
+            # Someone known who had no way to be reached until now: what waited for them goes out.
+            await store.outbox.reachable_again(recipient_id=person.id, now=self._clock())  # type: ignore[arg-type]
+        else:
             tz = sender.time_zone if sender and sender.time_zone and _valid_zone(sender.time_zone) else None
             person = await store.people.add(
                 name=(sender.name if sender and sender.name else key.user)[:200],
@@ -532,6 +550,27 @@ class Engine:
             # Another turn linked this account first: start again and use the person it chose.
             raise q.StaleState(key)
         return person
+
+    async def _complete(self, store: Store, person: Person, sender: Sender) -> Person:
+        """A person first linked without an email, now that their email is known.
+
+        If nobody has that email, it becomes theirs (with their real name). If someone does (an
+        imported BRM, say), this person was a stand-in for them: their identities, requests and
+        queued messages move to that person, in this turn's transaction, and the stand-in goes.
+        """
+        assert person.id is not None and sender.email
+        email = sender.email.strip().lower()
+        known = await store.people.by_email(email)
+        if known is None:
+            name = (sender.name or person.name)[:200]
+            await store.people.set_email(person_id=person.id, email=email, name=name)
+            return await store.people.get(person.id) or person
+        assert known.id is not None
+        if known.id != person.id:
+            await store.people.merge(from_id=person.id, into_id=known.id)
+            await store.outbox.reachable_again(recipient_id=known.id, now=self._clock())
+            log.info("a person first seen without an email was merged with the one known by it")
+        return known
 
     @asynccontextmanager
     async def _lock(self, key: ConversationKey) -> AsyncIterator[None]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any, cast
 
@@ -165,6 +165,21 @@ _SET_EMAIL = Statement(
     .values(email=P("new_email", type_=PERSON.c.email.type), name=P("new_name", type_=PERSON.c.name.type))
 )
 
+_DELETE_PERSON = Statement(sa.delete(PERSON).where(PERSON.c.id == P("pid")))
+
+
+@functools.cache
+def _repoint_person() -> tuple[Statement, ...]:
+    """An UPDATE per column that refers to a person, found in the tables' foreign keys."""
+    out: list[Statement] = []
+    for t in SQLModel.metadata.sorted_tables:
+        for fk in t.foreign_keys:
+            if fk.column is PERSON.c.id:
+                col = fk.parent
+                update = sa.update(t).where(col == P("old", type_=col.type))
+                out.append(Statement(update.values({col.name: P("new", type_=col.type)})))
+    return tuple(out)
+
 
 class People:
     __slots__ = ("tx",)
@@ -231,6 +246,15 @@ class People:
 
     async def identities(self, person_id: int) -> list[Identity]:
         return await self.tx.models(Identity, _IDENTITIES_OF, person_id=person_id)
+
+    async def merge(self, *, from_id: int, into_id: int) -> None:
+        """Fold a person into another: everything pointing at ``from_id`` points at ``into_id``,
+        then ``from_id`` is deleted. For a person first linked without an email (a failed profile
+        look-up) who turns out to be someone already known; run it inside the turn's transaction.
+        """
+        for stmt in _repoint_person():
+            await self.tx.count(stmt, old=from_id, new=into_id)
+        await self.tx.count(_DELETE_PERSON, pid=from_id)
 
 
 # --- partners and relationships ----------------------------------------------------------------
@@ -686,6 +710,24 @@ _FINISH_OUTBOX = Statement(
     )
 )
 _ALL_OUTBOX = Statement(sa.select(OUTBOX).order_by(OUTBOX.c.id))
+UNREACHABLE_KEPT = timedelta(days=14)  # an unreachable message older than this is no longer worth sending
+_FIND_OUTBOX = Statement(
+    sa.select(OUTBOX).where(
+        OUTBOX.c.kind == P("kind"),
+        OUTBOX.c.subject == P("subject"),
+        OUTBOX.c.period == P("period"),
+        OUTBOX.c.recipient_id == P("rid"),
+    )
+)
+_RETRY_UNREACHABLE = Statement(
+    sa.update(OUTBOX)
+    .where(
+        OUTBOX.c.recipient_id == P("rid"),
+        OUTBOX.c.status.in_(constants([OutboxStatus.UNREACHABLE.value])),
+        OUTBOX.c.created_at >= P("since", type_=OUTBOX.c.created_at.type),
+    )
+    .values(status=OutboxStatus.PENDING.value, next_attempt_at=P("now", type_=OUTBOX.c.next_attempt_at.type))
+)
 _OUTBOX_NAMES = _names(OUTBOX)
 
 
@@ -745,6 +787,17 @@ class Outbox:
 
     async def all(self) -> list[OutboxMessage]:
         return await self.tx.models(OutboxMessage, _ALL_OUTBOX)
+
+    async def find(self, *, kind: str, subject: str, recipient_id: int, period: str = "") -> OutboxMessage | None:
+        """The message queued for (kind, subject, period, recipient), to say how its delivery went."""
+        return await self.tx.model(
+            OutboxMessage, _FIND_OUTBOX, kind=kind, subject=subject[:120], period=period, rid=recipient_id
+        )
+
+    async def reachable_again(self, *, recipient_id: int, now: datetime) -> int:
+        """The person can be reached now (they wrote to the bot, installed the app): their messages
+        held as unreachable for less than ``UNREACHABLE_KEPT`` are due again. Returns how many."""
+        return await self.tx.count(_RETRY_UNREACHABLE, rid=recipient_id, since=now - UNREACHABLE_KEPT, now=now)
 
 
 # --- platform conversation references ---------------------------------------------------------

@@ -74,6 +74,17 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached; nothing was written."""
 
 
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseUnavailable,
+    *CONNECTION_ERRORS,
+    OSError,
+    sqlite3.OperationalError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+)
+"""The database is down or gone: what an adapter answers with an apology instead of an error."""
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A statement compiled for one dialect."""

@@ -35,7 +35,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import aiohttp
@@ -95,6 +95,7 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 DM_SCOPE = "dm"
 CACHE_SIZE = 10_000
+RECHECK_PROFILE = timedelta(hours=1)  # a profile without an email is looked up again after this
 CLOSE_GRACE_SECONDS = 10.0
 WORK_SLOTS = 16  # workers for acknowledged events; the rest wait in the queue (see _later)
 QUEUE_LIMIT = 2000  # acknowledged pieces of work waiting or running; past it Slack gets 503
@@ -206,6 +207,7 @@ class SlackAdapter:
         self.features = Features()
         self._socket: AsyncSocketModeHandler | None = None
         self._known: _Bounded = _Bounded(CACHE_SIZE)
+        self._unknown: _Bounded = _Bounded(CACHE_SIZE)  # (team, user) -> when to look a profile up again
         self._dms: _Bounded = _Bounded(CACHE_SIZE)
         self._bot_user_id: str | None = None
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
@@ -473,7 +475,7 @@ class SlackAdapter:
             if home is None:
                 log.info("duplicate event %s ignored", event_id(body))
                 return
-            self._known[(team, user)] = True
+            self._linked(team, user, sender)
             await self.client.views_publish(user_id=user, view=render_home(home))
 
         self._later("App Home", run, entry=context.get(ENTRY))
@@ -666,20 +668,42 @@ class SlackAdapter:
         replies = await self._engine.handle(
             dataclasses.replace(inbound, sender=sender) if sender else inbound, afresh=afresh
         )
-        self._known[(team, user)] = True
+        self._linked(team, user, sender)
         return replies
 
+    def _linked(self, team: str, user: str, sender: Sender | None) -> None:
+        """After a turn: no more profile look-ups for someone linked with an email.
+
+        Someone whose look-up failed is looked up again on their next message; someone whose
+        profile has no email, again after ``RECHECK_PROFILE``.
+        """
+        if sender is None:
+            return  # known already, or the look-up failed (then again next time)
+        if not sender.email:
+            self._unknown[(team, user)] = self._clock() + RECHECK_PROFILE
+            return
+        self._unknown.pop((team, user), None)
+        self._known[(team, user)] = True
+
     async def _sender(self, team: str, user: str) -> Sender | None:
-        """Who ``user`` is (name, email, time zone) from ``users.info``, only for people not yet linked."""
+        """Who ``user`` is (name, email, time zone) from ``users.info``, only for people not yet
+        linked with an email. None when it is not needed, or when the look-up failed."""
         if (team, user) in self._known:
             return None
-        if await self._engine.known(platform=PLATFORM, workspace=team, user_id=user):
+        recheck = self._unknown.get((team, user))
+        if recheck is not None and self._clock() < recheck:
+            return None
+        if not await self._engine.needs_profile(platform=PLATFORM, workspace=team, user_id=user):
             self._known[(team, user)] = True
             return None
         try:
             info = (await self.client.users_info(user=user)).get("user") or {}
         except SlackApiError as exc:
-            log.info("Slack: no profile for a user (%s); they are linked without an email", _error_code(exc))
+            log.info("Slack: no profile for a user (%s); looking it up again on their next message", _error_code(exc))
+            return None
+        except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
+            log.info("Slack: no profile for a user (%s); looking it up again on their next message",
+                     type(exc).__name__)
             return None
         profile = info.get("profile") or {}
         return Sender(

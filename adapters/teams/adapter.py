@@ -20,8 +20,9 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypedDict
 
 import aiohttp
@@ -73,6 +74,8 @@ from conversations.messages import (
 )
 from conversations.ports import DeliveryError, Unreachable
 from storage.db import Database
+from storage.models import utcnow
+from storage.tx import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +207,10 @@ class TeamsAdapter:
         roster_timeout: float = 3.0,
         http: aiohttp.ClientSession | None = None,
         drain_seconds: float = 25.0,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._engine = engine
+        self._clock = clock
         self._db = db
         self._config = config
         self._retry = retry or RetryPolicy()
@@ -330,6 +335,19 @@ class TeamsAdapter:
         return teams_in.tenant_of(raw) not in self._config.trusted_tenants
 
     async def _turn(self, context: TurnContext, raw: JSON) -> None:
+        """One activity; while the database is out, an apology instead of an error (an HTTP 500)."""
+        try:
+            await self._activity(context, raw)
+        except DATABASE_ERRORS as exc:
+            kind = raw.get("type")
+            log.error("Teams %s not handled: the database is unavailable (%s)", kind, type(exc).__name__)
+            if kind == ActivityTypes.invoke:
+                response = _task_message(SORRY)
+                await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
+            elif kind == ActivityTypes.message and (teams_in.is_addressed(raw) or raw.get("value") is not None):
+                await self._post(context, [Reply.text(SORRY)], quiet=True)
+
+    async def _activity(self, context: TurnContext, raw: JSON) -> None:
         kind = raw.get("type")
         if self._stranger(raw):
             log.info("refused a Teams %s from a tenant this single-tenant app does not serve", kind)
@@ -369,7 +387,9 @@ class TeamsAdapter:
         if self._saved.get(slot) == fingerprint:
             return
         reference = references.reference_json(raw, conversation_id=conversation)
-        await references.save(self._db, tenant=tenant, scope=scope, target=target, reference=reference)
+        await references.save(
+            self._db, tenant=tenant, scope=scope, target=target, reference=reference, now=self._clock()
+        )
         if len(self._saved) > MAX_REMEMBERED:
             self._saved.clear()
         self._saved[slot] = fingerprint

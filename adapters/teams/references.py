@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from storage.db import Database
@@ -61,11 +62,20 @@ def _account(account: Any) -> dict[str, Any] | None:
     return {k: account[k] for k in keep if account.get(k)}
 
 
-async def save(db: Database, *, tenant: str, scope: str, target: str, reference: dict[str, Any]) -> None:
+async def save(
+    db: Database, *, tenant: str, scope: str, target: str, reference: dict[str, Any], now: datetime | None = None
+) -> None:
+    """Store a reference. A person's personal chat makes them reachable: messages held for them
+    as unreachable (recently) are sent now."""
+    now = now or utcnow()
     async with db.transaction() as store:
         await store.references.save(
-            platform=PLATFORM, workspace=tenant, scope=scope, target=target, reference=reference, now=utcnow()
+            platform=PLATFORM, workspace=tenant, scope=scope, target=target, reference=reference, now=now
         )
+        if scope == USER:
+            person = await store.people.by_identity(platform=PLATFORM, workspace=tenant, user_id=target)
+            if person is not None and person.id is not None:
+                await store.outbox.reachable_again(recipient_id=person.id, now=now)
 
 
 async def load(db: Database, *, tenant: str, scope: str, target: str) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime
 
 from conversations.messages import Choices, Option, Reply, Text, TextStyle
@@ -33,13 +34,36 @@ def too_long(label: str, text: str, limit: int) -> str:
     return f"That {label} is {len(text):,} characters long; the limit is {limit:,}. Please shorten it."
 
 
+# Characters that draw nothing although Unicode files them as letters or symbols: the Braille
+# blank, Hangul fillers, the Khmer inherent vowels, the combining grapheme joiner.
+BLANK_LOOKING = frozenset("\u2800\u3164\u115f\u1160\uffa0\u17b4\u17b5\u034f")
+
+
+def _visible(ch: str) -> bool:
+    if ch in BLANK_LOOKING or ch.isspace():
+        return False
+    code = ord(ch)
+    if 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF or 0xE0000 <= code <= 0xE007F:
+        return False  # variation selectors and tags modify what stands before them
+    return unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp")
+
+
+def visible_length(text: str) -> int:
+    """How many characters of ``text`` draw something (zero-width spaces, bidi marks, soft
+    hyphens and blank-looking letters do not)."""
+    return sum(1 for ch in text if _visible(ch))
+
+
 def check_text(label: str, text: str, *, minimum: int, maximum: int) -> str | None:
-    """An error message, or None when ``text`` fits."""
+    """An error message, or None when ``text`` fits. Only visible characters count towards ``minimum``."""
     if not text:
         return f"The {label} can't be empty."
     if len(text) > maximum:
         return too_long(label, text, maximum)
-    if len(text) < minimum:
+    visible = visible_length(text)
+    if visible == 0:
+        return f"That {label} shows as blank: it has no visible characters. Please type some words."
+    if visible < minimum:
         return f"That {label} is a little short: please use at least {minimum} characters."
     return None
 

@@ -7,12 +7,14 @@ typed in the terminal.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from rapidfuzz import fuzz, process, utils
 
@@ -28,6 +30,11 @@ DESCRIPTION_MAX = 4000
 OUTCOME_MAX = 2000
 DUPLICATE_SCORE = 85.0
 NO_PARTNER = "none"
+SOURCE_LINK_MAX = 1000  # the columns' lengths (storage/models.py DemandRequest)
+SOURCE_CHANNEL_MAX = 128
+PLATFORM_DOMAINS = ("slack.com", "teams.microsoft.com")  # the hosts and their subdomains
+PLATFORM_HOSTS = frozenset({*PLATFORM_DOMAINS, "teams.cloud.microsoft"})
+CHANNEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:@._;=,-]*")
 FORM_TOKEN = "form_token"  # one per opened form: a second submission of it files nothing
 
 FIELDS = ("title", "description", "outcome", "category", "urgency", "partner", "desired_date")
@@ -243,8 +250,8 @@ class IntakeFlow:
             data[field] = value
         if errors:
             return Step.end(Reply.of(self._form(ctx, values, errors=errors, context=_form_context(values))))
-        data["source_link"] = values.get("source_link") or None
-        data["source_channel"] = values.get("source_channel") or None
+        data["source_link"] = safe_link(values.get("source_link"))
+        data["source_channel"] = safe_channel(values.get("source_channel"))
         duplicate = await self._duplicate(turn, data)
         if duplicate is not None and values.get("duplicate_ok") != duplicate.key:
             context = {**_form_context(values), "duplicate_ok": duplicate.key}
@@ -467,9 +474,9 @@ class IntakeFlow:
                 desired_date=date.fromisoformat(desired) if desired else None,
                 source_platform=turn.inbound.key.platform,
                 source_channel=data.get("source_channel")
-                or (source.channel if source else None)
-                or turn.inbound.key.channel,
-                source_link=data.get("source_link") or (source.link if source else None),
+                or safe_channel(source.channel if source else None)
+                or turn.inbound.key.channel[:SOURCE_CHANNEL_MAX],
+                source_link=data.get("source_link") or safe_link(source.link if source else None),
             ),
             now=turn.now,
         )
@@ -486,11 +493,13 @@ class IntakeFlow:
                     Text(f"Type *status {request.key}* to see it."),
                 ),
             )
-        owner = (
-            f"{brm.name}, the BRM for {ctx.partner_name(request.partner_id)}, has been notified."
-            if brm
-            else ("No BRM owns this business partner yet, so it waits for triage by the BRM team.")
-        )
+        partner = ctx.partner_name(request.partner_id)
+        if brm is None:
+            owner = "No BRM owns this business partner yet, so it waits for triage by the BRM team."
+        elif brm.id == turn.person.id:
+            owner = f"You are the BRM for {partner}, so it is yours to triage."
+        else:
+            owner = f"I'm letting {brm.name}, the BRM for {partner}, know."
         return Step.end(
             Reply.of(
                 Text(f"Submitted as {request.key}. Thank you!", TextStyle.SUCCESS),
@@ -498,6 +507,34 @@ class IntakeFlow:
                 Text(f"{owner} Type *status {request.key}* any time to follow it."),
             )
         )
+
+
+def safe_link(raw: str | None) -> str | None:
+    """``raw`` if it is an ``https`` link to the chat platform itself (a message's permalink) that
+    fits the column; else None, and the request is filed without a link.
+
+    Form metadata travels through the client, so a link could be anything (``javascript:…``,
+    a phishing page, a megabyte): only what the platform's own permalinks look like is kept.
+    """
+    if not raw or len(raw) > SOURCE_LINK_MAX or any(ch.isspace() or not ch.isprintable() for ch in raw):
+        return None
+    try:
+        parts = urlsplit(raw)
+        host = (parts.hostname or "").casefold()
+    except ValueError:
+        return None
+    if parts.scheme != "https" or parts.username or parts.password or parts.port not in (None, 443):
+        return None
+    if host in PLATFORM_HOSTS or any(host.endswith("." + h) for h in PLATFORM_DOMAINS):
+        return raw
+    return None
+
+
+def safe_channel(raw: str | None) -> str | None:
+    """``raw`` if it looks like a Slack or Teams channel or conversation id that fits the column."""
+    if not raw or len(raw) > SOURCE_CHANNEL_MAX or not CHANNEL_ID.fullmatch(raw):
+        return None
+    return raw
 
 
 def _form_context(values: Mapping[str, str]) -> dict[str, str]:

@@ -13,7 +13,7 @@ from conversations.engine import MENU, ActionHandler, FlowState, Step, StepHandl
 from conversations.flows.common import pick, question, warn
 from conversations.flows.menu import menu_question
 from conversations.messages import Choices, Facts, Inbound, Option, Reply, Text, TextStyle
-from storage.models import DemandRequest, Person, Role
+from storage.models import DemandRequest, OutboxStatus, Person, Role
 from storage.store import RequestDetails, Store
 
 KEY_PATTERN = re.compile(r"^\s*(?:dr\s*-?\s*)?#?(\d{1,9})\s*$", re.IGNORECASE)
@@ -137,10 +137,32 @@ class StatusFlow:
         details = await turn.store.requests.details(turn.person, request_id)
         if details is None:
             return Step.end(warn(f"I couldn't find DR-{request_id} among the requests you can see."))
-        return Step.end(describe(details, turn.tz))
+        notice = await brm_notice(turn, details.request)
+        return Step.end(describe(details, turn.tz, notice=notice))
 
 
-def describe(details: RequestDetails, tz: ZoneInfo) -> Reply:
+NOTIFIED = "request_submitted"  # the outbox kind of the BRM's notification (conversations/flows/intake.py)
+
+
+async def brm_notice(turn: Turn, request: DemandRequest) -> str | None:
+    """How the BRM's notification of a new request went: delivered, on its way, or not reaching them."""
+    if request.brm_id is None or request.brm_id == request.requester_id:
+        return None
+    message = await turn.store.outbox.find(kind=NOTIFIED, subject=request.key, recipient_id=request.brm_id)
+    if message is None:
+        return None
+    match message.status:
+        case OutboxStatus.SENT:
+            return "Delivered" + (f" {turn.local(message.sent_at)}" if message.sent_at else "")
+        case OutboxStatus.UNREACHABLE:
+            return ("Not delivered yet: the bot cannot reach the BRM in chat. It goes out when they next "
+                    "write to the bot or install the app.")
+        case OutboxStatus.FAILED:
+            return "Could not be delivered. Contact the BRM directly."
+    return "Pending: on its way"
+
+
+def describe(details: RequestDetails, tz: ZoneInfo, *, notice: str | None = None) -> Reply:
     request, history = details.request, details.history
     facts = Facts(
         title=f"{request.key} · {request.title}",
@@ -157,6 +179,7 @@ def describe(details: RequestDetails, tz: ZoneInfo) -> Reply:
                 request.desired_date.isoformat() if request.desired_date else "No particular date",
             ),
             ("Submitted", request.created_at.astimezone(tz).strftime("%d %b %Y %H:%M %Z")),
+            *((("BRM notified", notice),) if notice else ()),
         ),
     )
     lines = [

@@ -33,7 +33,7 @@ async def test_a_full_intake_stores_the_request_and_notifies_the_brm(engine: Eng
     assert "Urgency: High" in summary and "Business partner: Finance" in summary
     done = await chat.press("Submit")
     assert "Submitted as DR-13" in done
-    assert "Alice Moreno, the BRM for Finance, has been notified" in done
+    assert "I'm letting Alice Moreno, the BRM for Finance, know" in done
 
     stored = (await _requests(engine))[-1]
     assert (stored.title, stored.category, stored.urgency) == (

@@ -8,8 +8,9 @@ Most tests run with authentication off (``TeamsConfig(local_mode=True)``, as
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -220,6 +221,7 @@ async def open_harness(
     config: TeamsConfig | None = None,
     *,
     http: aiohttp.ClientSession | None,
+    clock: Callable[[], datetime] | None = None,
 ) -> tuple[TeamsHarness, TestClient]:
     """The bot served as ``brm-bot serve`` serves it (``http`` is the app's shared session)."""
     connector, service_url = fake
@@ -234,6 +236,7 @@ async def open_harness(
         config=config or TeamsConfig(local_mode=True),
         retry=RetryPolicy(sleep=sleep),
         http=http,
+        **({"clock": clock} if clock is not None else {}),
     )
     client = TestClient(TestServer(build_web_app(db, [adapter]), host="127.0.0.1"))
     await client.start_server()
