@@ -1063,6 +1063,11 @@ _ACTIVE_SNOOZES = Statement(
 _ALL_ACTIVE_SNOOZES = Statement(
     sa.select(SNOOZE).where(SNOOZE.c.until > P("now", type_=SNOOZE.c.until.type)).order_by(SNOOZE.c.id)
 )
+_SNOOZE_REASON = Statement(
+    sa.update(SNOOZE)
+    .where(SNOOZE.c.id == P("sid"), SNOOZE.c.brm_id == P("bid"))
+    .values(reason=P("reason", type_=SNOOZE.c.reason.type))
+)
 _RELATIONSHIP_NAMES = _names(RELATIONSHIP)
 
 
@@ -1129,7 +1134,6 @@ class Relationships:
                                 to_stage=_plain(stage), at=now)
         await self.tx.count(_SET_MATURITY, pid=partner.id, stage=_plain(stage))
         await add(self.tx, change)
-        partner.maturity = _plain(stage)
         return change
 
     async def maturity_history(self, partner_id: int) -> list[MaturityChange]:
@@ -1141,6 +1145,9 @@ class Relationships:
         snooze = Snooze(brm_id=brm_id, item=item, until=until, reason=reason, created_at=now)
         await add(self.tx, snooze)
         return snooze
+
+    async def set_snooze_reason(self, *, snooze_id: int, brm_id: int, reason: str) -> bool:
+        return bool(await self.tx.count(_SNOOZE_REASON, sid=snooze_id, bid=brm_id, reason=reason[:300]))
 
     async def snoozed(self, *, brm_id: int, now: datetime) -> list[Snooze]:
         """The BRM's snoozes still running at ``now``."""

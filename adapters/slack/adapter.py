@@ -107,7 +107,8 @@ _entry: contextvars.ContextVar[int | None] = contextvars.ContextVar("slack_journ
 UNREACHABLE_ERRORS = frozenset(
     {
         "channel_not_found", "user_not_found", "not_in_channel", "is_archived", "account_inactive",
-        "cannot_dm_bot", "users_not_found", "user_disabled", "user_not_visible", "team_access_not_granted", "messages_tab_disabled",
+        "cannot_dm_bot", "users_not_found", "user_disabled", "user_not_visible", "team_access_not_granted",
+        "messages_tab_disabled",
     }
 )
 REFUSED_TOKEN = frozenset(

@@ -5,11 +5,14 @@ from __future__ import annotations
 from conversations.engine import Flow
 from conversations.flows.intake import IntakeFlow
 from conversations.flows.menu import MenuFlow
+from conversations.flows.relationships import MaturityFlow, NudgeFlow, RelationshipsFlow, TouchpointFlow
 from conversations.flows.requests import MyRequestsFlow, StatusFlow
 
 
 def default_flows() -> list[Flow]:
     flows: list[Flow] = [IntakeFlow(), MyRequestsFlow(), StatusFlow()]
+    touchpoint = TouchpointFlow()
+    flows += [RelationshipsFlow(), touchpoint, MaturityFlow(), NudgeFlow(touchpoint)]
     return [*flows, MenuFlow(flows)]
 
 
