@@ -519,6 +519,15 @@ _UPDATE_STATE = Statement(
     .where(*_STATE_WHERE, STATE.c.version == P("expected"))
     .values({name: P(f"new_{name}", type_=STATE.c[name].type) for name in _STATE_VALUES})
 )
+_DRAFTS = Statement(
+    sa.select(STATE)
+    .where(
+        STATE.c.flow == P("flow"),
+        STATE.c.updated_at < P("before", type_=STATE.c.updated_at.type),
+        STATE.c.updated_at >= P("after", type_=STATE.c.updated_at.type),
+    )
+    .order_by(STATE.c.updated_at)
+)
 _DELETE_STATE_BEFORE = Statement(
     sa.delete(STATE).where(STATE.c.updated_at < P("before", type_=STATE.c.updated_at.type))
 )
@@ -644,6 +653,16 @@ class States:
 
     async def forget_before(self, *, before: datetime) -> int:
         return await self.tx.count(_DELETE_STATE_BEFORE, before=before)
+
+    async def left(self, *, flow: str, after: datetime, before: datetime) -> list[tuple[StateKey, SavedState]]:
+        """Conversations left in ``flow`` between ``after`` and ``before`` (drafts to remind of)."""
+        out = []
+        for row in await self.tx.models(StateRow, _DRAFTS, flow=flow, after=after, before=before):
+            key = StateKey(row.platform, row.workspace, row.channel, row.user_id, row.thread)
+            saved = SavedState(row.flow, row.step, dict(row.data or {}), row.version, row.updated_at,
+                               row.schema_version)
+            out.append((key, saved))
+        return out
 
 
 def _state_values(state: SavedState, expected_version: int | None) -> dict[str, Any]:
