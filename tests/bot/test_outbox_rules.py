@@ -89,7 +89,8 @@ async def test_a_429_waits_exactly_what_the_platform_asked(engine: Engine, clock
     worker = DeliveryWorker(engine.db, {}, clock=clock, fallback=recorder)
     assert await worker.run_once() == 0  # the second waits out the pause without being tried
     first, second = await rows_of(engine.db, OutboxMessage)
-    assert first.status == "pending" and timedelta(seconds=30) <= first.next_attempt_at - clock() < timedelta(seconds=31)
+    assert first.status == "pending"
+    assert timedelta(seconds=30) <= first.next_attempt_at - clock() < timedelta(seconds=31)
     assert second.attempts == 0 and second.next_attempt_at == clock() + timedelta(seconds=30)
     clock.advance(timedelta(seconds=31))
     assert await worker.run_once() == 2
