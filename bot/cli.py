@@ -203,18 +203,21 @@ async def _serve(settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         worker = asyncio.create_task(runtime.worker.run_forever())
         janitor = asyncio.create_task(housekeeping(runtime.db))
+        scheduler = runtime.scheduler()
         try:
             for adapter in adapters:
                 try:
                     await adapter.start()
                 except PlatformRefused as exc:
                     raise StartupError(str(exc)) from None
+            await scheduler.start()
             freeze_startup_heap()
             names = ", ".join(a.platform for a in adapters)
             log.info("serving %s on http://%s:%d (health: /healthz)", names, host, settings.port)
             await stop.wait()
             log.info("shutting down")
         finally:
+            scheduler.shutdown()
             worker.cancel()
             janitor.cancel()
             for adapter in adapters:
@@ -503,6 +506,83 @@ def _json_default(value: object) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
+
+
+jobs_app = typer.Typer(help="Scheduled jobs: nudges, draft reminders.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """Each job, its schedule, its last and next run."""
+    _run(_jobs_list(_settings()))
+
+
+async def _jobs_list(settings: Settings) -> int:
+    async with open_runtime(settings) as runtime:
+        rows = await runtime.scheduler().listing()
+    for name, schedule, last, upcoming in rows:
+        shown_last = last.isoformat(timespec="minutes") if last else "never"
+        shown_next = upcoming.astimezone(last.tzinfo if last else None).isoformat(timespec="minutes") if upcoming \
+            else "not scheduled"
+        typer.echo(f"{name}: {schedule}; last run {shown_last}; next run {shown_next}")
+    return 0
+
+
+@jobs_app.command("run")
+def jobs_run(name: Annotated[str, typer.Argument(help="nudges or draft-reminders")]) -> None:
+    """Run a job now, whatever its period claims say, and deliver what it queued before exiting."""
+    _run(_jobs_run(_settings(), name))
+
+
+async def _jobs_run(settings: Settings, name: str) -> int:
+    import aiohttp
+
+    async with open_runtime(settings) as runtime, aiohttp.ClientSession() as http:
+        scheduler = runtime.scheduler()
+        if name not in scheduler.jobs:
+            raise StartupError(f"no job named {name!r}; the jobs are {', '.join(sorted(scheduler.jobs))}")
+        await _register_senders(settings, runtime, http)
+        queued = await scheduler.run_now(name)
+        sent = await runtime.worker.drain()
+    typer.echo(f"{name}: queued {queued} message(s), sent {sent} now (the rest wait in the outbox: brm-bot outbox)")
+    return 0
+
+
+async def _register_senders(settings: Settings, runtime: Any, http: Any) -> None:
+    if settings.slack_enabled:
+        from bot.platforms.slack import build_slack
+
+        runtime.worker.register(build_slack(settings, runtime, http))
+    if settings.teams_enabled:
+        from bot.platforms.teams import build_teams
+
+        runtime.worker.register(build_teams(settings, runtime, http))
+
+
+@app.command("outbox")
+def outbox() -> None:
+    """Messages the bot starts: counts by state, what waits and why, the last failures."""
+    _run(_outbox(_settings()))
+
+
+async def _outbox(settings: Settings) -> int:
+    async with open_runtime(settings) as runtime, runtime.db.transaction() as store:
+        counts = await store.outbox.counts()
+        waiting = await store.outbox.waiting()
+        failures = await store.outbox.failures()
+    typer.echo("by state: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty"))
+    if waiting:
+        typer.echo("waiting:")
+        for m in waiting:
+            typer.echo(f"  #{m.id} {m.kind} to person {m.recipient_id}: {m.status}, {m.held_reason}; "
+                       f"due {m.next_attempt_at.isoformat(timespec='minutes')}")
+    if failures:
+        typer.echo("last failures:")
+        for m in failures:
+            typer.echo(f"  #{m.id} {m.kind} to person {m.recipient_id}: {m.status} after {m.attempts} "
+                       f"attempt(s): {m.last_error}")
+    return 0
 
 
 from bot.slack_cli import app as slack_app  # noqa: E402 - registered after the core commands

@@ -1,13 +1,21 @@
 """The delivery worker: sends queued outbox messages through the platform adapters.
 
-Messages are claimed with a lease, sent outside any database transaction, and then marked
-sent, retried with backoff and jitter, or given up on. A crash mid-send leaves the lease to
-run out, and the message goes again: delivery is at least once, and the outbox row's unique
-(kind, subject, period, recipient) keeps a job that runs twice from queueing it twice.
+Messages are claimed with a lease token, sent outside any database transaction, and then
+marked sent, retried with backoff and jitter, or given up on. Every write after the claim
+checks the token: a worker whose lease ran out and was taken over writes nothing, so it
+cannot mark a message another worker is sending. A crash mid-send leaves the lease to run
+out and the message goes again; attempts count at claim time, so a message that kills its
+worker stops at the retry limit. The outbox row's unique (kind, subject, period, recipient)
+keeps a job that runs twice from queueing it twice.
+
+Before sending, the delivery calendar (``BRM_BOT_DELIVERY_HOURS``, in the recipient's own
+time zone) and the weekly budget of proactive messages (``priority`` above 0) are checked: a
+message outside hours waits for the next opening, one over budget is ``held`` until the
+recipient's next week.
 
 Example::
 
-    worker = DeliveryWorker(db, {"slack": slack}, clock=utcnow)
+    worker = DeliveryWorker(db, {"slack": slack}, clock=utcnow, hours=DeliveryHours.parse("Mon-Fri 08:00-18:00"))
     sent = await worker.run_once()
 """
 
@@ -16,26 +24,114 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
+import time
+import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from datetime import time as clock_time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conversations.codec import reply_from_json
 from conversations.messages import Address
 from conversations.ports import DeliveryError, Outbound, Unreachable
 from storage.db import Database
-from storage.models import OutboxMessage, OutboxStatus
+from storage.models import OutboxHold, OutboxMessage, OutboxStatus, Person
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 8
+WEEKLY_BUDGET = 5
+DEFAULT_HOURS = "Mon-Fri 08:00-18:00"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"^\s*(\w{3})(?:\s*-\s*(\w{3}))?\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
 def backoff(attempt: int, *, retry_after: float | None = None) -> timedelta:
-    """Exponential backoff with full jitter, at least what the platform asked for."""
+    """Exponential backoff with full jitter; exactly what the platform asked for when it said."""
+    if retry_after is not None:
+        return timedelta(seconds=retry_after + random.uniform(0, 0.2))
     ceiling = min(30 * 2**attempt, 3600)
-    wait = random.uniform(ceiling / 2, ceiling)
-    return timedelta(seconds=max(wait, retry_after or 0))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryHours:
+    """When the bot may start a conversation, in the recipient's own time zone.
+
+    ``DeliveryHours.parse("Mon-Fri 08:00-18:00")``; ``parse("always")`` is None (no calendar).
+    """
+
+    days: frozenset[int]
+    start: clock_time
+    end: clock_time
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> DeliveryHours | None:
+        if text.strip().casefold() == "always":
+            return None
+        match = _HOURS.match(text.casefold())
+        if match is None:
+            raise ValueError(f"{text!r} is not like 'Mon-Fri 08:00-18:00' or 'always'")
+        first, last, h1, m1, h2, m2 = match.groups()
+        if first not in DAYS or (last or first) not in DAYS:
+            raise ValueError(f"{text!r}: days are Mon, Tue, Wed, Thu, Fri, Sat, Sun")
+        a, b = DAYS.index(first), DAYS.index(last or first)
+        days = frozenset(range(a, b + 1)) if a <= b else frozenset([*range(a, 7), *range(0, b + 1)])
+        try:
+            start, end = clock_time(int(h1), int(m1)), clock_time(int(h2), int(m2))
+        except ValueError:
+            raise ValueError(f"{text!r}: times are HH:MM from 00:00 to 23:59") from None
+        if start >= end:
+            raise ValueError(f"{text!r}: the hours must start before they end")
+        return cls(days, start, end, text.strip())
+
+    def next_open(self, now: datetime, tz: ZoneInfo) -> datetime | None:
+        """None when ``now`` is inside the hours, else the next moment they open (UTC)."""
+        local = now.astimezone(tz)
+        if local.weekday() in self.days and self.start <= local.time() < self.end:
+            return None
+        for ahead in range(8):
+            day = (local + timedelta(days=ahead)).date()
+            opening = datetime.combine(day, self.start, tzinfo=tz)
+            if day.weekday() in self.days and opening > local:
+                return opening.astimezone(now.tzinfo)
+        raise AssertionError("delivery hours open at least one day a week")
+
+
+def week_start(now: datetime, tz: ZoneInfo) -> datetime:
+    """Monday 00:00 of ``now``'s week in ``tz`` (UTC-aware): a budget's week is the recipient's own."""
+    local = now.astimezone(tz)
+    monday = (local - timedelta(days=local.weekday())).date()
+    return datetime.combine(monday, clock_time(0), tzinfo=tz).astimezone(now.tzinfo)
+
+
+def zone(name: str, default: str = "UTC") -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(default)
+
+
+class _Pace:
+    """At most ``rate`` sends a second on one platform, so a burst never runs into its limit."""
+
+    def __init__(self, rate: float | None) -> None:
+        self._gap = 1.0 / rate if rate else 0.0
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        if not self._gap:
+            return
+        now = time.monotonic()
+        self._next = max(self._next, now)
+        delay = self._next - now
+        self._next += self._gap
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 class DeliveryWorker:
@@ -47,12 +143,24 @@ class DeliveryWorker:
         clock: Callable[[], datetime],
         fallback: Outbound | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        hours: DeliveryHours | None = None,
+        weekly_budget: int = WEEKLY_BUDGET,
+        default_timezone: str = "UTC",
+        rates: Mapping[str, float] | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
         self._db = db
         self._adapters = dict(adapters)
         self._fallback = fallback
         self._clock = clock
         self._max_attempts = max_attempts
+        self._hours = hours
+        self._budget = weekly_budget
+        self._default_tz = default_timezone
+        self._rates = dict(rates or {})
+        self._paces: dict[str, _Pace] = {}
+        self._paused: dict[str, datetime] = {}
+        self._lease = lease
         self._wake = asyncio.Event()
 
     def register(self, adapter: Outbound, *, fallback: bool = False) -> None:
@@ -72,12 +180,25 @@ class DeliveryWorker:
     async def run_once(self, limit: int = 50) -> int:
         """Deliver what is due now; returns how many messages were sent."""
         now = self._clock()
+        token = uuid.uuid4().hex
         async with self._db.transaction() as store:
-            claimed = await store.outbox.claim(now=now, lease_until=now + LEASE, limit=limit)
+            claimed = await store.outbox.claim(now=now, lease_until=now + self._lease, limit=limit, token=token)
         sent = 0
         for message in claimed:
             sent += await self._deliver(message)
         return sent
+
+    async def drain(self, *, limit: int = 50) -> int:
+        """Deliver until nothing is due now (``brm-bot jobs run`` before it exits)."""
+        total = 0
+        while True:
+            now = self._clock()
+            async with self._db.transaction() as store:
+                claimed = await store.outbox.claim(now=now, lease_until=now + self._lease, limit=limit)
+            if not claimed:
+                return total
+            for message in claimed:
+                total += await self._deliver(message)
 
     async def run_forever(self, *, interval: float = 5.0) -> None:
         while True:
@@ -92,54 +213,116 @@ class DeliveryWorker:
             except TimeoutError:
                 pass
 
-    async def _address(self, message: OutboxMessage) -> tuple[Outbound, Address] | None:
+    async def _recipient(self, message: OutboxMessage) -> tuple[Person | None, list[tuple[Outbound, Address]]]:
+        """The person and where to reach them, best first: their platform identities, then
+        Slack by email (someone who never wrote to the bot), then the fallback."""
         async with self._db.transaction() as store:
             identities = await store.people.identities(message.recipient_id)
             person = await store.people.get(message.recipient_id)
+        targets: list[tuple[Outbound, Address]] = []
         for identity in identities:
             adapter = self._adapters.get(identity.platform)
             if adapter is not None:
-                return adapter, Address(identity.platform, identity.workspace, user=identity.user_id)  # type: ignore[arg-type]
-        if self._fallback is not None and person is not None:
+                address = Address(identity.platform, identity.workspace, user=identity.user_id)  # type: ignore[arg-type]
+                targets.append((adapter, address))
+        slack = self._adapters.get("slack")
+        if slack is not None and person is not None and person.email and all(i.platform != "slack" for i in identities):
+            targets.append((slack, Address("slack", "", email=person.email)))
+        if not targets and self._fallback is not None and person is not None:
             fallback = self._fallback
-            return fallback, Address(fallback.platform, "local", user=person.email or person.name)
-        return None
+            targets.append((fallback, Address(fallback.platform, "local", user=person.email or person.name)))
+        return person, targets
 
     async def _deliver(self, message: OutboxMessage) -> int:
         assert message.id is not None
         now = self._clock()
-        target = await self._address(message)
-        status, error, retry_at, platform_id = OutboxStatus.SENT, None, None, None
-        if target is None:
-            status, error = OutboxStatus.UNREACHABLE, "the recipient has no identity on a configured platform"
-        else:
-            adapter, address = target
+        if message.attempts > self._max_attempts:
+            await self._finish(message, OutboxStatus.FAILED, now, error=f"gave up after {self._max_attempts} attempts")
+            return 0
+        person, targets = await self._recipient(message)
+        tz = zone(person.time_zone if person else self._default_tz, self._default_tz)
+        if self._hours is not None:
+            opening = self._hours.next_open(now, tz)
+            if opening is not None:
+                reason = f"{OutboxHold.HOURS} ({self._hours.text}, {tz.key})"
+                await self._defer(message, until=opening, reason=reason)
+                return 0
+        if message.priority > 0 and self._budget >= 0:
+            since = week_start(now, tz)
+            async with self._db.transaction() as store:
+                used = await store.outbox.budget_used(recipient_id=message.recipient_id, since=since)
+            if used >= self._budget:
+                reason = f"{OutboxHold.BUDGET} ({used} of {self._budget} this week)"
+                await self._defer(message, until=since + timedelta(days=7), reason=reason, held=True)
+                return 0
+        status, error, retry_at, platform_id = OutboxStatus.UNREACHABLE, None, None, None
+        if not targets:
+            error = "the recipient has no identity on a configured platform"
+        errors: list[str] = []
+        for adapter, address in targets:
+            paused = self._paused.get(adapter.platform)
+            if paused is not None and paused > now:
+                await self._defer(message, until=paused, reason=f"{adapter.platform} asked for a pause")
+                return 0
+            pace = self._paces.setdefault(adapter.platform, _Pace(self._rates.get(adapter.platform)))
+            await pace.wait()
             try:
                 delivered = await adapter.send(address, reply_from_json(message.payload))
-                platform_id = delivered.message_id
             except Unreachable as exc:
-                status, error = OutboxStatus.UNREACHABLE, str(exc)
+                errors.append(str(exc))
+                continue
             except DeliveryError as exc:
                 status, error = self._retry_or_fail(message, exc.retryable), str(exc)
                 retry_at = now + backoff(message.attempts, retry_after=exc.retry_after)
+                if exc.retry_after is not None:
+                    self._paused[adapter.platform] = now + timedelta(seconds=exc.retry_after)
+                break
             except Exception as exc:
                 log.warning("sending outbox message %s failed: %s", message.id, type(exc).__name__)
                 status, error = self._retry_or_fail(message, True), type(exc).__name__
                 retry_at = now + backoff(message.attempts)
+                break
+            status, platform_id, error = OutboxStatus.SENT, delivered.message_id, None
+            break
+        else:
+            if errors:
+                error = "; ".join(errors)
         if status != OutboxStatus.SENT:
             log.info("outbox message %s (%s %s): %s", message.id, message.kind, message.subject, status)
+        written = await self._finish(message, status, now, retry_at=retry_at, error=error, platform_id=platform_id)
+        return int(status == OutboxStatus.SENT and written)
+
+    async def _finish(
+        self,
+        message: OutboxMessage,
+        status: OutboxStatus,
+        now: datetime,
+        *,
+        retry_at: datetime | None = None,
+        error: str | None = None,
+        platform_id: str | None = None,
+    ) -> bool:
+        assert message.id is not None
         async with self._db.transaction() as store:
-            await store.outbox.finish(
+            written = await store.outbox.finish(
                 message.id,
+                token=message.lease_token,
                 status=status,
                 now=now,
                 next_attempt_at=retry_at,
                 error=error,
                 platform_message_id=platform_id,
             )
-        return int(status == OutboxStatus.SENT)
+        if not written:
+            log.warning("outbox message %s: lease taken over by another worker; its outcome is theirs", message.id)
+        return written
+
+    async def _defer(self, message: OutboxMessage, *, until: datetime, reason: str, held: bool = False) -> None:
+        assert message.id is not None
+        async with self._db.transaction() as store:
+            await store.outbox.defer(message.id, token=message.lease_token, until=until, reason=reason, held=held)
 
     def _retry_or_fail(self, message: OutboxMessage, retryable: bool) -> OutboxStatus:
-        if retryable and message.attempts + 1 < self._max_attempts:
+        if retryable and message.attempts < self._max_attempts:
             return OutboxStatus.PENDING
         return OutboxStatus.FAILED

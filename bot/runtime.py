@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import sqlalchemy as sa
 
-from bot.delivery import DeliveryWorker
+from bot.delivery import DeliveryHours, DeliveryWorker
+from bot.jobs import Scheduler, default_jobs
 from bot.settings import Settings
 from conversations.engine import Engine
 from conversations.flows import default_flows
@@ -70,6 +71,14 @@ class Runtime:
     worker: DeliveryWorker
     adapters: dict[str, Outbound] = field(default_factory=dict)
 
+    def scheduler(self) -> Scheduler:
+        """The scheduled jobs on this runtime's database, waking its delivery worker."""
+        jobs = default_jobs(
+            nudges=self.settings.nudges_schedule, draft_reminders=self.settings.draft_reminders_schedule
+        )
+        return Scheduler(self.db, jobs, clock=utcnow, on_queued=self.worker.wake,
+                         default_timezone=self.settings.timezone)
+
 
 def freeze_startup_heap() -> None:
     """Move everything alive after start-up out of the garbage collector's sight.
@@ -115,7 +124,15 @@ async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) 
             default_timezone=settings.timezone,
             on_queued=lambda: holder[0].wake() if holder else None,
         )
-        worker = DeliveryWorker(db, {}, clock=utcnow, fallback=fallback)
+        worker = DeliveryWorker(
+            db,
+            {},
+            clock=utcnow,
+            fallback=fallback,
+            hours=DeliveryHours.parse(settings.delivery_hours),
+            weekly_budget=settings.weekly_budget,
+            default_timezone=settings.timezone,
+        )
         holder.append(worker)
         yield Runtime(settings=settings, db=db, engine=engine, worker=worker)
     finally:

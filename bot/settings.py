@@ -47,6 +47,27 @@ class Settings(BaseSettings):
     teams_allowed_tenants: str | None = Field(default=None, alias="TEAMS_ALLOWED_TENANTS")
     teams_openid_metadata_url: str | None = Field(default=None, alias="TEAMS_OPENID_METADATA_URL")
 
+    delivery_hours: str = Field(default="Mon-Fri 08:00-18:00", alias="BRM_BOT_DELIVERY_HOURS")
+    weekly_budget: int = Field(default=5, alias="BRM_BOT_WEEKLY_BUDGET", ge=0, le=100)
+    nudges_schedule: str = Field(default="mon-fri 09:00", alias="BRM_BOT_NUDGES_SCHEDULE")
+    draft_reminders_schedule: str = Field(default="mon-fri 09:30", alias="BRM_BOT_DRAFT_REMINDERS_SCHEDULE")
+
+    @field_validator("delivery_hours")
+    @classmethod
+    def _delivery_hours(cls, value: str) -> str:
+        from bot.delivery import DeliveryHours
+
+        DeliveryHours.parse(value)
+        return value
+
+    @field_validator("nudges_schedule", "draft_reminders_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from bot.jobs import Schedule
+
+        Schedule.parse(value)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:

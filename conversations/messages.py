@@ -204,6 +204,7 @@ class Address:
     workspace: str
     user: str | None = None
     channel: str | None = None
+    email: str | None = None  # a person the platform has not linked yet (Slack finds them by email)
 
 
 @dataclass(frozen=True, slots=True)

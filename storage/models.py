@@ -198,6 +198,7 @@ class OutboxStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     UNREACHABLE = "unreachable"
+    HELD = "held"  # over the recipient's weekly budget; due again at ``next_attempt_at``
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -221,6 +222,9 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     platform_message_id: str | None = Field(default=None, max_length=200)
+    lease_token: str | None = Field(default=None, max_length=40)
+    priority: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    held_reason: str | None = Field(default=None, max_length=200)
 
 
 class ConversationReference(SQLModel, table=True):
@@ -241,3 +245,80 @@ class ConversationReference(SQLModel, table=True):
     target: str = Field(max_length=200)  # platform user id or channel/conversation id
     reference: dict[str, Any] = Field(sa_type=sa.JSON)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# --- the bot speaks first: scheduled jobs, touchpoints, snoozes ---------------------------------
+
+
+class OutboxHold(StrEnum):
+    """Why a message waits (``outbox.held_reason`` starts with one of these)."""
+
+    HOURS = "outside delivery hours"
+    BUDGET = "weekly budget reached"
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a scheduled job for one period, claimed before any work: each period runs once.
+
+    ``lease_token`` and ``lease_until`` say who runs it; a run whose lease ran out without
+    ``finished_at`` died half-way and is taken over (its work is idempotent by outbox keys).
+    """
+
+    __tablename__ = "job_run"
+    __table_args__ = (sa.UniqueConstraint("job", "period", name="uq_job_run_period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=40)
+    period: str = Field(max_length=80)
+    lease_token: str = Field(max_length=40)
+    lease_until: datetime = Field(sa_type=UTCDateTime)
+    attempts: int = 1
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    enqueued: int = 0
+    forced: bool = False
+
+
+class TouchpointKind(StrEnum):
+    MEETING = "meeting"
+    CALL = "call"
+    WORKSHOP = "workshop"
+    REVIEW = "review"
+    INFORMAL = "informal"
+
+
+class Touchpoint(SQLModel, table=True):
+    """A BRM's contact with a business partner."""
+
+    __tablename__ = "touchpoint"
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="business_partner.id", index=True)
+    brm_id: int = Field(foreign_key="person.id", index=True)
+    kind: str = Field(sa_column=_enum("kind"))
+    happened_on: date
+    note: str | None = Field(default=None, max_length=1000)
+    link: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MaturityChange(SQLModel, table=True):
+    """A partner's maturity stage set by someone, when."""
+
+    __tablename__ = "maturity_change"
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(foreign_key="business_partner.id", index=True)
+    by_person_id: int = Field(foreign_key="person.id")
+    from_stage: str = Field(max_length=20)
+    to_stage: str = Field(max_length=20)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Snooze(SQLModel, table=True):
+    """A nudge item silenced by its BRM until ``until`` (leaders still see it)."""
+
+    __tablename__ = "snooze"
+    id: int | None = Field(default=None, primary_key=True)
+    brm_id: int = Field(foreign_key="person.id", index=True)
+    item: str = Field(max_length=60)  # "partner:3" or "request:17"
+    until: datetime = Field(sa_type=UTCDateTime)
+    reason: str | None = Field(default=None, max_length=300)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

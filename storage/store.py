@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -33,14 +34,18 @@ from storage.models import (
     ConversationReference,
     DemandRequest,
     Identity,
+    JobRun,
+    MaturityChange,
     OutboxMessage,
     OutboxStatus,
     Person,
     ProcessedEvent,
     Relationship,
     Role,
+    Snooze,
     Status,
     StatusChange,
+    Touchpoint,
 )
 from storage.models import (
     ConversationState as StateRow,
@@ -64,6 +69,10 @@ STATE = table(StateRow)
 EVENT = table(ProcessedEvent)
 OUTBOX = table(OutboxMessage)
 REFERENCE = table(ConversationReference)
+JOB_RUN = table(JobRun)
+TOUCHPOINT = table(Touchpoint)
+MATURITY_CHANGE = table(MaturityChange)
+SNOOZE = table(Snooze)
 
 P = sa.bindparam
 
@@ -541,6 +550,15 @@ _UPDATE_STATE = Statement(
     .where(*_STATE_WHERE, STATE.c.version == P("expected"))
     .values({name: P(f"new_{name}", type_=STATE.c[name].type) for name in _STATE_VALUES})
 )
+_DRAFTS = Statement(
+    sa.select(STATE)
+    .where(
+        STATE.c.flow == P("flow"),
+        STATE.c.updated_at < P("before", type_=STATE.c.updated_at.type),
+        STATE.c.updated_at >= P("after", type_=STATE.c.updated_at.type),
+    )
+    .order_by(STATE.c.updated_at)
+)
 _DELETE_STATE_BEFORE = Statement(
     sa.delete(STATE).where(STATE.c.updated_at < P("before", type_=STATE.c.updated_at.type))
 )
@@ -666,6 +684,16 @@ class States:
     async def forget_before(self, *, before: datetime) -> int:
         return await self.tx.count(_DELETE_STATE_BEFORE, before=before)
 
+    async def left(self, *, flow: str, after: datetime, before: datetime) -> list[tuple[StateKey, SavedState]]:
+        """Conversations left in ``flow`` between ``after`` and ``before`` (drafts to remind of)."""
+        out = []
+        for row in await self.tx.models(StateRow, _DRAFTS, flow=flow, after=after, before=before):
+            key = StateKey(row.platform, row.workspace, row.channel, row.user_id, row.thread)
+            saved = SavedState(row.flow, row.step, dict(row.data or {}), row.version, row.updated_at,
+                               row.schema_version)
+            out.append((key, saved))
+        return out
+
 
 def _state_values(state: SavedState, expected_version: int | None) -> dict[str, Any]:
     return {
@@ -683,31 +711,83 @@ def _state_values(state: SavedState, expected_version: int | None) -> dict[str, 
 _OUTBOX_KEYS = tuple(c for c in _names(OUTBOX) if c != "id")
 _ENQUEUE = Statement(insert_ignoring(OUTBOX), keys=_OUTBOX_KEYS)
 _DUE = sa.and_(
-    OUTBOX.c.status.in_(constants([OutboxStatus.PENDING.value, OutboxStatus.SENDING.value])),
+    OUTBOX.c.status.in_(
+        constants([OutboxStatus.PENDING.value, OutboxStatus.SENDING.value, OutboxStatus.HELD.value])
+    ),
     OUTBOX.c.next_attempt_at <= P("now", type_=OUTBOX.c.next_attempt_at.type),
 )
 _CLAIM_OUTBOX = Statement(
     sa.update(OUTBOX)
     .where(
         OUTBOX.c.id.in_(
-            sa.select(OUTBOX.c.id).where(_DUE).order_by(OUTBOX.c.id).limit(P("limit")).with_for_update(skip_locked=True)
+            sa.select(OUTBOX.c.id)
+            .where(_DUE)
+            .order_by(OUTBOX.c.priority.desc(), OUTBOX.c.id)
+            .limit(P("limit"))
+            .with_for_update(skip_locked=True)
         )
     )
-    .values(status=OutboxStatus.SENDING.value, next_attempt_at=P("lease_until", type_=OUTBOX.c.next_attempt_at.type))
+    .values(
+        status=OutboxStatus.SENDING.value,
+        next_attempt_at=P("lease_until", type_=OUTBOX.c.next_attempt_at.type),
+        lease_token=P("token", type_=OUTBOX.c.lease_token.type),
+        attempts=OUTBOX.c.attempts + 1,
+    )
     .returning(*OUTBOX.c)
+)
+_LEASED = (
+    OUTBOX.c.id == P("mid"),
+    OUTBOX.c.lease_token == P("token", type_=OUTBOX.c.lease_token.type),
+    OUTBOX.c.status == OutboxStatus.SENDING.value,
 )
 _FINISH_OUTBOX = Statement(
     sa.update(OUTBOX)
-    .where(OUTBOX.c.id == P("mid"))
+    .where(*_LEASED)
     .values(
         status=P("new_status", type_=OUTBOX.c.status.type),
-        attempts=OUTBOX.c.attempts + 1,
         last_error=P("error", type_=OUTBOX.c.last_error.type),
         next_attempt_at=P("next_at", type_=OUTBOX.c.next_attempt_at.type),
+        held_reason=None,
         sent_at=sa.func.coalesce(P("sent", type_=OUTBOX.c.sent_at.type), OUTBOX.c.sent_at),
         platform_message_id=sa.func.coalesce(P("pmid", type_=OUTBOX.c.platform_message_id.type),
                                              OUTBOX.c.platform_message_id),
     )
+)
+_DEFER_OUTBOX = Statement(
+    sa.update(OUTBOX)
+    .where(*_LEASED)
+    .values(
+        status=P("new_status", type_=OUTBOX.c.status.type),
+        attempts=OUTBOX.c.attempts - 1,
+        next_attempt_at=P("until", type_=OUTBOX.c.next_attempt_at.type),
+        held_reason=P("reason", type_=OUTBOX.c.held_reason.type),
+    )
+)
+_BUDGET_USED = Statement(
+    sa.select(sa.func.count())
+    .select_from(OUTBOX)
+    .where(
+        OUTBOX.c.recipient_id == P("rid"),
+        OUTBOX.c.status == OutboxStatus.SENT.value,
+        OUTBOX.c.priority > 0,
+        OUTBOX.c.sent_at >= P("since", type_=OUTBOX.c.sent_at.type),
+    )
+)
+_OUTBOX_COUNTS = Statement(sa.select(OUTBOX.c.status, sa.func.count()).group_by(OUTBOX.c.status))
+_OUTBOX_HELD = Statement(
+    sa.select(OUTBOX)
+    .where(
+        OUTBOX.c.held_reason.is_not(None),
+        OUTBOX.c.status.in_(constants([OutboxStatus.PENDING.value, OutboxStatus.HELD.value])),
+    )
+    .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
+    .limit(P("limit"))
+)
+_OUTBOX_FAILURES = Statement(
+    sa.select(OUTBOX)
+    .where(OUTBOX.c.status.in_(constants([OutboxStatus.FAILED.value, OutboxStatus.UNREACHABLE.value])))
+    .order_by(OUTBOX.c.id.desc())
+    .limit(P("limit"))
 )
 _ALL_OUTBOX = Statement(sa.select(OUTBOX).order_by(OUTBOX.c.id))
 UNREACHABLE_KEPT = timedelta(days=14)  # an unreachable message older than this is no longer worth sending
@@ -740,9 +820,21 @@ class Outbox:
         self.tx = tx
 
     async def enqueue(
-        self, *, kind: str, subject: str, recipient_id: int, payload: dict[str, Any], now: datetime, period: str = ""
+        self,
+        *,
+        kind: str,
+        subject: str,
+        recipient_id: int,
+        payload: dict[str, Any],
+        now: datetime,
+        period: str = "",
+        priority: int = 0,
     ) -> bool:
-        """Queue a message; False if that (kind, subject, period, recipient) exists already."""
+        """Queue a message; False if that (kind, subject, period, recipient) exists already.
+
+        ``priority`` above 0 marks a proactive message (a nudge, a survey, a digest): it counts
+        against the recipient's weekly budget, and higher priorities are delivered first.
+        """
         message = OutboxMessage(
             kind=kind,
             subject=subject[:120],
@@ -753,37 +845,78 @@ class Outbox:
             attempts=0,
             next_attempt_at=now,
             created_at=now,
+            priority=priority,
         )
         return bool(await self.tx.count(_ENQUEUE, values_of(message)))
 
-    async def claim(self, *, now: datetime, lease_until: datetime, limit: int = 50) -> list[OutboxMessage]:
-        """Claim due messages for one worker: pending ones, and claimed ones whose lease ran out.
+    async def claim(
+        self, *, now: datetime, lease_until: datetime, limit: int = 50, token: str | None = None
+    ) -> list[OutboxMessage]:
+        """Claim due messages for one worker: pending and held ones, and claimed ones whose lease ran out.
 
-        A claimed row is leased until ``lease_until``; a worker that dies mid-send leaves it to
-        be claimed again after that. On PostgreSQL, rows another worker is claiming are skipped.
+        Each claimed row carries ``token`` (a fresh one when not given) until ``lease_until``;
+        every later write checks it, so a worker whose lease was taken over writes nothing.
+        ``attempts`` counts here, so a message that kills its worker still stops at the limit.
+        Higher ``priority`` first. On PostgreSQL, rows another worker is claiming are skipped.
         """
-        rows = await self.tx.rows(_CLAIM_OUTBOX, now=now, lease_until=lease_until, limit=limit)
-        return sorted((as_model(OutboxMessage, _OUTBOX_NAMES, row) for row in rows), key=lambda m: m.id or 0)
+        token = token or uuid.uuid4().hex
+        rows = await self.tx.rows(_CLAIM_OUTBOX, now=now, lease_until=lease_until, limit=limit, token=token)
+        messages = (as_model(OutboxMessage, _OUTBOX_NAMES, row) for row in rows)
+        return sorted(messages, key=lambda m: (-m.priority, m.id or 0))
 
     async def finish(
         self,
         message_id: int,
         *,
+        token: str | None,
         status: OutboxStatus,
         now: datetime,
         next_attempt_at: datetime | None = None,
         error: str | None = None,
         platform_message_id: str | None = None,
-    ) -> None:
-        await self.tx.count(
-            _FINISH_OUTBOX,
-            mid=message_id,
-            new_status=status.value,
-            error=error[:500] if error else None,
-            next_at=next_attempt_at or now,
-            sent=now if status == OutboxStatus.SENT else None,
-            pmid=platform_message_id if status == OutboxStatus.SENT else None,
+    ) -> bool:
+        """Record a send's outcome; False (nothing written) when this lease was taken over."""
+        return bool(
+            await self.tx.count(
+                _FINISH_OUTBOX,
+                mid=message_id,
+                token=token,
+                new_status=status.value,
+                error=error[:500] if error else None,
+                next_at=next_attempt_at or now,
+                sent=now if status == OutboxStatus.SENT else None,
+                pmid=platform_message_id if status == OutboxStatus.SENT else None,
+            )
         )
+
+    async def defer(
+        self, message_id: int, *, token: str | None, until: datetime, reason: str, held: bool = False
+    ) -> bool:
+        """Put a claimed message back unsent until ``until`` (the claim's attempt is given back).
+
+        ``held`` marks it ``held`` (over a budget) rather than ``pending`` (waiting for hours).
+        """
+        status = OutboxStatus.HELD if held else OutboxStatus.PENDING
+        return bool(
+            await self.tx.count(
+                _DEFER_OUTBOX, mid=message_id, token=token, new_status=status.value, until=until, reason=reason[:200]
+            )
+        )
+
+    async def budget_used(self, *, recipient_id: int, since: datetime) -> int:
+        """Budgeted (priority above 0) messages sent to a person since ``since``."""
+        return int(await self.tx.scalar(_BUDGET_USED, rid=recipient_id, since=since))
+
+    async def counts(self) -> dict[str, int]:
+        return {str(row[0]): int(row[1]) for row in await self.tx.rows(_OUTBOX_COUNTS)}
+
+    async def waiting(self, limit: int = 20) -> list[OutboxMessage]:
+        """Messages waiting for a reason (delivery hours, the weekly budget), soonest first."""
+        return await self.tx.models(OutboxMessage, _OUTBOX_HELD, limit=limit)
+
+    async def failures(self, limit: int = 10) -> list[OutboxMessage]:
+        """The last messages given up on (failed or unreachable), newest first."""
+        return await self.tx.models(OutboxMessage, _OUTBOX_FAILURES, limit=limit)
 
     async def all(self) -> list[OutboxMessage]:
         return await self.tx.models(OutboxMessage, _ALL_OUTBOX)
@@ -853,10 +986,262 @@ class References:
         return cast(dict[str, Any] | None, found)
 
 
+# --- scheduled job runs -------------------------------------------------------------------------
+
+_JOB_RUN_KEYS = tuple(c for c in _names(JOB_RUN) if c != "id")
+_INSERT_JOB_RUN = Statement(insert_ignoring(JOB_RUN), keys=_JOB_RUN_KEYS)
+_JOB_PERIOD = (JOB_RUN.c.job == P("job"), JOB_RUN.c.period == P("period"))
+_TAKE_OVER_RUN = Statement(
+    sa.update(JOB_RUN)
+    .where(
+        *_JOB_PERIOD,
+        JOB_RUN.c.finished_at.is_(None),
+        JOB_RUN.c.lease_until < P("now", type_=JOB_RUN.c.lease_until.type),
+    )
+    .values(
+        lease_token=P("token", type_=JOB_RUN.c.lease_token.type),
+        lease_until=P("until", type_=JOB_RUN.c.lease_until.type),
+        attempts=JOB_RUN.c.attempts + 1,
+    )
+)
+_FORCE_RUN = Statement(
+    sa.update(JOB_RUN)
+    .where(*_JOB_PERIOD)
+    .values(
+        lease_token=P("token", type_=JOB_RUN.c.lease_token.type),
+        lease_until=P("until", type_=JOB_RUN.c.lease_until.type),
+        attempts=JOB_RUN.c.attempts + 1,
+        finished_at=None,
+        forced=True,
+    )
+)
+_FINISH_RUN = Statement(
+    sa.update(JOB_RUN)
+    .where(*_JOB_PERIOD, JOB_RUN.c.lease_token == P("token", type_=JOB_RUN.c.lease_token.type))
+    .values(
+        finished_at=P("now", type_=JOB_RUN.c.finished_at.type),
+        enqueued=P("enqueued", type_=JOB_RUN.c.enqueued.type),
+    )
+)
+_UNFINISHED_RUNS = Statement(
+    sa.select(JOB_RUN)
+    .where(JOB_RUN.c.finished_at.is_(None), JOB_RUN.c.lease_until < P("now", type_=JOB_RUN.c.lease_until.type))
+    .order_by(JOB_RUN.c.id)
+)
+_LAST_RUNS = Statement(
+    sa.select(JOB_RUN.c.job, sa.func.max(JOB_RUN.c.started_at), sa.func.max(JOB_RUN.c.finished_at)).group_by(
+        JOB_RUN.c.job
+    )
+)
+_JOB_RUN = Statement(sa.select(JOB_RUN).where(*_JOB_PERIOD))
+
+
+class Jobs:
+    """Runs of scheduled jobs: a (job, period) row is claimed before any work, once per deployment."""
+
+    __slots__ = ("tx",)
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+
+    async def claim(
+        self, *, job: str, period: str, token: str, now: datetime, lease_until: datetime, force: bool = False
+    ) -> bool:
+        """Claim the run of ``job`` for ``period``; False when another run has it or finished it.
+
+        A run whose lease ran out unfinished (its process died) is taken over. ``force`` takes
+        the period whatever its row says (``brm-bot jobs run``).
+        """
+        run = JobRun(job=job, period=period, lease_token=token, lease_until=lease_until, attempts=1,
+                     started_at=now, finished_at=None, enqueued=0, forced=force)
+        if await self.tx.count(_INSERT_JOB_RUN, values_of(run)):
+            return True
+        statement = _FORCE_RUN if force else _TAKE_OVER_RUN
+        return bool(await self.tx.count(statement, job=job, period=period, token=token, until=lease_until, now=now))
+
+    async def finish(self, *, job: str, period: str, token: str, now: datetime, enqueued: int) -> bool:
+        """Mark the run done; False when its lease was taken over meanwhile."""
+        return bool(await self.tx.count(_FINISH_RUN, job=job, period=period, token=token, now=now, enqueued=enqueued))
+
+    async def get(self, *, job: str, period: str) -> JobRun | None:
+        return await self.tx.model(JobRun, _JOB_RUN, job=job, period=period)
+
+    async def unfinished(self, *, now: datetime) -> list[JobRun]:
+        """Runs that died half-way (lease run out, never finished): the next tick finishes them."""
+        return await self.tx.models(JobRun, _UNFINISHED_RUNS, now=now)
+
+    async def last_runs(self) -> dict[str, tuple[datetime | None, datetime | None]]:
+        """Per job: when its latest run started, and when its latest run finished."""
+        return {str(job): (started, finished) for job, started, finished in await self.tx.rows(_LAST_RUNS)}
+
+
+# --- relationships, touchpoints, snoozes --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RelationshipView:
+    """A BRM's relationship with one partner, with what health needs to judge it."""
+
+    relationship: Relationship
+    partner: BusinessPartner
+    brm: Person
+
+
+_RELATIONSHIPS = Statement(
+    sa.select(RELATIONSHIP, PARTNER, PERSON)
+    .join(PARTNER, PARTNER.c.id == RELATIONSHIP.c.partner_id)
+    .join(PERSON, PERSON.c.id == RELATIONSHIP.c.brm_id)
+    .order_by(PERSON.c.id, PARTNER.c.name)
+)
+_RELATIONSHIPS_OF = Statement(
+    sa.select(RELATIONSHIP, PARTNER, PERSON)
+    .join(PARTNER, PARTNER.c.id == RELATIONSHIP.c.partner_id)
+    .join(PERSON, PERSON.c.id == RELATIONSHIP.c.brm_id)
+    .where(RELATIONSHIP.c.brm_id == P("brm_id"))
+    .order_by(PARTNER.c.name)
+)
+_BRMS_WITH_RELATIONSHIPS = Statement(
+    sa.select(PERSON)
+    .where(PERSON.c.id.in_(sa.select(RELATIONSHIP.c.brm_id)))
+    .order_by(PERSON.c.id)
+)
+_OPEN_OF_PARTNER = Statement(
+    sa.select(REQUEST)
+    .where(REQUEST.c.partner_id == P("partner_id"), REQUEST.c.status.in_(_OPEN))
+    .order_by(REQUEST.c.id)
+)
+_TOUCHED = Statement(
+    sa.update(RELATIONSHIP)
+    .where(
+        RELATIONSHIP.c.partner_id == P("partner_id"),
+        sa.or_(
+            RELATIONSHIP.c.last_touchpoint_at.is_(None),
+            RELATIONSHIP.c.last_touchpoint_at < P("at", type_=RELATIONSHIP.c.last_touchpoint_at.type),
+        ),
+    )
+    .values(last_touchpoint_at=P("at", type_=RELATIONSHIP.c.last_touchpoint_at.type))
+)
+_SET_MATURITY = Statement(
+    sa.update(PARTNER).where(PARTNER.c.id == P("pid")).values(maturity=P("stage", type_=PARTNER.c.maturity.type))
+)
+_TOUCHPOINTS_OF = Statement(
+    sa.select(TOUCHPOINT)
+    .where(TOUCHPOINT.c.partner_id == P("partner_id"))
+    .order_by(TOUCHPOINT.c.happened_on.desc(), TOUCHPOINT.c.id.desc())
+    .limit(P("limit"))
+)
+_MATURITY_HISTORY = Statement(
+    sa.select(MATURITY_CHANGE).where(MATURITY_CHANGE.c.partner_id == P("partner_id")).order_by(MATURITY_CHANGE.c.id)
+)
+_ACTIVE_SNOOZES = Statement(
+    sa.select(SNOOZE)
+    .where(SNOOZE.c.brm_id == P("brm_id"), SNOOZE.c.until > P("now", type_=SNOOZE.c.until.type))
+    .order_by(SNOOZE.c.id)
+)
+_ALL_ACTIVE_SNOOZES = Statement(
+    sa.select(SNOOZE).where(SNOOZE.c.until > P("now", type_=SNOOZE.c.until.type)).order_by(SNOOZE.c.id)
+)
+_SNOOZE_REASON = Statement(
+    sa.update(SNOOZE)
+    .where(SNOOZE.c.id == P("sid"), SNOOZE.c.brm_id == P("bid"))
+    .values(reason=P("reason", type_=SNOOZE.c.reason.type))
+)
+_RELATIONSHIP_NAMES = _names(RELATIONSHIP)
+
+
+def _views(rows: Sequence[Row]) -> list[RelationshipView]:
+    a, b = len(_RELATIONSHIP_NAMES), len(_RELATIONSHIP_NAMES) + len(_PARTNER_NAMES)
+    return [
+        RelationshipView(
+            as_model(Relationship, _RELATIONSHIP_NAMES, row[:a]),
+            as_model(BusinessPartner, _PARTNER_NAMES, row[a:b]),
+            as_model(Person, _PERSON_NAMES, row[b:]),
+        )
+        for row in rows
+    ]
+
+
+class Relationships:
+    """BRMs' relationships with partners, their touchpoints, maturity stages and snoozed nudges."""
+
+    __slots__ = ("tx",)
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+
+    async def of_brm(self, brm_id: int) -> list[RelationshipView]:
+        return _views(await self.tx.rows(_RELATIONSHIPS_OF, brm_id=brm_id))
+
+    async def all(self) -> list[RelationshipView]:
+        return _views(await self.tx.rows(_RELATIONSHIPS))
+
+    async def brms(self) -> list[Person]:
+        """Everyone with at least one relationship (whom the nudges job considers)."""
+        return await self.tx.models(Person, _BRMS_WITH_RELATIONSHIPS)
+
+    async def open_requests(self, partner_id: int) -> list[DemandRequest]:
+        return await self.tx.models(DemandRequest, _OPEN_OF_PARTNER, partner_id=partner_id)
+
+    async def log_touchpoint(
+        self,
+        *,
+        partner_id: int,
+        brm_id: int,
+        kind: str,
+        happened_on: date,
+        at: datetime,
+        now: datetime,
+        note: str | None = None,
+        link: str | None = None,
+    ) -> Touchpoint:
+        """Record a touchpoint; ``at`` (its moment in UTC) becomes the partner's last touchpoint if later."""
+        touchpoint = Touchpoint(partner_id=partner_id, brm_id=brm_id, kind=_plain(kind), happened_on=happened_on,
+                                note=note, link=link, created_at=now)
+        await add(self.tx, touchpoint)
+        await self.tx.count(_TOUCHED, partner_id=partner_id, at=at)
+        return touchpoint
+
+    async def touchpoints(self, partner_id: int, limit: int = 10) -> list[Touchpoint]:
+        return await self.tx.models(Touchpoint, _TOUCHPOINTS_OF, partner_id=partner_id, limit=limit)
+
+    async def set_maturity(
+        self, partner: BusinessPartner, *, stage: str, by_person_id: int, now: datetime
+    ) -> MaturityChange:
+        assert partner.id is not None
+        change = MaturityChange(partner_id=partner.id, by_person_id=by_person_id, from_stage=_plain(partner.maturity),
+                                to_stage=_plain(stage), at=now)
+        await self.tx.count(_SET_MATURITY, pid=partner.id, stage=_plain(stage))
+        await add(self.tx, change)
+        return change
+
+    async def maturity_history(self, partner_id: int) -> list[MaturityChange]:
+        return await self.tx.models(MaturityChange, _MATURITY_HISTORY, partner_id=partner_id)
+
+    async def snooze(
+        self, *, brm_id: int, item: str, until: datetime, now: datetime, reason: str | None = None
+    ) -> Snooze:
+        snooze = Snooze(brm_id=brm_id, item=item, until=until, reason=reason, created_at=now)
+        await add(self.tx, snooze)
+        return snooze
+
+    async def set_snooze_reason(self, *, snooze_id: int, brm_id: int, reason: str) -> bool:
+        return bool(await self.tx.count(_SNOOZE_REASON, sid=snooze_id, bid=brm_id, reason=reason[:300]))
+
+    async def snoozed(self, *, brm_id: int, now: datetime) -> list[Snooze]:
+        """The BRM's snoozes still running at ``now``."""
+        return await self.tx.models(Snooze, _ACTIVE_SNOOZES, brm_id=brm_id, now=now)
+
+    async def all_snoozed(self, *, now: datetime) -> list[Snooze]:
+        """Every running snooze: what leaders see, so snoozing never hides a problem."""
+        return await self.tx.models(Snooze, _ALL_ACTIVE_SNOOZES, now=now)
+
+
 class Store:
     """Everything storage offers, on one transaction (``db.transaction()`` yields it)."""
 
-    __slots__ = ("events", "outbox", "partners", "people", "references", "requests", "state", "tx")
+    __slots__ = (
+        "events", "jobs", "outbox", "partners", "people", "references", "relationships", "requests", "state", "tx"
+    )
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
@@ -867,6 +1252,8 @@ class Store:
         self.state = States(tx)
         self.outbox = Outbox(tx)
         self.references = References(tx)
+        self.jobs = Jobs(tx)
+        self.relationships = Relationships(tx)
 
     async def add(self, obj: SQLModel) -> Any:
         """Insert any model object (demo data, imports); its new id."""

@@ -109,7 +109,8 @@ _entry: contextvars.ContextVar[int | None] = contextvars.ContextVar("slack_journ
 UNREACHABLE_ERRORS = frozenset(
     {
         "channel_not_found", "user_not_found", "not_in_channel", "is_archived", "account_inactive",
-        "cannot_dm_bot", "user_disabled", "user_not_visible", "team_access_not_granted", "messages_tab_disabled",
+        "cannot_dm_bot", "users_not_found", "user_disabled", "user_not_visible", "team_access_not_granted",
+        "messages_tab_disabled",
     }
 )
 REFUSED_TOKEN = frozenset(
@@ -637,12 +638,22 @@ class SlackAdapter:
     # --- proactive ----------------------------------------------------------------------------------
 
     async def send(self, to: Address, reply: Reply) -> Delivered:
-        """Post a message the bot starts to a person's DM (``to.user``) or a channel."""
+        """Post a message the bot starts to a person's DM (``to.user``) or a channel.
+
+        A person who never wrote to the bot (``to.email`` only) is found with
+        ``users.lookupByEmail`` and messaged in a DM; not found is :class:`Unreachable`.
+        """
         try:
             if to.channel:
                 channel = to.channel
             elif to.user:
                 channel = await self._dm_channel(to.workspace, to.user)
+            elif to.email:
+                found = await self._proactive.users_lookupByEmail(email=to.email)
+                user_id = str((found.get("user") or {}).get("id") or "")
+                if not user_id:
+                    raise Unreachable("Slack has no user with this person's email")
+                channel = await self._dm_channel(to.workspace, user_id)
             else:
                 raise Unreachable("the address names neither a user nor a channel")
             paused = self.rate_limits.remaining("chat.postMessage")

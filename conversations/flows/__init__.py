@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from conversations.engine import Flow
+from conversations.flows.drafts import DraftsFlow
 from conversations.flows.intake import IntakeFlow
 from conversations.flows.menu import MenuFlow
+from conversations.flows.relationships import MaturityFlow, NudgeFlow, RelationshipsFlow, TouchpointFlow
 from conversations.flows.requests import MyRequestsFlow, StatusFlow
 
 
 def default_flows() -> list[Flow]:
-    flows: list[Flow] = [IntakeFlow(), MyRequestsFlow(), StatusFlow()]
+    intake = IntakeFlow()
+    flows: list[Flow] = [intake, MyRequestsFlow(), StatusFlow()]
+    touchpoint = TouchpointFlow()
+    flows += [RelationshipsFlow(), touchpoint, MaturityFlow(), NudgeFlow(touchpoint), DraftsFlow(intake)]
     return [*flows, MenuFlow(flows)]
 
 

@@ -275,6 +275,12 @@ class FakeSlack:
                     "real_name": user["name"], "tz": user.get("tz", "Europe/Berlin"), "is_bot": False,
                     "profile": {"real_name": user["name"], "display_name": user["name"], "email": user["email"]},
                 }}
+            case "users.lookupByEmail":
+                email = str(args.get("email") or "").lower()
+                found = next((uid for uid, u in self.users.items() if u.get("email", "").lower() == email), None)
+                if found is None:
+                    return {"ok": False, "error": "users_not_found"}
+                return {"ok": True, "user": {"id": found, "team_id": TEAM_ID, "real_name": self.users[found]["name"]}}
             case "conversations.open":
                 user = str(args.get("users") or "")
                 if user not in self.users:

@@ -242,7 +242,7 @@ async def test_many_workers_claiming_at_once_deliver_each_message_once(pg: Datab
                 batch = await store.outbox.claim(now=NOW, lease_until=LEASE, limit=3)
                 for message in batch:
                     assert message.id is not None
-                    await store.outbox.finish(message.id, status=OutboxStatus.SENT, now=NOW)
+                    await store.outbox.finish(message.id, token=message.lease_token, status=OutboxStatus.SENT, now=NOW)
             if not batch:
                 return
             claimed.extend(m.id or 0 for m in batch)

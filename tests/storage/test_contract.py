@@ -368,10 +368,11 @@ async def test_claimed_messages_are_leased_and_finishing_records_the_outcome(db:
 
     sent, failed, _ = (m.id for m in first + second)
     assert sent is not None and failed is not None
+    token = first[0].lease_token
     retry_at = NOW + timedelta(minutes=10)
     async with db.transaction() as store:
-        await store.outbox.finish(sent, status=OutboxStatus.SENT, now=NOW, platform_message_id="ts.1")
-        await store.outbox.finish(failed, status=OutboxStatus.PENDING, now=NOW, next_attempt_at=retry_at,
+        await store.outbox.finish(sent, token=token, status=OutboxStatus.SENT, now=NOW, platform_message_id="ts.1")
+        await store.outbox.finish(failed, token=token, status=OutboxStatus.PENDING, now=NOW, next_attempt_at=retry_at,
                                   error="x" * 600)
     by_subject = {m.subject: m for m in await rows_of(db, OutboxMessage)}
     done, retried = by_subject["s0"], by_subject["s1"]
