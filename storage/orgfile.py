@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from storage.db import Database
 from storage.models import Maturity, Person, Role
-from storage.store import Store
+from storage.store import Store, refresh
 
 PEOPLE_HEADER = ("name", "email", "role", "time_zone", "partner")
 PARTNERS_HEADER = ("partner", "executive_email", "brm_email", "cadence_days", "maturity")
@@ -301,7 +301,7 @@ async def _person(
         await store.directory.update_person(
             person.id, name=person.name, role=Role.BRM.value, time_zone=person.time_zone, partner_id=person.partner_id
         )
-        person.role = Role.BRM.value
+        refresh(person, role=Role.BRM.value)
         changes.append(f"~ person <{email}>: role requester → brm ({why})")
     return person
 

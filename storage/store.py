@@ -79,6 +79,12 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
+def refresh(obj: SQLModel, **values: Any) -> None:
+    """Show a write on a model object read earlier: rows come back as ``model_construct`` objects,
+    which take no attribute assignment through SQLAlchemy's instrumentation."""
+    obj.__dict__.update(values)
+
+
 def values_of(obj: SQLModel, *, skip: Sequence[str] = ("id",)) -> dict[str, Any]:
     """A model's column values (its defaults applied by the model itself), ready to insert."""
     t = table(type(obj))
@@ -330,7 +336,12 @@ def _visible(scope: str) -> sa.ColumnElement[bool]:
         return REQUEST.c.requester_id == me
     if scope == "brm":
         owned = sa.select(RELATIONSHIP.c.partner_id).where(RELATIONSHIP.c.brm_id == me)
-        return sa.or_(REQUEST.c.requester_id == me, REQUEST.c.brm_id == me, REQUEST.c.partner_id.in_(owned))
+        return sa.or_(
+            REQUEST.c.requester_id == me,
+            REQUEST.c.brm_id == me,
+            REQUEST.c.partner_id.in_(owned),
+            REQUEST.c.brm_id.is_(None),  # unassigned: any BRM may triage it
+        )
     return sa.true()
 
 
@@ -421,8 +432,7 @@ class Requests:
         )
         await self.tx.count(_SET_STATUS, rid=request.id, to=to.value, now=now)
         await add(self.tx, change)
-        request.status = to.value
-        request.updated_at = now
+        refresh(request, status=to.value, updated_at=now)
         return change
 
     async def get(self, request_id: int) -> DemandRequest | None:
@@ -974,12 +984,11 @@ class Workflow:
 
     async def assign(self, request: DemandRequest, *, brm_id: int | None, now: datetime) -> None:
         await self.tx.count(_SET_BRM, rid=request.id, new_brm=brm_id, now=now)
-        request.brm_id = brm_id
-        request.updated_at = now
+        refresh(request, brm_id=brm_id, updated_at=now)
 
     async def link_duplicate(self, request: DemandRequest, *, of_id: int) -> None:
         await self.tx.count(_SET_DUPLICATE, rid=request.id, of=of_id)
-        request.duplicate_of_id = of_id
+        refresh(request, duplicate_of_id=of_id)
 
     async def add_note(self, *, request_id: int, by_person_id: int, kind: str, text: str, now: datetime) -> RequestNote:
         note = RequestNote(request_id=request_id, by_person_id=by_person_id, kind=kind, text=text, at=now)

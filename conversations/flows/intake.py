@@ -19,8 +19,9 @@ from rapidfuzz import fuzz, process, utils
 from conversations.catalog import FORM_SUBMIT, Command, HomeButton
 from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import SKIP_WORDS, check_text, not_an_option, parse_date, pick, question, warn
+from conversations.flows.lifecycle import triage_choices
 from conversations.messages import Facts, Field, Form, Inbound, Option, Reply, Text, TextStyle
-from storage.models import BusinessPartner, Category, DemandRequest, Urgency
+from storage.models import BusinessPartner, Category, DemandRequest, Role, Urgency
 from storage.store import NewRequest, Store
 
 TITLE_MAX = 200
@@ -465,21 +466,27 @@ class IntakeFlow:
         )
         facts = self._facts(data, ctx)
         brm = await turn.store.people.get(request.brm_id) if request.brm_id else None
-        if brm is not None and brm.id != turn.person.id:
-            await turn.notify(
-                recipient_id=brm.id,  # type: ignore[arg-type]
-                kind="request_submitted",
-                subject=request.key,
-                reply=Reply.of(
-                    Text(f"New demand request {request.key} from {turn.person.name}", TextStyle.HEADING),
-                    facts,
-                    Text(f"Type *status {request.key}* to see it."),
-                ),
-            )
+        # The partner's BRM is told; with no partner or no BRM, the whole BRM team is, so it reaches someone.
+        team = [brm] if brm is not None else await turn.store.directory.with_role(Role.BRM)
+        notification = Reply.of(
+            Text(f"New demand request {request.key} from {turn.person.name}", TextStyle.HEADING),
+            facts,
+            *(() if brm is not None else (Text("No BRM owns it yet: the first to act takes it.", TextStyle.MUTED),)),
+            triage_choices(request),
+            Text(f"Type *status {request.key}* to see it.", TextStyle.MUTED),
+        )
+        for member in team:
+            if member.id != turn.person.id:
+                await turn.notify(
+                    recipient_id=member.id,  # type: ignore[arg-type]
+                    kind="request_submitted",
+                    subject=request.key,
+                    reply=notification,
+                )
         owner = (
             f"{brm.name}, the BRM for {ctx.partner_name(request.partner_id)}, has been notified."
             if brm
-            else ("No BRM owns this business partner yet, so it waits for triage by the BRM team.")
+            else "No BRM owns this business partner yet, so the BRM team has been asked to triage it."
         )
         return Step.end(
             Reply.of(
