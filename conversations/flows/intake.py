@@ -115,7 +115,7 @@ def validate(field: str, raw: str, ctx: _Context, *, by_id: bool = False) -> tup
                 return None, not_an_option(text, options)
             return (None if option.id == NO_PARTNER else int(option.id)), None
         case "desired_date":
-            if not text or text.casefold() in SKIP_WORDS | {NO_DATE.label.casefold()}:
+            if not text or text.casefold() in SKIP_WORDS | {NO_DATE.label.casefold(), "1", NO_DATE.id}:
                 return None, None
             value, error = parse_date(text, today=ctx.today)
             return (value.isoformat() if value else None), error
@@ -364,7 +364,8 @@ class IntakeFlow:
             case "desired_date":
                 return question(
                     choice_id,
-                    "By when do you need it? Type a date like 2026-12-31, or press the button.",
+                    "By when do you need it? Type a date (2027-03-31, 31/03/2027, end of March, next Friday, "
+                    "in 3 weeks, Q1 2027), or press the button.",
                     (NO_DATE,),
                 )
         raise KeyError(field)
