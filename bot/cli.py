@@ -593,12 +593,12 @@ async def _list(settings: Settings, kind: str) -> int:
     if kind == "people":
         table = [("email", "name", "role", "time_zone", "partner")]
         for person in sorted(people, key=lambda p: (p.email or "", p.id or 0)):
-            partner = partner_names.get(person.partner_id, "") if person.partner_id else ""
-            table.append((person.email or "-", person.name, person.role, person.time_zone, partner))
+            partner_name = partner_names.get(person.partner_id, "") if person.partner_id else ""
+            table.append((person.email or "-", person.name, person.role, person.time_zone, partner_name))
     else:
         table = [("partner", "maturity", "brm_email", "cadence_days", "executive_email")]
         for partner in partners:
-            primary = next((r for r in primaries.get(partner.id, []) if r.is_primary), None)
+            primary = next((r for r in primaries.get(partner.id or 0, []) if r.is_primary), None)
             brm = by_id.get(primary.brm_id) if primary else None
             executive = by_id.get(partner.executive_id) if partner.executive_id else None
             table.append(
