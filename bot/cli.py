@@ -585,6 +585,120 @@ async def _outbox(settings: Settings) -> int:
     return 0
 
 
+people_app = typer.Typer(help="The people of the organisation: import from CSV, list.", no_args_is_help=True)
+partners_app = typer.Typer(help="The business partners: import from CSV, list.", no_args_is_help=True)
+app.add_typer(people_app, name="people")
+app.add_typer(partners_app, name="partners")
+
+FileArgument = Annotated[Path, typer.Argument(help="The CSV file.", show_default=False)]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")]
+
+
+@people_app.command("import")
+def people_import(file: FileArgument, dry_run: DryRun = False) -> None:
+    """Load people from a CSV file with the header name,email,role,time_zone,partner."""
+    settings = _settings()
+    _run(_import(settings, "people", file, _read(file), dry_run))
+
+
+@partners_app.command("import")
+def partners_import(file: FileArgument, dry_run: DryRun = False) -> None:
+    """Load business partners from a CSV file (header partner,executive_email,brm_email,cadence_days,maturity)."""
+    settings = _settings()
+    _run(_import(settings, "partners", file, _read(file), dry_run))
+
+
+def _read(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{file}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise _fail(f"{file}: cannot read it (not UTF-8 text; save it as CSV UTF-8)") from None
+
+
+async def _import(settings: Settings, kind: str, file: Path, text: str, dry_run: bool) -> int:
+    from storage import orgfile
+
+    try:
+        people = orgfile.read_people(text) if kind == "people" else []
+        partners = orgfile.read_partners(text) if kind == "partners" else []
+    except orgfile.FileProblems as exc:
+        for problem in exc.problems:
+            typer.echo(f"brm-bot: {file}: {problem}", err=True)
+        typer.echo(f"brm-bot: {file}: nothing was imported; fix the lines above and run it again.", err=True)
+        return 1
+    async with open_runtime(settings) as runtime:
+        if kind == "people":
+            changes = await orgfile.apply_people(
+                runtime.db, people, default_time_zone=settings.timezone, now=utcnow(), dry_run=dry_run
+            )
+        else:
+            changes = await orgfile.apply_partners(
+                runtime.db, partners, default_time_zone=settings.timezone, now=utcnow(), dry_run=dry_run
+            )
+    rows = len(people) + len(partners)
+    for change in changes:
+        typer.echo(change)
+    if not changes:
+        typer.echo(f"{file}: {rows} rows read, {orgfile.NOTHING_CHANGED}.")
+    elif dry_run:
+        typer.echo(f"{file}: {rows} rows read, {len(changes)} changes (dry run: nothing was written).")
+    else:
+        typer.echo(f"{file}: {rows} rows read, {len(changes)} changes written.")
+    return 0
+
+
+@people_app.command("list")
+def people_list() -> None:
+    """Print every person: email, name, role, time zone, business partner."""
+    settings = _settings()
+    _run(_list(settings, "people"))
+
+
+@partners_app.command("list")
+def partners_list() -> None:
+    """Print every business partner: name, maturity, primary BRM, cadence, executive."""
+    settings = _settings()
+    _run(_list(settings, "partners"))
+
+
+async def _list(settings: Settings, kind: str) -> int:
+    async with open_runtime(settings) as runtime, runtime.db.transaction() as store:
+        people = await store.people.all()
+        partners = await store.partners.all()
+        primaries = {p.id: await store.directory.relationships(p.id) for p in partners if p.id is not None}
+    by_id = {p.id: p for p in people}
+    partner_names = {p.id: p.name for p in partners}
+    if kind == "people":
+        table = [("email", "name", "role", "time_zone", "partner")]
+        for person in sorted(people, key=lambda p: (p.email or "", p.id or 0)):
+            partner_name = partner_names.get(person.partner_id, "") if person.partner_id else ""
+            table.append((person.email or "-", person.name, person.role, person.time_zone, partner_name))
+    else:
+        table = [("partner", "maturity", "brm_email", "cadence_days", "executive_email")]
+        for partner in partners:
+            primary = next((r for r in primaries.get(partner.id or 0, []) if r.is_primary), None)
+            brm = by_id.get(primary.brm_id) if primary else None
+            executive = by_id.get(partner.executive_id) if partner.executive_id else None
+            table.append(
+                (
+                    partner.name,
+                    partner.maturity,
+                    (brm.email or brm.name) if brm else "-",
+                    str(primary.cadence_days) if primary else "-",
+                    (executive.email or executive.name) if executive else (partner.executive or "-"),
+                )
+            )
+    if len(table) == 1:
+        typer.echo(f"No {kind} loaded yet: brm-bot {kind} import FILE.csv")
+        return 0
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
 from bot.slack_cli import app as slack_app  # noqa: E402 - registered after the core commands
 from bot.teams_cli import app as teams_app  # noqa: E402
 

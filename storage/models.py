@@ -79,6 +79,7 @@ class BusinessPartner(SQLModel, table=True):
     executive: str | None = Field(default=None, max_length=120)
     maturity: str = Field(default=Maturity.AD_HOC, sa_column=_enum("maturity"))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    executive_id: int | None = None  # the person of the partners file's executive_email
 
 
 class Person(SQLModel, table=True):
@@ -149,6 +150,7 @@ class DemandRequest(SQLModel, table=True):
     source_link: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    duplicate_of_id: int | None = None  # set by "link DR-14 to DR-1"
 
     @property
     def key(self) -> str:
@@ -321,4 +323,34 @@ class Snooze(SQLModel, table=True):
     item: str = Field(max_length=60)  # "partner:3" or "request:17"
     until: datetime = Field(sa_type=UTCDateTime)
     reason: str | None = Field(default=None, max_length=300)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# --- the BRM workflow: notes on requests, watchers (issue 11) ------------------------------------
+
+
+class NoteKind(StrEnum):
+    QUESTION = "question"  # a BRM asks the requester
+    ANSWER = "answer"  # the requester answers
+    COMMENT = "comment"  # anyone who may see the request
+
+
+class RequestNote(SQLModel, table=True):
+    """A question, an answer or a comment kept on a request."""
+
+    __tablename__ = "request_note"
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="demand_request.id", index=True)
+    by_person_id: int = Field(foreign_key="person.id")
+    kind: str = Field(sa_column=_enum("kind", 16))
+    text: str = Field(sa_type=sa.Text)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class RequestWatcher(SQLModel, table=True):
+    """A person told about a request's changes besides its requester (``follow DR-1``)."""
+
+    __tablename__ = "request_watcher"
+    request_id: int = Field(foreign_key="demand_request.id", primary_key=True)
+    person_id: int = Field(foreign_key="person.id", primary_key=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

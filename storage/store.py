@@ -41,6 +41,8 @@ from storage.models import (
     Person,
     ProcessedEvent,
     Relationship,
+    RequestNote,
+    RequestWatcher,
     Role,
     Snooze,
     Status,
@@ -84,6 +86,12 @@ def _names(t: sa.Table) -> list[str]:
 def _plain(value: Any) -> Any:
     """Enumerations as the strings the database holds, so a written model reads like a read one."""
     return value.value if isinstance(value, Enum) else value
+
+
+def refresh(obj: SQLModel, **values: Any) -> None:
+    """Show a write on a model object read earlier: rows come back as ``model_construct`` objects,
+    which take no attribute assignment through SQLAlchemy's instrumentation."""
+    obj.__dict__.update(values)
 
 
 def values_of(obj: SQLModel, *, skip: Sequence[str] = ("id",)) -> dict[str, Any]:
@@ -368,7 +376,12 @@ def _visible(scope: str) -> sa.ColumnElement[bool]:
         return REQUEST.c.requester_id == me
     if scope == "brm":
         owned = sa.select(RELATIONSHIP.c.partner_id).where(RELATIONSHIP.c.brm_id == me)
-        return sa.or_(REQUEST.c.requester_id == me, REQUEST.c.brm_id == me, REQUEST.c.partner_id.in_(owned))
+        return sa.or_(
+            REQUEST.c.requester_id == me,
+            REQUEST.c.brm_id == me,
+            REQUEST.c.partner_id.in_(owned),
+            REQUEST.c.brm_id.is_(None),  # unassigned: any BRM may triage it
+        )
     return sa.true()
 
 
@@ -459,8 +472,7 @@ class Requests:
         )
         await self.tx.count(_SET_STATUS, rid=request.id, to=to.value, now=now)
         await add(self.tx, change)
-        request.status = to.value
-        request.updated_at = now
+        refresh(request, status=to.value, updated_at=now)
         return change
 
     async def get(self, request_id: int) -> DemandRequest | None:
@@ -1240,7 +1252,8 @@ class Store:
     """Everything storage offers, on one transaction (``db.transaction()`` yields it)."""
 
     __slots__ = (
-        "events", "jobs", "outbox", "partners", "people", "references", "relationships", "requests", "state", "tx"
+        "directory", "events", "jobs", "outbox", "partners", "people", "references", "relationships", "requests",
+        "state", "tx", "workflow",
     )
 
     def __init__(self, tx: Tx) -> None:
@@ -1254,6 +1267,8 @@ class Store:
         self.references = References(tx)
         self.jobs = Jobs(tx)
         self.relationships = Relationships(tx)
+        self.directory = Directory(tx)
+        self.workflow = Workflow(tx)
 
     async def add(self, obj: SQLModel) -> Any:
         """Insert any model object (demo data, imports); its new id."""
@@ -1262,3 +1277,185 @@ class Store:
     async def rows(self, stmt: sa.Executable, params: Mapping[str, Any] | None = None) -> list[Row]:
         """An ad-hoc statement built from the tables (compiled per call: for commands, not turns)."""
         return await self.tx.rows(stmt, params)
+
+
+# --- the organisation: imports of people and partners (issue 11) -------------------------------
+
+_PARTNER_BY_NAME = Statement(sa.select(PARTNER).where(sa.func.lower(PARTNER.c.name) == P("name")))
+_UPDATE_PARTNER = Statement(
+    sa.update(PARTNER)
+    .where(PARTNER.c.id == P("pid"))
+    .values(
+        maturity=P("new_maturity", type_=PARTNER.c.maturity.type),
+        executive_id=P("new_executive_id", type_=PARTNER.c.executive_id.type),
+        executive=P("new_executive", type_=PARTNER.c.executive.type),
+    )
+)
+_UPDATE_PERSON = Statement(
+    sa.update(PERSON)
+    .where(PERSON.c.id == P("pid"))
+    .values(
+        name=P("new_name", type_=PERSON.c.name.type),
+        role=P("new_role", type_=PERSON.c.role.type),
+        time_zone=P("new_time_zone", type_=PERSON.c.time_zone.type),
+        partner_id=P("new_partner_id", type_=PERSON.c.partner_id.type),
+    )
+)
+_RELATIONSHIPS_OF = Statement(
+    sa.select(RELATIONSHIP).where(RELATIONSHIP.c.partner_id == P("partner_id")).order_by(RELATIONSHIP.c.id)
+)
+_DEMOTE = Statement(
+    sa.update(RELATIONSHIP)
+    .where(RELATIONSHIP.c.partner_id == P("partner_id"), RELATIONSHIP.c.brm_id != P("brm_id"))
+    .values(is_primary=False)
+)
+_PROMOTE = Statement(
+    sa.update(RELATIONSHIP)
+    .where(RELATIONSHIP.c.id == P("rid"))
+    .values(is_primary=True, cadence_days=P("new_cadence", type_=RELATIONSHIP.c.cadence_days.type))
+)
+_PEOPLE_WITH_ROLE = Statement(sa.select(PERSON).where(PERSON.c.role == P("role")).order_by(PERSON.c.name))
+
+
+class Directory:
+    """The organisation as the import files describe it: partners, people and who owns whom."""
+
+    __slots__ = ("tx",)
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+
+    async def partner_by_name(self, name: str) -> BusinessPartner | None:
+        """A partner by name, ignoring case and surrounding spaces."""
+        return await self.tx.model(BusinessPartner, _PARTNER_BY_NAME, name=name.strip().lower())
+
+    async def add_partner(self, *, name: str, maturity: str, now: datetime) -> BusinessPartner:
+        partner = BusinessPartner(name=name.strip(), maturity=maturity, created_at=now)
+        await add(self.tx, partner)
+        return partner
+
+    async def update_partner(
+        self, partner_id: int, *, maturity: str, executive_id: int | None, executive: str | None
+    ) -> None:
+        await self.tx.count(
+            _UPDATE_PARTNER,
+            pid=partner_id,
+            new_maturity=maturity,
+            new_executive_id=executive_id,
+            new_executive=executive[:120] if executive else None,
+        )
+
+    async def update_person(
+        self, person_id: int, *, name: str, role: str, time_zone: str, partner_id: int | None
+    ) -> None:
+        await self.tx.count(
+            _UPDATE_PERSON,
+            pid=person_id,
+            new_name=name,
+            new_role=role,
+            new_time_zone=time_zone,
+            new_partner_id=partner_id,
+        )
+
+    async def relationships(self, partner_id: int) -> list[Relationship]:
+        return await self.tx.models(Relationship, _RELATIONSHIPS_OF, partner_id=partner_id)
+
+    async def set_primary_brm(self, *, partner_id: int, brm_id: int, cadence_days: int, now: datetime) -> None:
+        """Make ``brm_id`` the partner's primary BRM (any other BRM of the partner stays, not primary)."""
+        await self.tx.count(_DEMOTE, partner_id=partner_id, brm_id=brm_id)
+        existing = next((r for r in await self.relationships(partner_id) if r.brm_id == brm_id), None)
+        if existing is None:
+            await add(
+                self.tx,
+                Relationship(
+                    partner_id=partner_id, brm_id=brm_id, is_primary=True, cadence_days=cadence_days, created_at=now
+                ),
+            )
+        else:
+            await self.tx.count(_PROMOTE, rid=existing.id, new_cadence=cadence_days)
+
+    async def with_role(self, role: Role | str) -> list[Person]:
+        return await self.tx.models(Person, _PEOPLE_WITH_ROLE, role=_plain(role))
+
+
+# --- the BRM workflow: assignment, duplicates, notes, watchers (issue 11) ------------------------
+
+NOTE = table(RequestNote)
+WATCHER = table(RequestWatcher)
+
+_SET_BRM = Statement(
+    sa.update(REQUEST)
+    .where(REQUEST.c.id == P("rid"))
+    .values(brm_id=P("new_brm", type_=REQUEST.c.brm_id.type), updated_at=P("now", type_=REQUEST.c.updated_at.type))
+)
+_SET_DUPLICATE = Statement(
+    sa.update(REQUEST)
+    .where(REQUEST.c.id == P("rid"))
+    .values(duplicate_of_id=P("of", type_=REQUEST.c.duplicate_of_id.type))
+)
+_NOTES = Statement(sa.select(NOTE).where(NOTE.c.request_id == P("rid")).order_by(NOTE.c.id))
+_WATCH = Statement(insert_ignoring(WATCHER), keys=("request_id", "person_id", "created_at"))
+_WATCHERS = Statement(
+    sa.select(WATCHER.c.person_id).where(WATCHER.c.request_id == P("rid")).order_by(WATCHER.c.person_id)
+)
+_UNASSIGNED = Statement(
+    sa.select(REQUEST)
+    .where(REQUEST.c.status.in_(_OPEN), sa.or_(REQUEST.c.partner_id.is_(None), REQUEST.c.brm_id.is_(None)))
+    .order_by(REQUEST.c.created_at, REQUEST.c.id)
+    .limit(P("limit"))
+)
+_ALL_REQUESTS = Statement(sa.select(REQUEST).order_by(REQUEST.c.created_at, REQUEST.c.id))
+_REQUESTS_OF_BRM = Statement(
+    sa.select(REQUEST)
+    .where(
+        sa.or_(
+            REQUEST.c.brm_id == P("me", type_=sa.Integer),
+            REQUEST.c.partner_id.in_(
+                sa.select(RELATIONSHIP.c.partner_id).where(RELATIONSHIP.c.brm_id == P("me", type_=sa.Integer))
+            ),
+        )
+    )
+    .order_by(REQUEST.c.created_at, REQUEST.c.id)
+)
+
+
+class Workflow:
+    """What BRMs do to requests besides their status: assign, link, ask, and who watches."""
+
+    __slots__ = ("tx",)
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+
+    async def assign(self, request: DemandRequest, *, brm_id: int | None, now: datetime) -> None:
+        await self.tx.count(_SET_BRM, rid=request.id, new_brm=brm_id, now=now)
+        refresh(request, brm_id=brm_id, updated_at=now)
+
+    async def link_duplicate(self, request: DemandRequest, *, of_id: int) -> None:
+        await self.tx.count(_SET_DUPLICATE, rid=request.id, of=of_id)
+        refresh(request, duplicate_of_id=of_id)
+
+    async def add_note(self, *, request_id: int, by_person_id: int, kind: str, text: str, now: datetime) -> RequestNote:
+        note = RequestNote(request_id=request_id, by_person_id=by_person_id, kind=kind, text=text, at=now)
+        await add(self.tx, note)
+        return note
+
+    async def notes(self, request_id: int) -> list[RequestNote]:
+        return await self.tx.models(RequestNote, _NOTES, rid=request_id)
+
+    async def watch(self, *, request_id: int, person_id: int, now: datetime) -> bool:
+        """Add a watcher; False if they watched it already."""
+        return bool(await self.tx.count(_WATCH, request_id=request_id, person_id=person_id, created_at=now))
+
+    async def watchers(self, request_id: int) -> list[int]:
+        return [int(i) for i in await self.tx.scalars(_WATCHERS, rid=request_id)]
+
+    async def unassigned(self, *, limit: int = 50) -> list[DemandRequest]:
+        """Open requests with no business partner or no BRM, oldest first."""
+        return await self.tx.models(DemandRequest, _UNASSIGNED, limit=limit)
+
+    async def pipeline(self, person: Person) -> list[DemandRequest]:
+        """Every request a BRM owns (through a partner or directly), or every request for anyone else."""
+        if person.role == Role.BRM:
+            return await self.tx.models(DemandRequest, _REQUESTS_OF_BRM, me=person.id)
+        return await self.tx.models(DemandRequest, _ALL_REQUESTS)

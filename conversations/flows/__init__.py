@@ -5,6 +5,7 @@ from __future__ import annotations
 from conversations.engine import Flow
 from conversations.flows.drafts import DraftsFlow
 from conversations.flows.intake import IntakeFlow
+from conversations.flows.lifecycle import WorkflowFlow
 from conversations.flows.menu import MenuFlow
 from conversations.flows.relationships import MaturityFlow, NudgeFlow, RelationshipsFlow, TouchpointFlow
 from conversations.flows.requests import MyRequestsFlow, StatusFlow
@@ -12,7 +13,7 @@ from conversations.flows.requests import MyRequestsFlow, StatusFlow
 
 def default_flows() -> list[Flow]:
     intake = IntakeFlow()
-    flows: list[Flow] = [intake, MyRequestsFlow(), StatusFlow()]
+    flows: list[Flow] = [intake, MyRequestsFlow(), StatusFlow(), WorkflowFlow()]
     touchpoint = TouchpointFlow()
     flows += [RelationshipsFlow(), touchpoint, MaturityFlow(), NudgeFlow(touchpoint), DraftsFlow(intake)]
     return [*flows, MenuFlow(flows)]

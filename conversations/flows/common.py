@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
+import re
 import unicodedata
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from conversations.messages import Choices, Option, Reply, Text, TextStyle
 
@@ -68,14 +70,93 @@ def check_text(label: str, text: str, *, minimum: int, maximum: int) -> str | No
     return None
 
 
-def parse_date(text: str, *, today: date) -> tuple[date | None, str | None]:
-    """(date, None), or (None, error). Accepts ISO (2026-12-31), 31 Dec 2026, Dec 31 2026."""
-    cleaned = " ".join(text.replace(",", " ").split())
-    for fmt in ("%Y-%m-%d", "%d %b %Y", "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y/%m/%d"):
+MONTHS = {m.casefold(): n for n, m in enumerate(calendar.month_name) if m} | {
+    m.casefold(): n for n, m in enumerate(calendar.month_abbr) if m
+}
+WEEKDAYS = {d.casefold(): n for n, d in enumerate(calendar.day_name)} | {
+    d.casefold(): n for n, d in enumerate(calendar.day_abbr)
+}
+_IN = re.compile(r"^in\s+(\d{1,3}|a|an|one|two|three|four|six)\s+(day|week|month)s?$")
+_END_OF = re.compile(r"^(?:the\s+)?end\s+of\s+([a-z]+)(?:\s+(\d{4}))?$")
+_QUARTER = re.compile(r"^q([1-4])\s*(\d{4})?$")
+_NEXT_DAY = re.compile(r"^(?:next|this|on)\s+([a-z]+)$")
+_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "six": 6}
+
+
+def _month_end(year: int, month: int) -> date:
+    return date(year, month, calendar.monthrange(year, month)[1])
+
+
+def natural_date(text: str, *, today: date, day_first: bool = True) -> date | None:
+    """A date as people write it: "end of March", "31/03/2027" (day first unless ``day_first`` is
+    False), "next Friday", "in 3 weeks", "Q1 2027" (its last day), "tomorrow"; None otherwise.
+
+    A month or quarter without a year is the next one that has not ended yet.
+    """
+    said = " ".join(text.casefold().replace(",", " ").split()).rstrip(".")
+    if said == "today":
+        return today
+    if said == "tomorrow":
+        return today + timedelta(days=1)
+    if match := re.fullmatch(r"(\d{1,2})[/.](\d{1,2})[/.](\d{4})", said):
+        first, second, year = (int(g) for g in match.groups())
+        day, month = (first, second) if day_first else (second, first)
         try:
-            value = datetime.strptime(cleaned, fmt).date()
+            return date(year, month, day)
         except ValueError:
-            continue
+            return None
+    if match := _IN.match(said):
+        amount = int(match.group(1)) if match.group(1).isdigit() else _NUMBERS[match.group(1)]
+        unit = match.group(2)
+        if unit == "day":
+            return today + timedelta(days=amount)
+        if unit == "week":
+            return today + timedelta(weeks=amount)
+        month_index = today.month - 1 + amount
+        year, month = today.year + month_index // 12, month_index % 12 + 1
+        return date(year, month, min(today.day, calendar.monthrange(year, month)[1]))
+    if match := _END_OF.match(said):
+        word, year_text = match.groups()
+        if word == "month":
+            return _month_end(today.year, today.month)
+        if word == "year":
+            return date(today.year, 12, 31)
+        if word not in MONTHS:
+            return None
+        month = MONTHS[word]
+        year = int(year_text) if year_text else today.year
+        if not year_text and _month_end(year, month) < today:
+            year += 1
+        return _month_end(year, month)
+    if match := _QUARTER.match(said):
+        quarter = int(match.group(1))
+        year = int(match.group(2)) if match.group(2) else today.year
+        if not match.group(2) and _month_end(year, quarter * 3) < today:
+            year += 1
+        return _month_end(year, quarter * 3)
+    if match := _NEXT_DAY.match(said):
+        if match.group(1) not in WEEKDAYS:
+            return None
+        ahead = (WEEKDAYS[match.group(1)] - today.weekday()) % 7 or 7
+        return today + timedelta(days=ahead)
+    return None
+
+
+def parse_date(text: str, *, today: date, day_first: bool = True) -> tuple[date | None, str | None]:
+    """(date, None), or (None, error). Accepts ISO (2026-12-31), 31 Dec 2026, Dec 31 2026, and the
+    forms of :func:`natural_date` ("end of March", "31/03/2027", "next Friday", "in 3 weeks", "Q1 2027")."""
+    cleaned = " ".join(text.replace(",", " ").split())
+    natural = natural_date(cleaned, today=today, day_first=day_first)
+    for fmt in ("%Y-%m-%d", "%d %b %Y", "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y/%m/%d", "natural"):
+        if fmt == "natural":
+            if natural is None:
+                continue
+            value = natural
+        else:
+            try:
+                value = datetime.strptime(cleaned, fmt).date()
+            except ValueError:
+                continue
         if value < today:
             return None, f"{value.isoformat()} is in the past. Give a date from today on, or type *skip*."
         if value.year > today.year + 10:
@@ -84,7 +165,10 @@ def parse_date(text: str, *, today: date) -> tuple[date | None, str | None]:
                 f"{value.isoformat()} is more than ten years away. Give a nearer date, or type *skip*.",
             )
         return value, None
-    return None, "I couldn't read that date. Use a form like 2026-12-31 or 31 Dec 2026, or type *skip*."
+    return None, (
+        "I couldn't read that date. Try 2026-12-31, 31/12/2026, end of March, next Friday, in 3 weeks or Q1 2027, "
+        "or type *skip*."
+    )
 
 
 def question(choice_id: str, prompt: str, options: tuple[Option, ...], *intro: str) -> Reply:

@@ -21,8 +21,9 @@ from rapidfuzz import fuzz, process, utils
 from conversations.catalog import FORM_SUBMIT, Command, HomeButton
 from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import SKIP_WORDS, check_text, not_an_option, parse_date, pick, question, warn
+from conversations.flows.lifecycle import triage_choices
 from conversations.messages import Facts, Field, Form, Inbound, Option, Reply, Text, TextStyle
-from storage.models import BusinessPartner, Category, DemandRequest, Urgency
+from storage.models import BusinessPartner, Category, DemandRequest, Role, Urgency
 from storage.store import NewRequest, Store
 
 TITLE_MAX = 200
@@ -121,7 +122,7 @@ def validate(field: str, raw: str, ctx: _Context, *, by_id: bool = False) -> tup
                 return None, not_an_option(text, options)
             return (None if option.id == NO_PARTNER else int(option.id)), None
         case "desired_date":
-            if not text or text.casefold() in SKIP_WORDS | {NO_DATE.label.casefold()}:
+            if not text or text.casefold() in SKIP_WORDS | {NO_DATE.label.casefold(), "1", NO_DATE.id}:
                 return None, None
             value, error = parse_date(text, today=ctx.today)
             return (value.isoformat() if value else None), error
@@ -380,7 +381,8 @@ class IntakeFlow:
             case "desired_date":
                 return question(
                     choice_id,
-                    "By when do you need it? Type a date like 2026-12-31, or press the button.",
+                    "By when do you need it? Type a date (2027-03-31, 31/03/2027, end of March, next Friday, "
+                    "in 3 weeks, Q1 2027), or press the button.",
                     (NO_DATE,),
                 )
         raise KeyError(field)
@@ -482,20 +484,26 @@ class IntakeFlow:
         )
         facts = self._facts(data, ctx)
         brm = await turn.store.people.get(request.brm_id) if request.brm_id else None
-        if brm is not None and brm.id != turn.person.id:
-            await turn.notify(
-                recipient_id=brm.id,  # type: ignore[arg-type]
-                kind="request_submitted",
-                subject=request.key,
-                reply=Reply.of(
-                    Text(f"New demand request {request.key} from {turn.person.name}", TextStyle.HEADING),
-                    facts,
-                    Text(f"Type *status {request.key}* to see it."),
-                ),
-            )
+        # The partner's BRM is told; with no partner or no BRM, the whole BRM team is, so it reaches someone.
+        team = [brm] if brm is not None else await turn.store.directory.with_role(Role.BRM)
+        notification = Reply.of(
+            Text(f"New demand request {request.key} from {turn.person.name}", TextStyle.HEADING),
+            facts,
+            *(() if brm is not None else (Text("No BRM owns it yet: the first to act takes it.", TextStyle.MUTED),)),
+            triage_choices(request),
+            Text(f"Type *status {request.key}* to see it.", TextStyle.MUTED),
+        )
+        for member in team:
+            if member.id != turn.person.id:
+                await turn.notify(
+                    recipient_id=member.id,  # type: ignore[arg-type]
+                    kind="request_submitted",
+                    subject=request.key,
+                    reply=notification,
+                )
         partner = ctx.partner_name(request.partner_id)
         if brm is None:
-            owner = "No BRM owns this business partner yet, so it waits for triage by the BRM team."
+            owner = "No BRM owns this business partner yet, so I'm asking the BRM team to triage it."
         elif brm.id == turn.person.id:
             owner = f"You are the BRM for {partner}, so it is yours to triage."
         else:

@@ -148,3 +148,30 @@ def test_a_database_that_cannot_be_used_is_one_line_without_the_password(
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("brm-bot: DATABASE_URL: cannot use the database")
         assert says in lines[0] and "s3cret-pw" not in result.stderr
+
+
+def test_people_and_partners_import_from_the_command_line(tmp_path: Path) -> None:
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    (tmp_path / "people.csv").write_text(
+        "name,email,role,time_zone,partner\nAlice Moreno,alice@example.com,brm,Europe/Madrid,\n"
+        "Dana Whitfield,DANA@example.com,requester,,Finance\n"
+    )
+    (tmp_path / "bad.csv").write_text("name,email,role,time_zone,partner\nAl,al@example.com,brm,,\nX,x,boss,,\n")
+    (tmp_path / "partners.csv").write_text(
+        "partner,executive_email,brm_email,cadence_days,maturity\nFinance,,alice@example.com,21,trusted advisor\n"
+    )
+    bad = run(["people", "import", "bad.csv"], tmp_path)
+    assert bad.returncode == 1
+    assert "bad.csv: line 3: email 'x' is not an email address; role 'boss' is not one of" in bad.stderr
+    assert "nothing was imported" in bad.stderr
+    dry = run(["people", "import", "people.csv", "--dry-run"], tmp_path)
+    assert dry.returncode == 0 and "dry run: nothing was written" in dry.stdout
+    assert "No people loaded yet" in run(["people", "list"], tmp_path).stdout
+    done = run(["people", "import", "people.csv"], tmp_path)
+    assert done.returncode == 0 and "+ person Dana Whitfield <dana@example.com> (requester)" in done.stdout
+    assert "nothing changed" in run(["people", "import", "people.csv"], tmp_path).stdout
+    assert run(["partners", "import", "partners.csv"], tmp_path).returncode == 0
+    listed = run(["partners", "list"], tmp_path).stdout.splitlines()
+    assert listed[1].split() == ["Finance", "trusted", "advisor", "alice@example.com", "21", "-"]
+    people = [line.split() for line in run(["people", "list"], tmp_path).stdout.splitlines()]
+    assert ["dana@example.com", "Dana", "Whitfield", "requester", "UTC", "Finance"] in people

@@ -34,8 +34,10 @@ def test_current_and_history_follow_the_schema(tmp_path: Path) -> None:
     history = run(["db", "history"], tmp_path)
     assert history.returncode == 0
     assert history.stdout.strip().splitlines() == [
-        "0002 -> 0004 (head, current): scheduled job runs, touchpoints, maturity changes, snoozes; outbox lease "
+        "0003 -> 0004 (head, current): scheduled job runs, touchpoints, maturity changes, snoozes; outbox lease "
         "tokens, priority, holds",
+        "0002 -> 0003: the BRM workflow: partner executives, duplicate links, notes and watchers "
+        "on requests",
         "0001 -> 0002: conversation state carries the schema version of its flow's steps",
         "base -> 0001: initial schema",
     ]
