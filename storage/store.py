@@ -1301,7 +1301,7 @@ _UPDATE_PERSON = Statement(
         partner_id=P("new_partner_id", type_=PERSON.c.partner_id.type),
     )
 )
-_RELATIONSHIPS_OF = Statement(
+_RELATIONSHIPS_OF_PARTNER = Statement(
     sa.select(RELATIONSHIP).where(RELATIONSHIP.c.partner_id == P("partner_id")).order_by(RELATIONSHIP.c.id)
 )
 _DEMOTE = Statement(
@@ -1358,7 +1358,7 @@ class Directory:
         )
 
     async def relationships(self, partner_id: int) -> list[Relationship]:
-        return await self.tx.models(Relationship, _RELATIONSHIPS_OF, partner_id=partner_id)
+        return await self.tx.models(Relationship, _RELATIONSHIPS_OF_PARTNER, partner_id=partner_id)
 
     async def set_primary_brm(self, *, partner_id: int, brm_id: int, cadence_days: int, now: datetime) -> None:
         """Make ``brm_id`` the partner's primary BRM (any other BRM of the partner stays, not primary)."""
