@@ -245,7 +245,7 @@ async def test_not_sure_requests_reach_every_brm_and_the_triage_queue(engine: En
         "skip",
     ):
         await dana.say(line)
-    assert "the BRM team has been asked to triage it" in await dana.say("submit")
+    assert "so I'm asking the BRM team to triage it" in await dana.say("submit")
     request = (await rows_of(engine.db, DemandRequest))[-1]
     assert {m.recipient_id for m in await rows_of(engine.db, OutboxMessage)} == {1, 2}
     queue = await Chat(engine, email=BEN).say("triage")
