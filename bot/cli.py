@@ -184,7 +184,7 @@ async def _serve(settings: Settings) -> int:
         for adapter in adapters:
             runtime.worker.register(adapter)
         host = settings.listen_host
-        runner = web.AppRunner(build_web_app(runtime.db, adapters), access_log=None)
+        runner = web.AppRunner(build_web_app(runtime.db, adapters, metrics=runtime.metrics), access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, settings.port).start()
@@ -211,7 +211,8 @@ async def _serve(settings: Settings) -> int:
                     raise StartupError(str(exc)) from None
             freeze_startup_heap()
             names = ", ".join(a.platform for a in adapters)
-            log.info("serving %s on http://%s:%d (health: /healthz)", names, host, settings.port)
+            extra = ", metrics: /metrics" if runtime.metrics is not None else ""
+            log.info("serving %s on http://%s:%d (health: /healthz%s)", names, host, settings.port, extra)
             await stop.wait()
             log.info("shutting down")
         finally:

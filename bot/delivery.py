@@ -21,9 +21,11 @@ from datetime import datetime, timedelta
 
 from conversations.codec import reply_from_json
 from conversations.messages import Address
+from conversations.observe import NO_OBSERVER, Observer
 from conversations.ports import DeliveryError, Outbound, Unreachable
 from storage.db import Database
 from storage.models import OutboxMessage, OutboxStatus
+from storage.tx import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,10 @@ class DeliveryWorker:
         clock: Callable[[], datetime],
         fallback: Outbound | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self._db = db
+        self._observer = observer
         self._adapters = dict(adapters)
         self._fallback = fallback
         self._clock = clock
@@ -84,7 +88,9 @@ class DeliveryWorker:
             try:
                 while await self.run_once():
                     pass
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, DATABASE_ERRORS):
+                    self._observer.database_error("delivery")
                 log.exception("delivery round failed; trying again in %.0f s", interval)
             self._wake.clear()
             try:
@@ -126,6 +132,8 @@ class DeliveryWorker:
                 log.warning("sending outbox message %s failed: %s", message.id, type(exc).__name__)
                 status, error = self._retry_or_fail(message, True), type(exc).__name__
                 retry_at = now + backoff(message.attempts)
+        result = "retry" if status == OutboxStatus.PENDING else status.value
+        self._observer.delivery(target[0].platform if target is not None else "none", result=result)
         if status != OutboxStatus.SENT:
             log.info("outbox message %s (%s %s): %s", message.id, message.kind, message.subject, status)
         async with self._db.transaction() as store:

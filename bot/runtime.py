@@ -15,9 +15,11 @@ import asyncpg
 import sqlalchemy as sa
 
 from bot.delivery import DeliveryWorker
+from bot.metrics import Metrics
 from bot.settings import Settings
 from conversations.engine import Engine
 from conversations.flows import default_flows
+from conversations.observe import NO_OBSERVER, Observer
 from conversations.ports import Outbound
 from storage import migrate
 from storage.db import Database, DatabaseUrlError
@@ -69,6 +71,11 @@ class Runtime:
     engine: Engine
     worker: DeliveryWorker
     adapters: dict[str, Outbound] = field(default_factory=dict)
+    metrics: Metrics | None = None  # BRM_BOT_METRICS=on
+
+    @property
+    def observer(self) -> Observer:
+        return self.metrics if self.metrics is not None else NO_OBSERVER
 
 
 def freeze_startup_heap() -> None:
@@ -108,16 +115,19 @@ async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) 
         except DATABASE_ERRORS as exc:
             raise database_problem(exc) from None
         holder: list[DeliveryWorker] = []
+        metrics = Metrics() if settings.metrics else None
+        observer: Observer = metrics if metrics is not None else NO_OBSERVER
         engine = Engine(
             db,
             default_flows(),
             clock=utcnow,
             default_timezone=settings.timezone,
             on_queued=lambda: holder[0].wake() if holder else None,
+            observer=observer,
         )
-        worker = DeliveryWorker(db, {}, clock=utcnow, fallback=fallback)
+        worker = DeliveryWorker(db, {}, clock=utcnow, fallback=fallback, observer=observer)
         holder.append(worker)
-        yield Runtime(settings=settings, db=db, engine=engine, worker=worker)
+        yield Runtime(settings=settings, db=db, engine=engine, worker=worker, metrics=metrics)
     finally:
         await db.dispose()
 

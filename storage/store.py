@@ -680,6 +680,9 @@ _FINISH_OUTBOX = Statement(
     )
 )
 _ALL_OUTBOX = Statement(sa.select(OUTBOX).order_by(OUTBOX.c.id))
+_OUTBOX_BY_STATUS = Statement(
+    sa.select(OUTBOX.c.status, sa.func.count(), sa.func.min(OUTBOX.c.created_at)).group_by(OUTBOX.c.status)
+)
 _OUTBOX_NAMES = _names(OUTBOX)
 
 
@@ -739,6 +742,22 @@ class Outbox:
 
     async def all(self) -> list[OutboxMessage]:
         return await self.tx.models(OutboxMessage, _ALL_OUTBOX)
+
+    async def summary(self) -> OutboxSummary:
+        """How many messages are in each state, and when the oldest still waiting was queued."""
+        rows = await self.tx.rows(_OUTBOX_BY_STATUS)
+        counts = {str(status): int(count) for status, count, _ in rows}
+        waiting = [oldest for status, _, oldest in rows if status in _WAITING and oldest is not None]
+        return OutboxSummary(counts=counts, oldest_pending=min(waiting) if waiting else None)
+
+
+_WAITING = frozenset({OutboxStatus.PENDING.value, OutboxStatus.SENDING.value})
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSummary:
+    counts: Mapping[str, int]
+    oldest_pending: datetime | None
 
 
 # --- platform conversation references ---------------------------------------------------------

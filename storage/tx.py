@@ -74,6 +74,16 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached; nothing was written."""
 
 
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    DatabaseUnavailable,
+    sa.exc.DBAPIError,
+)
+"""What a database call raises when the database, not the caller, failed (counted as database errors)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A statement compiled for one dialect."""

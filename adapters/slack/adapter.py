@@ -33,6 +33,7 @@ import functools
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -87,6 +88,7 @@ from conversations.messages import (
     Sender,
     TextStyle,
 )
+from conversations.observe import Observer
 from conversations.ports import DeliveryError, PlatformRefused, Unreachable
 
 log = logging.getLogger(__name__)
@@ -146,6 +148,10 @@ class _Job:
     apologise_to: tuple[str, str | None] | None
     respond_to: object
     entry: int | None = None
+    inbound: Inbound | None = None  # for the log lines' context
+
+
+INBOUND_OUTCOMES = {401: "unauthorized", 400: "malformed", 503: "busy"}
 
 
 class SlackAdapter:
@@ -173,8 +179,10 @@ class SlackAdapter:
         path: str = EVENTS_PATH,
         journal: Journal | None = None,
         queue_limit: int = QUEUE_LIMIT,
+        observer: Observer | None = None,
     ) -> None:
         self._engine = engine
+        self._observer: Observer = observer or engine.observer
         self._http = http
         self._clock = clock
         self._path = path
@@ -186,16 +194,20 @@ class SlackAdapter:
         self._outstanding = 0
         self._queued_entries: set[int] = set()
         self.rate_limits = RateLimits()
-        self.client = web_client(bot_token, api_url=api_url, http=http, rate_limits=self.rate_limits)
+        self.client = web_client(
+            bot_token, api_url=api_url, http=http, rate_limits=self.rate_limits, observer=self._observer
+        )
         # Proactive messages have the delivery worker's retries: a 429 goes back to it at once.
-        self._proactive = web_client(bot_token, api_url=api_url, http=http, rate_limits=self.rate_limits, patience=0)
+        self._proactive = web_client(
+            bot_token, api_url=api_url, http=http, rate_limits=self.rate_limits, patience=0, observer=self._observer
+        )
         self._auth: dict[str, Any] = {}
         self._auth_task: asyncio.Task[None] | None = None
         # bolt gets a client without a token and an ``authorize`` that answers from memory: with a
         # token, bolt calls auth.test on the first request it sees, and that request waits for it.
         # Listeners run before the answer (``process_before_response``): they only queue work.
         self.app = AsyncApp(
-            client=web_client(None, api_url=api_url, http=http, rate_limits=self.rate_limits),
+            client=web_client(None, api_url=api_url, http=http, rate_limits=self.rate_limits, observer=self._observer),
             signing_secret=signing_secret,
             authorize=self._authorizer(),
             request_verification_enabled=False,
@@ -324,6 +336,15 @@ class SlackAdapter:
         Acknowledged work is written to the journal before bolt answers; with ``queue_limit``
         pieces of work outstanding, a request that would add one gets 503 (Slack retries).
         """
+        started = time.perf_counter()
+        response = await self._answer_http(request)
+        outcome = INBOUND_OUTCOMES.get(response.status, "accepted" if response.status < 400 else "error")
+        self._observer.inbound(PLATFORM, outcome=outcome)
+        if outcome == "accepted":
+            self._observer.ack(PLATFORM, seconds=time.perf_counter() - started)
+        return response
+
+    async def _answer_http(self, request: web.Request) -> web.Response:
         if self._closing:
             return web.Response(status=503, text="shutting down")
         body = await request.text()
@@ -438,7 +459,7 @@ class SlackAdapter:
             return
         where = (inbound.key.channel, None)
         self._later("a direct message", functools.partial(self._answer_dm, inbound), apologise_to=where,
-                    entry=context.get(ENTRY))
+                    entry=context.get(ENTRY), inbound=inbound)
 
     async def _answer_dm(self, inbound: Inbound) -> None:
         await self._remember_dm(inbound.key.workspace, inbound.key.user, inbound.key.channel)
@@ -451,7 +472,7 @@ class SlackAdapter:
             return
         where = (inbound.key.channel, inbound.key.thread)
         self._later("a mention", functools.partial(self._answer_mention, inbound), apologise_to=where,
-                    entry=context.get(ENTRY))
+                    entry=context.get(ENTRY), inbound=inbound)
 
     async def _answer_mention(self, inbound: Inbound) -> None:
         replies = await self._turn(inbound)
@@ -763,6 +784,7 @@ class SlackAdapter:
         apologise_to: tuple[str, str | None] | None = None,
         respond_to: object = None,
         entry: int | None = None,
+        inbound: Inbound | None = None,
     ) -> None:
         """Queue work to do after the ack, for the ``WORK_SLOTS`` workers (``entry``: its journal entry).
 
@@ -778,7 +800,7 @@ class SlackAdapter:
         self._outstanding += 1
         if entry is not None:
             self._queued_entries.add(entry)
-        self._jobs.put_nowait(_Job(what, run, apologise_to, respond_to, entry))
+        self._jobs.put_nowait(_Job(what, run, apologise_to, respond_to, entry, inbound))
         while len(self._workers) < WORK_SLOTS and not self._closing:
             worker = asyncio.create_task(self._work(), name=f"slack-worker-{len(self._workers)}")
             self._workers.add(worker)
@@ -798,7 +820,11 @@ class SlackAdapter:
                 await job.run()
                 finished = True
             except Exception as exc:
-                log.exception("Slack: handling %s failed (%s)", job.what, type(exc).__name__)
+                context = (
+                    {"platform": PLATFORM, "event_id": job.inbound.event_id, "conversation_key": job.inbound.key}
+                    if job.inbound is not None else {"platform": PLATFORM}
+                )
+                log.exception("Slack: handling %s failed (%s)", job.what, type(exc).__name__, extra=context)
                 with contextlib.suppress(Exception):
                     await self._apologise(job.apologise_to, job.respond_to)
                 finished = True

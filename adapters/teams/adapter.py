@@ -71,6 +71,7 @@ from conversations.messages import (
     Sender,
     Source,
 )
+from conversations.observe import Observer
 from conversations.ports import DeliveryError, Unreachable
 from storage.db import Database
 
@@ -184,6 +185,10 @@ def _error_form(replies: Sequence[Reply]) -> Form | None:
     return next((r.form for r in replies if r.form is not None and r.form.errors), None)
 
 
+PLATFORM = "teams"
+INBOUND_OUTCOMES = {400: "malformed", 415: "malformed", 401: "unauthorized", 403: "forbidden", 503: "busy"}
+
+
 class TeamsAdapter:
     """Serves Teams on the shared aiohttp app and delivers proactive messages.
 
@@ -204,8 +209,10 @@ class TeamsAdapter:
         roster_timeout: float = 3.0,
         http: aiohttp.ClientSession | None = None,
         drain_seconds: float = 25.0,
+        observer: Observer | None = None,
     ) -> None:
         self._engine = engine
+        self._observer: Observer = observer or engine.observer
         self._db = db
         self._config = config
         self._retry = retry or RetryPolicy()
@@ -221,6 +228,7 @@ class TeamsAdapter:
             loopback_only=config.local_mode,
             http=http,
             validator=self._validator,
+            observer=self._observer,
         )
         self._cloud = CloudAdapter(self._auth)
         self._known: set[str] = set()
@@ -272,6 +280,19 @@ class TeamsAdapter:
         cannot refuse a service URL before the turn runs; this handler answers 415, 400 and
         403 instead, then lets the real ``CloudAdapter`` authenticate and run the turn.
         """
+        started = time.perf_counter()
+        try:
+            response = await self._answer(request)
+        except Exception:
+            self._observer.inbound(PLATFORM, outcome="error")
+            raise
+        outcome = INBOUND_OUTCOMES.get(response.status, "accepted" if response.status < 400 else "error")
+        self._observer.inbound(PLATFORM, outcome=outcome)
+        if outcome == "accepted":
+            self._observer.ack(PLATFORM, seconds=time.perf_counter() - started)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.Response:
         if "application/json" not in request.headers.get("Content-Type", ""):
             return web.json_response({"error": "send the activity as application/json"}, status=415)
         try:
@@ -434,7 +455,9 @@ class TeamsAdapter:
         try:
             replies, card = await self._message_turn(context, raw, submission)
         except Exception:
-            log.exception("Teams message turn failed")
+            log.exception("Teams message turn failed", extra={
+                "platform": PLATFORM, "event_id": teams_in.event_id_of(raw), "conversation_key": teams_in.key_of(raw),
+            })
             await self._post(context, [Reply.text(SORRY)], quiet=True)
             return
         if card is not None:
