@@ -506,11 +506,13 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
+from bot.people_cli import app as people_app  # noqa: E402
 from bot.slack_cli import app as slack_app  # noqa: E402 - registered after the core commands
 from bot.teams_cli import app as teams_app  # noqa: E402
 
 app.add_typer(slack_app, name="slack")
 app.add_typer(teams_app, name="teams")
+app.add_typer(people_app, name="people")
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ from storage.models import (
 from storage.models import (
     ConversationState as StateRow,
 )
+from storage.privacy import Privacy
 from storage.tx import Row, Statement, Tx, as_model, constants, dialect_insert, insert_ignoring
 
 sa.orm.configure_mappers()  # model_construct needs the attributes instrumented before the first query
@@ -816,10 +817,11 @@ class References:
 class Store:
     """Everything storage offers, on one transaction (``db.transaction()`` yields it)."""
 
-    __slots__ = ("events", "outbox", "partners", "people", "references", "requests", "state", "tx")
+    __slots__ = ("events", "outbox", "partners", "people", "privacy", "references", "requests", "state", "tx")
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
+        self.privacy = Privacy(tx)
         self.events = Events(tx)
         self.people = People(tx)
         self.partners = Partners(tx)
