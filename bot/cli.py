@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -202,7 +202,9 @@ async def _serve(settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         worker = asyncio.create_task(runtime.worker.run_forever())
-        janitor = asyncio.create_task(housekeeping(runtime.db))
+        janitor = asyncio.create_task(
+            housekeeping(runtime.db, keep=timedelta(days=settings.retention_days), observer=runtime.observer)
+        )
         try:
             for adapter in adapters:
                 try:

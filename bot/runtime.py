@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from storage.db import Database, DatabaseUrlError
 from storage.tx import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
-EVENT_MEMORY = timedelta(days=7)
+RETENTION_DAYS = 30
 
 
 class StartupError(Exception):
@@ -132,16 +133,46 @@ async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) 
         await db.dispose()
 
 
+@dataclass(frozen=True, slots=True)
+class Swept:
+    events: int
+    states: int
+    outbox: int
+
+
+async def sweep(db: Database, *, now: datetime, keep: timedelta) -> Swept:
+    """Delete what is older than ``keep``: processed event ids, conversation states (expired drafts),
+    delivered outbox messages. Platforms retry within minutes, and a draft expires after a day."""
+    before = now - keep
+    async with db.transaction() as store:
+        events = await store.events.forget_before(before=before)
+        states = await store.state.forget_before(before=before)
+        outbox = await store.outbox.forget_sent_before(before=before)
+    return Swept(events=events, states=states, outbox=outbox)
+
+
 async def housekeeping(
-    db: Database, *, clock: Callable[[], datetime] = utcnow, keep: timedelta = EVENT_MEMORY, every: float = 3600.0
+    db: Database,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    keep: timedelta = timedelta(days=RETENTION_DAYS),
+    every: float = 3600.0,
+    observer: Observer = NO_OBSERVER,
 ) -> None:
-    """Forget processed event ids older than ``keep``: platforms retry within minutes, not days."""
+    """Run :func:`sweep` every ``every`` seconds (``BRM_BOT_RETENTION_DAYS`` sets ``keep``)."""
     while True:
+        started = time.perf_counter()
         try:
-            async with db.transaction() as store:
-                forgotten = await store.events.forget_before(before=clock() - keep)
-            if forgotten:
-                log.info("forgot %d processed event ids older than %s", forgotten, keep)
-        except Exception:
+            swept = await sweep(db, now=clock(), keep=keep)
+            if swept.events or swept.states or swept.outbox:
+                log.info(
+                    "retention: deleted %d processed event ids, %d conversation states and %d delivered messages "
+                    "older than %d days", swept.events, swept.states, swept.outbox, keep.days,
+                )
+            observer.job_run("housekeeping", result="ok", seconds=time.perf_counter() - started)
+        except Exception as exc:
+            if isinstance(exc, DATABASE_ERRORS):
+                observer.database_error("housekeeping")
+            observer.job_run("housekeeping", result="error", seconds=time.perf_counter() - started)
             log.exception("housekeeping failed; trying again later")
         await asyncio.sleep(every)

@@ -681,6 +681,12 @@ _FINISH_OUTBOX = Statement(
     )
 )
 _ALL_OUTBOX = Statement(sa.select(OUTBOX).order_by(OUTBOX.c.id))
+_FORGET_SENT = Statement(
+    sa.delete(OUTBOX).where(
+        OUTBOX.c.status == OutboxStatus.SENT.value,
+        OUTBOX.c.sent_at < P("before", type_=OUTBOX.c.sent_at.type),
+    )
+)
 _OUTBOX_BY_STATUS = Statement(
     sa.select(OUTBOX.c.status, sa.func.count(), sa.func.min(OUTBOX.c.created_at)).group_by(OUTBOX.c.status)
 )
@@ -743,6 +749,10 @@ class Outbox:
 
     async def all(self) -> list[OutboxMessage]:
         return await self.tx.models(OutboxMessage, _ALL_OUTBOX)
+
+    async def forget_sent_before(self, *, before: datetime) -> int:
+        """Delete messages delivered before ``before``; failed and unreachable ones stay for the operator."""
+        return await self.tx.count(_FORGET_SENT, before=before)
 
     async def summary(self) -> OutboxSummary:
         """How many messages are in each state, and when the oldest still waiting was queued."""
