@@ -104,8 +104,10 @@ class DeliveryWorker:
             person = await store.people.get(message.recipient_id)
         for identity in identities:
             adapter = self._adapters.get(identity.platform)
-            if adapter is not None:
+            if adapter is not None and identity.unreachable_at is None:
                 return adapter, Address(identity.platform, identity.workspace, user=identity.user_id)  # type: ignore[arg-type]
+        if any(i.platform in self._adapters for i in identities):
+            return None  # the app was removed where they are (or its token revoked): nothing to try
         if self._fallback is not None and person is not None:
             fallback = self._fallback
             return fallback, Address(fallback.platform, "local", user=person.email or person.name)
@@ -117,7 +119,10 @@ class DeliveryWorker:
         target = await self._address(message)
         status, error, retry_at, platform_id = OutboxStatus.SENT, None, None, None
         if target is None:
-            status, error = OutboxStatus.UNREACHABLE, "the recipient has no identity on a configured platform"
+            status, error = OutboxStatus.UNREACHABLE, (
+                "the recipient has no identity on a configured platform the bot can still reach "
+                "(never seen there, or the app was uninstalled)"
+            )
         else:
             adapter, address = target
             try:

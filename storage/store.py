@@ -160,8 +160,27 @@ _SET_EMAIL = Statement(
 )
 
 
+def _unreachable_where(platform: str, workspace: str, user_ids: Sequence[str] | None) -> list[Any]:
+    where = [IDENTITY.c.platform == platform, IDENTITY.c.workspace == workspace]
+    if user_ids is not None:
+        where.append(IDENTITY.c.user_id.in_(list(user_ids)))
+    return where
+
+
 class People:
     __slots__ = ("tx",)
+
+    async def mark_unreachable(
+        self, *, platform: str, workspace: str, user_ids: Sequence[str] | None = None, now: datetime
+    ) -> int:
+        """The platform can no longer reach these accounts (``user_ids`` None: everyone in the workspace)."""
+        where = [*_unreachable_where(platform, workspace, user_ids), IDENTITY.c.unreachable_at.is_(None)]
+        return await self.tx.count(sa.update(IDENTITY).where(*where).values(unreachable_at=now))
+
+    async def mark_reachable(self, *, platform: str, workspace: str, user_ids: Sequence[str] | None = None) -> int:
+        """The app is installed again: these accounts can be messaged again."""
+        where = [*_unreachable_where(platform, workspace, user_ids), IDENTITY.c.unreachable_at.is_not(None)]
+        return await self.tx.count(sa.update(IDENTITY).where(*where).values(unreachable_at=None))
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
@@ -816,6 +835,15 @@ class References:
             "updated_at": now,
         }
         await self.tx.count(_SAVE_REFERENCE, values)
+
+    async def forget(self, *, platform: str, workspace: str, scope: str, target: str) -> int:
+        """Drop a reference (the app was removed there): nothing is sent there until it is saved again."""
+        return await self.tx.count(
+            sa.delete(REFERENCE).where(
+                REFERENCE.c.platform == platform, REFERENCE.c.workspace == workspace,
+                REFERENCE.c.scope == scope, REFERENCE.c.target == target,
+            )
+        )
 
     async def load(self, *, platform: str, workspace: str, scope: str, target: str) -> dict[str, Any] | None:
         found = await self.tx.scalar(

@@ -223,6 +223,7 @@ class SlackAdapter:
         self._workers: set[asyncio.Task[None]] = set()
         self._replays: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._removed_from: set[str] = set()  # workspaces that uninstalled the app while this process ran
         self._register()
 
     # --- ServedAdapter ------------------------------------------------------------------------------
@@ -266,6 +267,11 @@ class SlackAdapter:
             return False
         self._auth = dict(auth.data) if isinstance(auth.data, dict) else {}
         self._bot_user_id = self._auth.get("user_id")
+        team = self._auth.get("team_id")
+        if team:  # the token works again: an uninstall before it was undone (the app installed again)
+            self._removed_from.discard(str(team))
+            async with self._engine.db.transaction() as store:
+                await store.people.mark_reachable(platform=PLATFORM, workspace=str(team))
         log.info("Slack: connected to workspace %s as %s", self._auth.get("team"), self._auth.get("user"))
         return True
 
@@ -438,6 +444,10 @@ class SlackAdapter:
         self.app.event("app_mention")(self._on_mention)
         self.features.event("app_home_opened")
         self.app.event("app_home_opened")(self._on_home)
+        self.features.event("app_uninstalled")
+        self.app.event("app_uninstalled")(self._on_uninstalled)
+        self.features.event("tokens_revoked")
+        self.app.event("tokens_revoked")(self._on_tokens_revoked)
         self.features.command(COMMAND)
         self.app.command(COMMAND)(self._on_command)
         self.features.message_shortcut(CAPTURE_SHORTCUT)
@@ -450,6 +460,33 @@ class SlackAdapter:
 
     async def _ignore(self) -> None:
         return None
+
+    # --- the app removed ------------------------------------------------------------------------------
+
+    async def _on_uninstalled(self, body: dict[str, Any]) -> None:
+        """The workspace removed the app: nobody there can be messaged any more."""
+        team = team_of(body) or str(body.get("team_id", ""))
+        self._later("an uninstall", functools.partial(self._unreachable, team, None))
+
+    async def _on_tokens_revoked(self, body: dict[str, Any]) -> None:
+        """Tokens were revoked: the bot token (nobody can be messaged) or some people's user tokens."""
+        team = team_of(body) or str(body.get("team_id", ""))
+        tokens = (body.get("event") or {}).get("tokens") or {}
+        users = [str(u) for u in tokens.get("oauth") or () if u]
+        if tokens.get("bot"):
+            self._later("a revoked bot token", functools.partial(self._unreachable, team, None))
+        elif users:
+            self._later("revoked user tokens", functools.partial(self._unreachable, team, users))
+
+    async def _unreachable(self, team: str, users: list[str] | None) -> None:
+        if users is None:
+            self._removed_from.add(team)
+        async with self._engine.db.transaction() as store:
+            marked = await store.people.mark_unreachable(
+                platform=PLATFORM, workspace=team, user_ids=users, now=self._clock()
+            )
+        log.warning("Slack: the app was removed or its token revoked; %d people there are now unreachable", marked,
+                    extra={"platform": PLATFORM})
 
     # --- events ---------------------------------------------------------------------------------------
 
@@ -656,6 +693,8 @@ class SlackAdapter:
 
     async def send(self, to: Address, reply: Reply) -> Delivered:
         """Post a message the bot starts to a person's DM (``to.user``) or a channel."""
+        if to.workspace in self._removed_from:
+            raise Unreachable("the app was uninstalled from this Slack workspace")
         try:
             if to.channel:
                 channel = to.channel

@@ -20,8 +20,9 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 import aiohttp
@@ -186,6 +187,11 @@ def _error_form(replies: Sequence[Reply]) -> Form | None:
 
 
 PLATFORM = "teams"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
 INBOUND_OUTCOMES = {400: "malformed", 415: "malformed", 401: "unauthorized", 403: "forbidden", 503: "busy"}
 
 
@@ -210,8 +216,10 @@ class TeamsAdapter:
         http: aiohttp.ClientSession | None = None,
         drain_seconds: float = 25.0,
         observer: Observer | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._engine = engine
+        self._clock = clock or _utcnow
         self._observer: Observer = observer or engine.observer
         self._db = db
         self._config = config
@@ -360,6 +368,9 @@ class TeamsAdapter:
             elif kind == ActivityTypes.message and teams_in.is_addressed(raw):
                 await self._post(context, [Reply.text(OTHER_TENANT)], quiet=True)
             return
+        if self._removal(raw):
+            await self._on_removed(raw)
+            return
         await self._remember(raw)
         if kind == ActivityTypes.message:
             await self._on_message(context, raw)
@@ -372,6 +383,38 @@ class TeamsAdapter:
             await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
         elif kind == ActivityTypes.conversation_update:
             await self._on_conversation_update(context, raw)
+
+    @staticmethod
+    def _removal(raw: JSON) -> bool:
+        """The app was uninstalled (``installationUpdate`` remove) or the bot removed from a conversation."""
+        if raw.get("type") == "installationUpdate":
+            return str(raw.get("action") or "").startswith("remove")
+        if raw.get("type") == ActivityTypes.conversation_update:
+            bot_id = (raw.get("recipient") or {}).get("id")
+            return any(m.get("id") == bot_id for m in raw.get("membersRemoved") or ())
+        return False
+
+    async def _on_removed(self, raw: JSON) -> None:
+        """Stop sending there: forget the conversation reference; in a personal chat, the person is
+        marked unreachable, so what is queued for them ends as ``unreachable`` instead of retrying."""
+        tenant = teams_in.key_of(raw).workspace
+        user = str((raw.get("from") or {}).get("id") or "")
+        conversation_id = str((raw.get("conversation") or {}).get("id") or "")
+        async with self._db.transaction() as store:
+            if teams_in.is_personal(raw):
+                await store.references.forget(platform=PLATFORM, workspace=tenant, scope=references.USER, target=user)
+                marked = await store.people.mark_unreachable(
+                    platform=PLATFORM, workspace=tenant, user_ids=[user], now=self._clock()
+                )
+            else:
+                channel = teams_in.split_conversation(conversation_id)[0]
+                await store.references.forget(
+                    platform=PLATFORM, workspace=tenant, scope=references.CHANNEL, target=channel
+                )
+                marked = 0
+        self._saved = {k: v for k, v in self._saved.items() if k[0] != tenant or k[2] not in (user, conversation_id)}
+        log.info("Teams: the app was removed from a conversation; %d people are now unreachable", marked,
+                 extra={"platform": PLATFORM, "event_id": teams_in.event_id_of(raw)})
 
     async def _remember(self, raw: JSON) -> None:
         """Store the conversation reference: per person (personal chat) or per channel."""
@@ -571,6 +614,12 @@ class TeamsAdapter:
         if not any(m.get("id") == bot_id for m in raw.get("membersAdded") or ()):
             return
         personal = teams_in.is_personal(raw)
+        if personal:  # installed (again): the person can be messaged
+            user = str((raw.get("from") or {}).get("id") or "")
+            async with self._db.transaction() as store:
+                await store.people.mark_reachable(
+                    platform=PLATFORM, workspace=teams_in.key_of(raw).workspace, user_ids=[user]
+                )
         text = await self._engine.welcome(
             teams_in.key_of(raw), event_id="install:" + teams_in.event_id_of(raw), personal=personal
         )
