@@ -6,10 +6,13 @@ and the delivery worker sharing one :class:`Metrics`), and Prometheus' own parse
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -200,3 +203,32 @@ async def test_metrics_are_off_unless_switched_on(demo_db: Database) -> None:
         assert (await client.get("/metrics")).status == 404
     finally:
         await client.close()
+
+
+async def test_brm_bot_serve_with_metrics_on_answers_the_scrape(fake_slack: FakeSlack, tmp_path: Path) -> None:
+    from tests.slack.test_serve import Served as Command
+    from tests.slack.test_serve import _brm_bot, _free_port
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_", "TEAMS_", "BRM_BOT_"))}
+    env.update({
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake_slack.api_url,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", "HOST": "127.0.0.1", "PORT": str(port),
+        "HOME": str(tmp_path), "BRM_BOT_METRICS": "on",
+    })
+    process = await asyncio.create_subprocess_exec(
+        *_brm_bot(), "serve", cwd=tmp_path, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    command = Command(process, f"http://127.0.0.1:{port}")
+    try:
+        await command.read_until("metrics: /metrics")
+        async with aiohttp.ClientSession() as session, session.get(f"{command.url}/metrics") as scraped:
+            assert scraped.status == 200
+            page = await scraped.text()
+        assert 'brm_bot_outbox_messages{state="pending"} 0.0' in page
+        assert "brm_bot_turns_total" in page or "# HELP brm_bot_turns" in page
+        assert await command.stop() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
