@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -184,7 +184,7 @@ async def _serve(settings: Settings) -> int:
         for adapter in adapters:
             runtime.worker.register(adapter)
         host = settings.listen_host
-        runner = web.AppRunner(build_web_app(runtime.db, adapters), access_log=None)
+        runner = web.AppRunner(build_web_app(runtime.db, adapters, metrics=runtime.metrics), access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, settings.port).start()
@@ -202,7 +202,9 @@ async def _serve(settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         worker = asyncio.create_task(runtime.worker.run_forever())
-        janitor = asyncio.create_task(housekeeping(runtime.db))
+        janitor = asyncio.create_task(
+            housekeeping(runtime.db, keep=timedelta(days=settings.retention_days), observer=runtime.observer)
+        )
         scheduler = runtime.scheduler()
         try:
             for adapter in adapters:
@@ -213,7 +215,8 @@ async def _serve(settings: Settings) -> int:
             await scheduler.start()
             freeze_startup_heap()
             names = ", ".join(a.platform for a in adapters)
-            log.info("serving %s on http://%s:%d (health: /healthz)", names, host, settings.port)
+            extra = ", metrics: /metrics" if runtime.metrics is not None else ""
+            log.info("serving %s on http://%s:%d (health: /healthz%s)", names, host, settings.port, extra)
             await stop.wait()
             log.info("shutting down")
         finally:
@@ -699,9 +702,11 @@ async def _list(settings: Settings, kind: str) -> int:
     return 0
 
 
+from bot import people_cli  # noqa: E402
 from bot.slack_cli import app as slack_app  # noqa: E402 - registered after the core commands
 from bot.teams_cli import app as teams_app  # noqa: E402
 
+people_app.command("forget")(people_cli.forget)
 app.add_typer(slack_app, name="slack")
 app.add_typer(teams_app, name="teams")
 

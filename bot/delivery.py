@@ -35,9 +35,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conversations.codec import reply_from_json
 from conversations.messages import Address
+from conversations.observe import NO_OBSERVER, Observer
 from conversations.ports import DeliveryError, Outbound, Unreachable
 from storage.db import Database
 from storage.models import OutboxHold, OutboxMessage, OutboxStatus, Person
+from storage.tx import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +150,10 @@ class DeliveryWorker:
         default_timezone: str = "UTC",
         rates: Mapping[str, float] | None = None,
         lease: timedelta = LEASE,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self._db = db
+        self._observer = observer
         self._adapters = dict(adapters)
         self._fallback = fallback
         self._clock = clock
@@ -205,7 +209,9 @@ class DeliveryWorker:
             try:
                 while await self.run_once():
                     pass
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, DATABASE_ERRORS):
+                    self._observer.database_error("delivery")
                 log.exception("delivery round failed; trying again in %.0f s", interval)
             self._wake.clear()
             try:
@@ -222,9 +228,11 @@ class DeliveryWorker:
         targets: list[tuple[Outbound, Address]] = []
         for identity in identities:
             adapter = self._adapters.get(identity.platform)
-            if adapter is not None:
+            if adapter is not None and identity.unreachable_at is None:
                 address = Address(identity.platform, identity.workspace, user=identity.user_id)  # type: ignore[arg-type]
                 targets.append((adapter, address))
+        if not targets and any(i.platform in self._adapters for i in identities):
+            return person, []  # the app was removed where they are (or its token revoked): nothing to try
         slack = self._adapters.get("slack")
         if slack is not None and person is not None and person.email and all(i.platform != "slack" for i in identities):
             targets.append((slack, Address("slack", "", email=person.email)))
@@ -287,6 +295,8 @@ class DeliveryWorker:
         else:
             if errors:
                 error = "; ".join(errors)
+        sent_via = targets[0][0].platform if targets else "none"
+        self._observer.delivery(sent_via, result="retry" if status == OutboxStatus.PENDING else status.value)
         if status != OutboxStatus.SENT:
             log.info("outbox message %s (%s %s): %s", message.id, message.kind, message.subject, status)
         written = await self._finish(message, status, now, retry_at=retry_at, error=error, platform_id=platform_id)

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,16 +17,18 @@ import sqlalchemy as sa
 
 from bot.delivery import DeliveryHours, DeliveryWorker
 from bot.jobs import Scheduler, default_jobs
+from bot.metrics import Metrics
 from bot.settings import Settings
 from conversations.engine import Engine
 from conversations.flows import default_flows
+from conversations.observe import NO_OBSERVER, Observer
 from conversations.ports import Outbound
 from storage import migrate
 from storage.db import Database, DatabaseUrlError
 from storage.tx import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
-EVENT_MEMORY = timedelta(days=7)
+RETENTION_DAYS = 30
 
 
 class StartupError(Exception):
@@ -70,6 +73,11 @@ class Runtime:
     engine: Engine
     worker: DeliveryWorker
     adapters: dict[str, Outbound] = field(default_factory=dict)
+    metrics: Metrics | None = None  # BRM_BOT_METRICS=on
+
+    @property
+    def observer(self) -> Observer:
+        return self.metrics if self.metrics is not None else NO_OBSERVER
 
     def scheduler(self) -> Scheduler:
         """The scheduled jobs on this runtime's database, waking its delivery worker."""
@@ -117,12 +125,15 @@ async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) 
         except DATABASE_ERRORS as exc:
             raise database_problem(exc) from None
         holder: list[DeliveryWorker] = []
+        metrics = Metrics() if settings.metrics else None
+        observer: Observer = metrics if metrics is not None else NO_OBSERVER
         engine = Engine(
             db,
             default_flows(),
             clock=utcnow,
             default_timezone=settings.timezone,
             on_queued=lambda: holder[0].wake() if holder else None,
+            observer=observer,
         )
         worker = DeliveryWorker(
             db,
@@ -132,23 +143,54 @@ async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) 
             hours=DeliveryHours.parse(settings.delivery_hours),
             weekly_budget=settings.weekly_budget,
             default_timezone=settings.timezone,
+            observer=observer,
         )
         holder.append(worker)
-        yield Runtime(settings=settings, db=db, engine=engine, worker=worker)
+        yield Runtime(settings=settings, db=db, engine=engine, worker=worker, metrics=metrics)
     finally:
         await db.dispose()
 
 
+@dataclass(frozen=True, slots=True)
+class Swept:
+    events: int
+    states: int
+    outbox: int
+
+
+async def sweep(db: Database, *, now: datetime, keep: timedelta) -> Swept:
+    """Delete what is older than ``keep``: processed event ids, conversation states (expired drafts),
+    delivered outbox messages. Platforms retry within minutes, and a draft expires after a day."""
+    before = now - keep
+    async with db.transaction() as store:
+        events = await store.events.forget_before(before=before)
+        states = await store.state.forget_before(before=before)
+        outbox = await store.outbox.forget_sent_before(before=before)
+    return Swept(events=events, states=states, outbox=outbox)
+
+
 async def housekeeping(
-    db: Database, *, clock: Callable[[], datetime] = utcnow, keep: timedelta = EVENT_MEMORY, every: float = 3600.0
+    db: Database,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    keep: timedelta = timedelta(days=RETENTION_DAYS),
+    every: float = 3600.0,
+    observer: Observer = NO_OBSERVER,
 ) -> None:
-    """Forget processed event ids older than ``keep``: platforms retry within minutes, not days."""
+    """Run :func:`sweep` every ``every`` seconds (``BRM_BOT_RETENTION_DAYS`` sets ``keep``)."""
     while True:
+        started = time.perf_counter()
         try:
-            async with db.transaction() as store:
-                forgotten = await store.events.forget_before(before=clock() - keep)
-            if forgotten:
-                log.info("forgot %d processed event ids older than %s", forgotten, keep)
-        except Exception:
+            swept = await sweep(db, now=clock(), keep=keep)
+            if swept.events or swept.states or swept.outbox:
+                log.info(
+                    "retention: deleted %d processed event ids, %d conversation states and %d delivered messages "
+                    "older than %d days", swept.events, swept.states, swept.outbox, keep.days,
+                )
+            observer.job_run("housekeeping", result="ok", seconds=time.perf_counter() - started)
+        except Exception as exc:
+            if isinstance(exc, DATABASE_ERRORS):
+                observer.database_error("housekeeping")
+            observer.job_run("housekeeping", result="error", seconds=time.perf_counter() - started)
             log.exception("housekeeping failed; trying again later")
         await asyncio.sleep(every)

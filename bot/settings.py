@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     port: int = Field(default=3978, alias="PORT", ge=1, le=65535)
     host: str | None = Field(default=None, alias="HOST")
     state_dir: Path | None = Field(default=None, alias="BRM_BOT_STATE_DIR")
+    metrics: bool = Field(default=False, alias="BRM_BOT_METRICS")
+    retention_days: int = Field(default=30, alias="BRM_BOT_RETENTION_DAYS", ge=1, le=3650)
 
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
@@ -97,6 +99,18 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_secret_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in ("on", "true", "1", "yes"):
+                return True
+            if word in ("off", "false", "0", "no", ""):
+                return False
+            raise ValueError(f"{value!r} is neither on nor off")
+        return value
 
     @field_validator("log_format", mode="before")
     @classmethod

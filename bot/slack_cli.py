@@ -86,7 +86,7 @@ MANIFEST: dict[str, Any] = {
     "settings": {
         "event_subscriptions": {
             "request_url": None,
-            "bot_events": ["app_home_opened", "app_mention", "message.im"],
+            "bot_events": ["app_home_opened", "app_mention", "app_uninstalled", "message.im", "tokens_revoked"],
         },
         "interactivity": {"is_enabled": True, "request_url": None},
         "org_deploy_enabled": False,

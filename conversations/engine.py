@@ -30,11 +30,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from conversations import codec
 from conversations.catalog import FORM_OPEN, FORM_SUBMIT, GLOBAL_CANCEL, GLOBAL_HELP, Catalog, Command, HomeButton
 from conversations.messages import ConversationKey, Inbound, Option, Reply, Sender, Text, TextStyle
+from conversations.observe import NO_OBSERVER, TURN_DUPLICATE, TURN_ERROR, TURN_OK, Observer
 from storage import store as q
 from storage.db import Database
 from storage.models import Person, Role
 from storage.store import Store
-from storage.tx import INTEGRITY_ERRORS, unique_conflict
+from storage.tx import DATABASE_ERRORS, INTEGRITY_ERRORS, unique_conflict
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ class Engine:
         state_ttl: timedelta = STATE_TTL,
         state_cache_size: int = 10_000,
         person_cache_seconds: float = 30.0,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         names = [f.name for f in flows]
         if len(set(names)) != len(names):
@@ -209,6 +211,7 @@ class Engine:
         self._state_cache_size = state_cache_size
         self._people: dict[tuple[str, str, str], tuple[Person, float]] = {}
         self._person_ttl = person_cache_seconds
+        self.observer = observer
 
     # --- public ------------------------------------------------------------------------------
 
@@ -218,23 +221,43 @@ class Engine:
         ``afresh`` sets aside whatever flow was active first (Slack's ``/brm`` starts anew each time).
         """
         inbound = _cleaned(inbound)
+        started = time.perf_counter()
+        platform = inbound.key.platform
+        try:
+            replies, duplicate = await self._handle(inbound, afresh)
+        except Exception as exc:
+            seconds = time.perf_counter() - started
+            if isinstance(exc, DATABASE_ERRORS):
+                self.observer.database_error("turn")
+            self.observer.turn(platform, outcome=TURN_ERROR, seconds=seconds)
+            log.debug("turn failed (%s)", type(exc).__name__, extra=log_context(inbound, seconds))
+            raise
+        seconds = time.perf_counter() - started
+        outcome = TURN_DUPLICATE if duplicate else TURN_OK
+        self.observer.turn(platform, outcome=outcome, seconds=seconds)
+        log.debug("turn %s: %d replies", outcome, len(replies), extra=log_context(inbound, seconds))
+        return replies
+
+    async def _handle(self, inbound: Inbound, afresh: bool) -> tuple[list[Reply], bool]:
+        """The turn, run again when it lost a race; (replies, whether the event was a repeat)."""
         async with self._lock(inbound.key):
             last: BaseException | None = None
             for attempt in range(MAX_TURN_ATTEMPTS):
                 try:
-                    replies, queued = await self._turn(inbound, afresh)
+                    replies, queued, duplicate = await self._turn(inbound, afresh)
                 except RACES as exc:
                     if not _is_race(exc):
                         raise
                     last = exc
-                    log.debug("turn raced (%s), attempt %d", type(exc).__name__, attempt + 1)
+                    log.debug("turn raced (%s), attempt %d", type(exc).__name__, attempt + 1,
+                              extra=log_context(inbound))
                     self._states.pop(_state_key(inbound.key), None)
                     self._people.pop((inbound.key.platform, inbound.key.workspace, inbound.key.user), None)
                     await asyncio.sleep(0.005 * (attempt + 1))
                     continue
                 if queued and self._on_queued is not None:
                     self._on_queued()
-                return replies
+                return replies, duplicate
         raise RuntimeError("conversation state kept changing under this turn") from last
 
     async def home(
@@ -295,7 +318,7 @@ class Engine:
 
     # --- one turn ------------------------------------------------------------------------------
 
-    async def _turn(self, inbound: Inbound, afresh: bool = False) -> tuple[list[Reply], int]:
+    async def _turn(self, inbound: Inbound, afresh: bool = False) -> tuple[list[Reply], int, bool]:
         now = self._clock()
         skey = _state_key(inbound.key)
         try:
@@ -356,12 +379,12 @@ class Engine:
                 ):
                     raise _Duplicate
         except _Duplicate:
-            log.info("duplicate event %s ignored", inbound.event_id)
-            return [], 0
+            log.info("duplicate event %s ignored", inbound.event_id, extra=log_context(inbound))
+            return [], 0, True
         if written is not None:
             self._remember(skey, written)
         self._remember_person(inbound.key, person)
-        return replies, turn.queued
+        return replies, turn.queued, False
 
     def _remember(self, skey: q.StateKey, saved: q.SavedState) -> None:
         """Keep the state this process last wrote; the version check catches anyone else's write."""
@@ -584,6 +607,18 @@ class Engine:
             entry.users -= 1
             if entry.users == 0:
                 del self._locks[key]
+
+
+def log_context(inbound: Inbound, seconds: float | None = None) -> dict[str, object]:
+    """The ``extra=`` of a turn's log lines (``bot/logs.py`` writes the key only as a hash)."""
+    context: dict[str, object] = {
+        "platform": inbound.key.platform,
+        "event_id": inbound.event_id,
+        "conversation_key": inbound.key,
+    }
+    if seconds is not None:
+        context["duration_ms"] = round(seconds * 1000, 2)
+    return context
 
 
 class _Duplicate(Exception):

@@ -105,6 +105,8 @@ class Identity(SQLModel, table=True):
     user_id: str = Field(max_length=128)
     directory_id: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Set when the platform said the bot can no longer reach them (uninstalled, token revoked).
+    unreachable_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Relationship(SQLModel, table=True):

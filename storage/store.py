@@ -52,6 +52,7 @@ from storage.models import (
 from storage.models import (
     ConversationState as StateRow,
 )
+from storage.privacy import Privacy
 from storage.tx import Row, Statement, Tx, as_model, constants, dialect_insert, insert_ignoring
 
 sa.orm.configure_mappers()  # model_construct needs the attributes instrumented before the first query
@@ -198,8 +199,27 @@ def _repoint_person() -> tuple[Statement, ...]:
     return tuple(out)
 
 
+def _unreachable_where(platform: str, workspace: str, user_ids: Sequence[str] | None) -> list[Any]:
+    where = [IDENTITY.c.platform == platform, IDENTITY.c.workspace == workspace]
+    if user_ids is not None:
+        where.append(IDENTITY.c.user_id.in_(list(user_ids)))
+    return where
+
+
 class People:
     __slots__ = ("tx",)
+
+    async def mark_unreachable(
+        self, *, platform: str, workspace: str, user_ids: Sequence[str] | None = None, now: datetime
+    ) -> int:
+        """The platform can no longer reach these accounts (``user_ids`` None: everyone in the workspace)."""
+        where = [*_unreachable_where(platform, workspace, user_ids), IDENTITY.c.unreachable_at.is_(None)]
+        return await self.tx.count(sa.update(IDENTITY).where(*where).values(unreachable_at=now))
+
+    async def mark_reachable(self, *, platform: str, workspace: str, user_ids: Sequence[str] | None = None) -> int:
+        """The app is installed again: these accounts can be messaged again."""
+        where = [*_unreachable_where(platform, workspace, user_ids), IDENTITY.c.unreachable_at.is_not(None)]
+        return await self.tx.count(sa.update(IDENTITY).where(*where).values(unreachable_at=None))
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
@@ -820,6 +840,15 @@ _RETRY_UNREACHABLE = Statement(
     )
     .values(status=OutboxStatus.PENDING.value, next_attempt_at=P("now", type_=OUTBOX.c.next_attempt_at.type))
 )
+_FORGET_SENT = Statement(
+    sa.delete(OUTBOX).where(
+        OUTBOX.c.status == OutboxStatus.SENT.value,
+        OUTBOX.c.sent_at < P("before", type_=OUTBOX.c.sent_at.type),
+    )
+)
+_OUTBOX_BY_STATUS = Statement(
+    sa.select(OUTBOX.c.status, sa.func.count(), sa.func.min(OUTBOX.c.created_at)).group_by(OUTBOX.c.status)
+)
 _OUTBOX_NAMES = _names(OUTBOX)
 
 
@@ -944,6 +973,26 @@ class Outbox:
         held as unreachable for less than ``UNREACHABLE_KEPT`` are due again. Returns how many."""
         return await self.tx.count(_RETRY_UNREACHABLE, rid=recipient_id, since=now - UNREACHABLE_KEPT, now=now)
 
+    async def forget_sent_before(self, *, before: datetime) -> int:
+        """Delete messages delivered before ``before``; failed and unreachable ones stay for the operator."""
+        return await self.tx.count(_FORGET_SENT, before=before)
+
+    async def summary(self) -> OutboxSummary:
+        """How many messages are in each state, and when the oldest still waiting was queued."""
+        rows = await self.tx.rows(_OUTBOX_BY_STATUS)
+        counts = {str(status): int(count) for status, count, _ in rows}
+        waiting = [oldest for status, _, oldest in rows if status in _WAITING and oldest is not None]
+        return OutboxSummary(counts=counts, oldest_pending=min(waiting) if waiting else None)
+
+
+_WAITING = frozenset({OutboxStatus.PENDING.value, OutboxStatus.SENDING.value})
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSummary:
+    counts: Mapping[str, int]
+    oldest_pending: datetime | None
+
 
 # --- platform conversation references ---------------------------------------------------------
 
@@ -990,6 +1039,15 @@ class References:
             "updated_at": now,
         }
         await self.tx.count(_SAVE_REFERENCE, values)
+
+    async def forget(self, *, platform: str, workspace: str, scope: str, target: str) -> int:
+        """Drop a reference (the app was removed there): nothing is sent there until it is saved again."""
+        return await self.tx.count(
+            sa.delete(REFERENCE).where(
+                REFERENCE.c.platform == platform, REFERENCE.c.workspace == workspace,
+                REFERENCE.c.scope == scope, REFERENCE.c.target == target,
+            )
+        )
 
     async def load(self, *, platform: str, workspace: str, scope: str, target: str) -> dict[str, Any] | None:
         found = await self.tx.scalar(
@@ -1253,11 +1311,12 @@ class Store:
 
     __slots__ = (
         "directory", "events", "jobs", "outbox", "partners", "people", "references", "relationships", "requests",
-        "state", "tx", "workflow",
+        "privacy", "state", "tx", "workflow",
     )
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
+        self.privacy = Privacy(tx)
         self.events = Events(tx)
         self.people = People(tx)
         self.partners = Partners(tx)

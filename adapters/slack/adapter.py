@@ -34,6 +34,7 @@ import functools
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -88,6 +89,7 @@ from conversations.messages import (
     Sender,
     TextStyle,
 )
+from conversations.observe import Observer
 from conversations.ports import DeliveryError, PlatformRefused, Unreachable
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,10 @@ class _Job:
     apologise_to: tuple[str, str | None] | None
     respond_to: object
     entry: int | None = None
+    inbound: Inbound | None = None  # for the log lines' context
+
+
+INBOUND_OUTCOMES = {401: "unauthorized", 400: "malformed", 503: "busy"}
 
 
 class SlackAdapter:
@@ -176,8 +182,10 @@ class SlackAdapter:
         path: str = EVENTS_PATH,
         journal: Journal | None = None,
         queue_limit: int = QUEUE_LIMIT,
+        observer: Observer | None = None,
     ) -> None:
         self._engine = engine
+        self._observer: Observer = observer or engine.observer
         self._http = http
         self._clock = clock
         self._path = path
@@ -189,16 +197,20 @@ class SlackAdapter:
         self._outstanding = 0
         self._queued_entries: set[int] = set()
         self.rate_limits = RateLimits()
-        self.client = web_client(bot_token, api_url=api_url, http=http, rate_limits=self.rate_limits)
+        self.client = web_client(
+            bot_token, api_url=api_url, http=http, rate_limits=self.rate_limits, observer=self._observer
+        )
         # Proactive messages have the delivery worker's retries: a 429 goes back to it at once.
-        self._proactive = web_client(bot_token, api_url=api_url, http=http, rate_limits=self.rate_limits, patience=0)
+        self._proactive = web_client(
+            bot_token, api_url=api_url, http=http, rate_limits=self.rate_limits, patience=0, observer=self._observer
+        )
         self._auth: dict[str, Any] = {}
         self._auth_task: asyncio.Task[None] | None = None
         # bolt gets a client without a token and an ``authorize`` that answers from memory: with a
         # token, bolt calls auth.test on the first request it sees, and that request waits for it.
         # Listeners run before the answer (``process_before_response``): they only queue work.
         self.app = AsyncApp(
-            client=web_client(None, api_url=api_url, http=http, rate_limits=self.rate_limits),
+            client=web_client(None, api_url=api_url, http=http, rate_limits=self.rate_limits, observer=self._observer),
             signing_secret=signing_secret,
             authorize=self._authorizer(),
             request_verification_enabled=False,
@@ -215,6 +227,7 @@ class SlackAdapter:
         self._workers: set[asyncio.Task[None]] = set()
         self._replays: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._removed_from: set[str] = set()  # workspaces that uninstalled the app while this process ran
         self._register()
 
     # --- ServedAdapter ------------------------------------------------------------------------------
@@ -258,6 +271,11 @@ class SlackAdapter:
             return False
         self._auth = dict(auth.data) if isinstance(auth.data, dict) else {}
         self._bot_user_id = self._auth.get("user_id")
+        team = self._auth.get("team_id")
+        if team:  # the token works again: an uninstall before it was undone (the app installed again)
+            self._removed_from.discard(str(team))
+            async with self._engine.db.transaction() as store:
+                await store.people.mark_reachable(platform=PLATFORM, workspace=str(team))
         log.info("Slack: connected to workspace %s as %s", self._auth.get("team"), self._auth.get("user"))
         return True
 
@@ -328,6 +346,15 @@ class SlackAdapter:
         Acknowledged work is written to the journal before bolt answers; with ``queue_limit``
         pieces of work outstanding, a request that would add one gets 503 (Slack retries).
         """
+        started = time.perf_counter()
+        response = await self._answer_http(request)
+        outcome = INBOUND_OUTCOMES.get(response.status, "accepted" if response.status < 400 else "error")
+        self._observer.inbound(PLATFORM, outcome=outcome)
+        if outcome == "accepted":
+            self._observer.ack(PLATFORM, seconds=time.perf_counter() - started)
+        return response
+
+    async def _answer_http(self, request: web.Request) -> web.Response:
         if self._closing:
             return web.Response(status=503, text="shutting down")
         body = await request.text()
@@ -421,6 +448,10 @@ class SlackAdapter:
         self.app.event("app_mention")(self._on_mention)
         self.features.event("app_home_opened")
         self.app.event("app_home_opened")(self._on_home)
+        self.features.event("app_uninstalled")
+        self.app.event("app_uninstalled")(self._on_uninstalled)
+        self.features.event("tokens_revoked")
+        self.app.event("tokens_revoked")(self._on_tokens_revoked)
         self.features.command(COMMAND)
         self.app.command(COMMAND)(self._on_command)
         self.features.message_shortcut(CAPTURE_SHORTCUT)
@@ -434,6 +465,33 @@ class SlackAdapter:
     async def _ignore(self) -> None:
         return None
 
+    # --- the app removed ------------------------------------------------------------------------------
+
+    async def _on_uninstalled(self, body: dict[str, Any]) -> None:
+        """The workspace removed the app: nobody there can be messaged any more."""
+        team = team_of(body) or str(body.get("team_id", ""))
+        self._later("an uninstall", functools.partial(self._unreachable, team, None))
+
+    async def _on_tokens_revoked(self, body: dict[str, Any]) -> None:
+        """Tokens were revoked: the bot token (nobody can be messaged) or some people's user tokens."""
+        team = team_of(body) or str(body.get("team_id", ""))
+        tokens = (body.get("event") or {}).get("tokens") or {}
+        users = [str(u) for u in tokens.get("oauth") or () if u]
+        if tokens.get("bot"):
+            self._later("a revoked bot token", functools.partial(self._unreachable, team, None))
+        elif users:
+            self._later("revoked user tokens", functools.partial(self._unreachable, team, users))
+
+    async def _unreachable(self, team: str, users: list[str] | None) -> None:
+        if users is None:
+            self._removed_from.add(team)
+        async with self._engine.db.transaction() as store:
+            marked = await store.people.mark_unreachable(
+                platform=PLATFORM, workspace=team, user_ids=users, now=self._clock()
+            )
+        log.warning("Slack: the app was removed or its token revoked; %d people there are now unreachable", marked,
+                    extra={"platform": PLATFORM})
+
     # --- events ---------------------------------------------------------------------------------------
 
     async def _on_message(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -442,7 +500,7 @@ class SlackAdapter:
             return
         where = (inbound.key.channel, None)
         self._later("a direct message", functools.partial(self._answer_dm, inbound), apologise_to=where,
-                    entry=context.get(ENTRY))
+                    entry=context.get(ENTRY), inbound=inbound)
 
     async def _answer_dm(self, inbound: Inbound) -> None:
         await self._remember_dm(inbound.key.workspace, inbound.key.user, inbound.key.channel)
@@ -455,7 +513,7 @@ class SlackAdapter:
             return
         where = (inbound.key.channel, inbound.key.thread)
         self._later("a mention", functools.partial(self._answer_mention, inbound), apologise_to=where,
-                    entry=context.get(ENTRY))
+                    entry=context.get(ENTRY), inbound=inbound)
 
     async def _answer_mention(self, inbound: Inbound) -> None:
         replies = await self._turn(inbound)
@@ -643,6 +701,8 @@ class SlackAdapter:
         A person who never wrote to the bot (``to.email`` only) is found with
         ``users.lookupByEmail`` and messaged in a DM; not found is :class:`Unreachable`.
         """
+        if to.workspace in self._removed_from:
+            raise Unreachable("the app was uninstalled from this Slack workspace")
         try:
             if to.channel:
                 channel = to.channel
@@ -799,6 +859,7 @@ class SlackAdapter:
         apologise_to: tuple[str, str | None] | None = None,
         respond_to: object = None,
         entry: int | None = None,
+        inbound: Inbound | None = None,
     ) -> None:
         """Queue work to do after the ack, for the ``WORK_SLOTS`` workers (``entry``: its journal entry).
 
@@ -814,7 +875,7 @@ class SlackAdapter:
         self._outstanding += 1
         if entry is not None:
             self._queued_entries.add(entry)
-        self._jobs.put_nowait(_Job(what, run, apologise_to, respond_to, entry))
+        self._jobs.put_nowait(_Job(what, run, apologise_to, respond_to, entry, inbound))
         while len(self._workers) < WORK_SLOTS and not self._closing:
             worker = asyncio.create_task(self._work(), name=f"slack-worker-{len(self._workers)}")
             self._workers.add(worker)
@@ -834,7 +895,11 @@ class SlackAdapter:
                 await job.run()
                 finished = True
             except Exception as exc:
-                log.exception("Slack: handling %s failed (%s)", job.what, type(exc).__name__)
+                context = (
+                    {"platform": PLATFORM, "event_id": job.inbound.event_id, "conversation_key": job.inbound.key}
+                    if job.inbound is not None else {"platform": PLATFORM}
+                )
+                log.exception("Slack: handling %s failed (%s)", job.what, type(exc).__name__, extra=context)
                 with contextlib.suppress(Exception):
                     await self._apologise(job.apologise_to, job.respond_to)
                 finished = True

@@ -52,6 +52,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from conversations.observe import NO_OBSERVER, Observer
+
 SLACK_API_URL = "https://slack.com/api/"
 RATE_LIMIT_RETRIES = 2  # response_url posts only; Web API calls wait as RateLimits says
 RATE_LIMIT_PATIENCE_SECONDS = 900.0
@@ -163,10 +165,12 @@ class WebClient(AsyncWebClient):
         log: logging.Logger,
         rate_limits: RateLimits | None = None,
         patience: float = RATE_LIMIT_PATIENCE_SECONDS,
+        observer: Observer = NO_OBSERVER,
         **kwargs: Any,
     ) -> None:
         super().__init__(logger=log, **kwargs)
         self.log = log
+        self.observer = observer
         self.rate_limits = rate_limits or RateLimits()
         self.patience = patience
         self.urls: dict[str, str] = {}
@@ -213,7 +217,36 @@ class WebClient(AsyncWebClient):
         headers: dict[str, Any] | None,
         auth: Any,
     ) -> AsyncSlackResponse:
-        """One call: sent by this class when plain, else by the SDK."""
+        """One call: sent by this class when plain, else by the SDK (counted by method and result)."""
+        method = api_method.lstrip("/")
+        try:
+            answer = await self.one_call_uncounted(
+                api_method, http_verb=http_verb, files=files, data=data, params=params, json=json,
+                headers=headers, auth=auth,
+            )
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            self.observer.api_call("slack", method=method, result="429" if status == 429 else str(code or status))
+            raise
+        except Exception as exc:
+            self.observer.api_call("slack", method=method, result=type(exc).__name__)
+            raise
+        self.observer.api_call("slack", method=method, result="ok")
+        return answer
+
+    async def one_call_uncounted(
+        self,
+        api_method: str,
+        *,
+        http_verb: str,
+        files: dict[str, Any] | None,
+        data: Any,
+        params: dict[str, Any] | None,
+        json: dict[str, Any] | None,
+        headers: dict[str, Any] | None,
+        auth: Any,
+    ) -> AsyncSlackResponse:
         if not self.plain(http_verb, files, data, json, headers, auth):
             return await super().api_call(
                 api_method, http_verb=http_verb, files=files, data=data, params=params, json=json,
@@ -331,6 +364,7 @@ def web_client(
     timeout: float = TIMEOUT_SECONDS,
     rate_limits: RateLimits | None = None,
     patience: float = RATE_LIMIT_PATIENCE_SECONDS,
+    observer: Observer = NO_OBSERVER,
 ) -> WebClient:
     """The Web API client every call of the adapter goes through (``timeout``: seconds an attempt may take;
     ``patience``: seconds a call waits out rate limits before the 429 is raised).
@@ -346,6 +380,7 @@ def web_client(
         log=sdk_logger("adapters.slack.web_api"),
         rate_limits=rate_limits,
         patience=patience,
+        observer=observer,
     )
 
 

@@ -72,6 +72,7 @@ from conversations.messages import (
     Sender,
     Source,
 )
+from conversations.observe import Observer
 from conversations.ports import DeliveryError, Unreachable
 from storage.db import Database
 from storage.models import utcnow
@@ -187,6 +188,12 @@ def _error_form(replies: Sequence[Reply]) -> Form | None:
     return next((r.form for r in replies if r.form is not None and r.form.errors), None)
 
 
+PLATFORM = "teams"
+
+
+INBOUND_OUTCOMES = {400: "malformed", 415: "malformed", 401: "unauthorized", 403: "forbidden", 503: "busy"}
+
+
 class TeamsAdapter:
     """Serves Teams on the shared aiohttp app and delivers proactive messages.
 
@@ -207,10 +214,12 @@ class TeamsAdapter:
         roster_timeout: float = 3.0,
         http: aiohttp.ClientSession | None = None,
         drain_seconds: float = 25.0,
+        observer: Observer | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._engine = engine
         self._clock = clock
+        self._observer: Observer = observer or engine.observer
         self._db = db
         self._config = config
         self._retry = retry or RetryPolicy()
@@ -226,6 +235,7 @@ class TeamsAdapter:
             loopback_only=config.local_mode,
             http=http,
             validator=self._validator,
+            observer=self._observer,
         )
         self._cloud = CloudAdapter(self._auth)
         self._known: set[str] = set()
@@ -277,6 +287,19 @@ class TeamsAdapter:
         cannot refuse a service URL before the turn runs; this handler answers 415, 400 and
         403 instead, then lets the real ``CloudAdapter`` authenticate and run the turn.
         """
+        started = time.perf_counter()
+        try:
+            response = await self._answer(request)
+        except Exception:
+            self._observer.inbound(PLATFORM, outcome="error")
+            raise
+        outcome = INBOUND_OUTCOMES.get(response.status, "accepted" if response.status < 400 else "error")
+        self._observer.inbound(PLATFORM, outcome=outcome)
+        if outcome == "accepted":
+            self._observer.ack(PLATFORM, seconds=time.perf_counter() - started)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.Response:
         if "application/json" not in request.headers.get("Content-Type", ""):
             return web.json_response({"error": "send the activity as application/json"}, status=415)
         try:
@@ -357,6 +380,9 @@ class TeamsAdapter:
             elif kind == ActivityTypes.message and teams_in.is_addressed(raw):
                 await self._post(context, [Reply.text(OTHER_TENANT)], quiet=True)
             return
+        if self._removal(raw):
+            await self._on_removed(raw)
+            return
         await self._remember(raw)
         if kind == ActivityTypes.message:
             await self._on_message(context, raw)
@@ -369,6 +395,38 @@ class TeamsAdapter:
             await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
         elif kind == ActivityTypes.conversation_update:
             await self._on_conversation_update(context, raw)
+
+    @staticmethod
+    def _removal(raw: JSON) -> bool:
+        """The app was uninstalled (``installationUpdate`` remove) or the bot removed from a conversation."""
+        if raw.get("type") == "installationUpdate":
+            return str(raw.get("action") or "").startswith("remove")
+        if raw.get("type") == ActivityTypes.conversation_update:
+            bot_id = (raw.get("recipient") or {}).get("id")
+            return any(m.get("id") == bot_id for m in raw.get("membersRemoved") or ())
+        return False
+
+    async def _on_removed(self, raw: JSON) -> None:
+        """Stop sending there: forget the conversation reference; in a personal chat, the person is
+        marked unreachable, so what is queued for them ends as ``unreachable`` instead of retrying."""
+        tenant = teams_in.key_of(raw).workspace
+        user = str((raw.get("from") or {}).get("id") or "")
+        conversation_id = str((raw.get("conversation") or {}).get("id") or "")
+        async with self._db.transaction() as store:
+            if teams_in.is_personal(raw):
+                await store.references.forget(platform=PLATFORM, workspace=tenant, scope=references.USER, target=user)
+                marked = await store.people.mark_unreachable(
+                    platform=PLATFORM, workspace=tenant, user_ids=[user], now=self._clock()
+                )
+            else:
+                channel = teams_in.split_conversation(conversation_id)[0]
+                await store.references.forget(
+                    platform=PLATFORM, workspace=tenant, scope=references.CHANNEL, target=channel
+                )
+                marked = 0
+        self._saved = {k: v for k, v in self._saved.items() if k[0] != tenant or k[2] not in (user, conversation_id)}
+        log.info("Teams: the app was removed from a conversation; %d people are now unreachable", marked,
+                 extra={"platform": PLATFORM, "event_id": teams_in.event_id_of(raw)})
 
     async def _remember(self, raw: JSON) -> None:
         """Store the conversation reference: per person (personal chat) or per channel."""
@@ -454,7 +512,9 @@ class TeamsAdapter:
         try:
             replies, card = await self._message_turn(context, raw, submission)
         except Exception:
-            log.exception("Teams message turn failed")
+            log.exception("Teams message turn failed", extra={
+                "platform": PLATFORM, "event_id": teams_in.event_id_of(raw), "conversation_key": teams_in.key_of(raw),
+            })
             await self._post(context, [Reply.text(SORRY)], quiet=True)
             return
         if card is not None:
@@ -546,6 +606,12 @@ class TeamsAdapter:
         if not any(m.get("id") == bot_id for m in raw.get("membersAdded") or ()):
             return
         personal = teams_in.is_personal(raw)
+        if personal:  # installed (again): the person can be messaged
+            user = str((raw.get("from") or {}).get("id") or "")
+            async with self._db.transaction() as store:
+                await store.people.mark_reachable(
+                    platform=PLATFORM, workspace=teams_in.key_of(raw).workspace, user_ids=[user]
+                )
         text = await self._engine.welcome(
             teams_in.key_of(raw), event_id="install:" + teams_in.event_id_of(raw), personal=personal
         )

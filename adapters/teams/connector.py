@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 import aiohttp
 import requests
@@ -50,6 +51,7 @@ from requests.structures import CaseInsensitiveDict
 
 from adapters.teams.auth import TokenValidator
 from adapters.teams.inbound import is_local_service_url
+from conversations.observe import NO_OBSERVER, Observer
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +91,10 @@ class SharedClientsAuthentication(BotFrameworkAuthentication):  # type: ignore[m
         loopback_only: bool,
         http: aiohttp.ClientSession | None = None,
         validator: TokenValidator | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self._inner = inner
+        self._observer = observer
         self._validator = validator
         self._loopback_only = loopback_only
         self._http = http
@@ -159,7 +163,7 @@ class SharedClientsAuthentication(BotFrameworkAuthentication):  # type: ignore[m
         client = await inner.create(service_url, audience)
         _no_msrest_retries(client)
         if self._http is not None:
-            _send_with(client, self._http)
+            _send_with(client, self._http, self._observer)
         self._clients[key] = client
         while len(self._clients) > MAX_CLIENTS:
             _, old = self._clients.popitem(last=False)
@@ -203,8 +207,9 @@ class _AiohttpSender(AsyncHTTPSender[ClientRequest, AsyncRequestsClientResponse]
     ``raw`` (a file object) as ``requests`` documents.
     """
 
-    def __init__(self, http: aiohttp.ClientSession) -> None:
+    def __init__(self, http: aiohttp.ClientSession, observer: Observer = NO_OBSERVER) -> None:
         self.http = http
+        self.observer = observer
 
     async def __aenter__(self) -> _AiohttpSender:
         return self
@@ -220,6 +225,7 @@ class _AiohttpSender(AsyncHTTPSender[ClientRequest, AsyncRequestsClientResponse]
     ) -> Response[ClientRequest, AsyncRequestsClientResponse]:
         outgoing: ClientRequest = request.http_request
         headers = {k: v for k, v in (outgoing.headers or {}).items() if k.lower() not in ("connection",)}
+        method = api_method(outgoing.method, outgoing.url)
         try:
             async with self.http.request(
                 outgoing.method, outgoing.url, headers=headers, data=outgoing.data, timeout=CALL_TIMEOUT
@@ -233,9 +239,20 @@ class _AiohttpSender(AsyncHTTPSender[ClientRequest, AsyncRequestsClientResponse]
                 response.encoding = answer.charset or "utf-8"
                 response.raw = io.BytesIO(body)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self.observer.api_call("teams", method=method, result=type(exc).__name__)
             raise ClientRequestError(f"Error occurred in request: {type(exc).__name__}") from exc
+        self.observer.api_call("teams", method=method, result="ok" if answer.status < 300 else str(answer.status))
         # msrest leaves AsyncRequestsClientResponse's __init__ unannotated
         return Response(request, AsyncRequestsClientResponse(outgoing, response))  # type: ignore[no-untyped-call]
+
+
+_API_WORDS = frozenset({"conversations", "activities", "members", "pagedmembers", "attachments", "teams"})
+
+
+def api_method(verb: str, url: str) -> str:
+    """A Bot Connector call named without its ids: ``POST conversations/activities``."""
+    path = urlsplit(url).path.split("/")
+    return f"{verb.upper()} {'/'.join(p for p in path if p.lower() in _API_WORDS) or '/'}"
 
 
 class _OffLoopCredentialsPolicy(AsyncHTTPPolicy[ClientRequest, AsyncRequestsClientResponse]):
@@ -277,13 +294,13 @@ class _OffLoopCredentialsPolicy(AsyncHTTPPolicy[ClientRequest, AsyncRequestsClie
             session.close()
 
 
-def _send_with(client: ConnectorClient, http: aiohttp.ClientSession) -> None:
+def _send_with(client: ConnectorClient, http: aiohttp.ClientSession, observer: Observer = NO_OBSERVER) -> None:
     """Rebuild the client's msrest pipeline (the SDK's default policies) on :class:`_AiohttpSender`."""
     config = client.config
     policies: list[Any] = [config.user_agent_policy, RawDeserializer(), config.http_logger_policy]
     if config.credentials:
         policies.insert(1, _OffLoopCredentialsPolicy(config.credentials))
-    config.pipeline = AsyncPipeline(policies, _AiohttpSender(http))
+    config.pipeline = AsyncPipeline(policies, _AiohttpSender(http, observer))
 
 
 async def _close(client: ConnectorClient) -> None:

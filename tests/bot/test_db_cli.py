@@ -12,9 +12,12 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
+from storage import migrate
 from storage.admin import create_database, drop_database
 from tests.bot.test_cli import run
 from tests.conftest import POSTGRES_URL
+
+HEAD = migrate.head_revision()
 
 
 def test_version_prints_the_installed_version(tmp_path: Path) -> None:
@@ -30,11 +33,13 @@ def test_current_and_history_follow_the_schema(tmp_path: Path) -> None:
     assert "The database is empty" in run(["db", "history"], tmp_path).stdout
 
     assert run(["db", "upgrade"], tmp_path).returncode == 0
-    assert run(["db", "current"], tmp_path).stdout.strip() == "0004 (head): up to date"
+    assert run(["db", "current"], tmp_path).stdout.strip() == f"{HEAD} (head): up to date"
     history = run(["db", "history"], tmp_path)
     assert history.returncode == 0
     assert history.stdout.strip().splitlines() == [
-        "0003 -> 0004 (head, current): scheduled job runs, touchpoints, maturity changes, snoozes; outbox lease "
+        "0004 -> 0005 (head, current): identities the platform can no longer reach (the app was uninstalled, "
+        "its token revoked)",
+        "0003 -> 0004: scheduled job runs, touchpoints, maturity changes, snoozes; outbox lease "
         "tokens, priority, holds",
         "0002 -> 0003: the BRM workflow: partner executives, duplicate links, notes and watchers "
         "on requests",
@@ -55,7 +60,7 @@ def test_downgrade_asks_first_and_changes_nothing_without_a_yes(tmp_path: Path) 
 
     refused = run(["db", "downgrade", "base"], tmp_path, stdin="n\n")
     assert refused.returncode == 1
-    assert "Downgrade the database schema from 0004 to base?" in refused.stdout
+    assert f"Downgrade the database schema from {HEAD} to base?" in refused.stdout
     assert refused.stderr.strip() == "brm-bot: nothing changed (answer y, or pass --yes in a script)"
     no_answer = run(["db", "downgrade", "base"], tmp_path, stdin="")  # a script that forgot --yes
     assert no_answer.returncode == 1 and "Traceback" not in no_answer.stderr
@@ -63,7 +68,7 @@ def test_downgrade_asks_first_and_changes_nothing_without_a_yes(tmp_path: Path) 
 
     done = run(["db", "downgrade", "base", "--yes"], tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "Database schema: 0004 -> base"
+    assert done.stdout.strip() == f"Database schema: {HEAD} -> base"
     assert _tables(tmp_path / "bot.db") == {"alembic_version"}
     assert run(["db", "current"], tmp_path).stdout.startswith("empty")
 
@@ -72,7 +77,7 @@ def test_downgrade_asks_first_and_changes_nothing_without_a_yes(tmp_path: Path) 
     ("args", "says"),
     [
         (["db", "downgrade", "0042", "--yes"], "brm-bot: REVISION: '0042' is not a revision of this version"),
-        (["db", "downgrade", "0004", "--yes"], "brm-bot: REVISION: 0004 is not older than the database's revision"),
+        (["db", "downgrade", HEAD, "--yes"], f"brm-bot: REVISION: {HEAD} is not older than the database's revision"),
         (["db", "upgrade", "--sql", "--from", "nope"], "brm-bot: --from: 'nope' is not a revision of this version"),
         (["db", "upgrade", "--from", "0001"], "brm-bot: --from: only with --sql"),
     ],
@@ -83,7 +88,7 @@ def test_a_wrong_revision_is_one_line_and_changes_nothing(tmp_path: Path, args: 
     assert result.returncode != 0
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(says)
-    assert run(["db", "current"], tmp_path).stdout.strip() == "0004 (head): up to date"
+    assert run(["db", "current"], tmp_path).stdout.strip() == f"{HEAD} (head): up to date"
 
 
 def test_upgrade_sql_prints_a_script_that_builds_the_schema_without_touching_the_database(tmp_path: Path) -> None:
@@ -94,7 +99,7 @@ def test_upgrade_sql_prints_a_script_that_builds_the_schema_without_touching_the
 
     with sqlite3.connect(tmp_path / "bot.db") as conn:  # the DBA runs it
         conn.executescript(result.stdout)
-    assert run(["db", "current"], tmp_path).stdout.strip() == "0004 (head): up to date"
+    assert run(["db", "current"], tmp_path).stdout.strip() == f"{HEAD} (head): up to date"
     assert run(["chat", "--demo"], tmp_path, stdin="status DR-1\n").returncode == 0
 
 
@@ -118,6 +123,6 @@ def test_upgrade_sql_for_postgresql_runs_on_postgresql(tmp_path: Path, postgres_
 
         asyncio.run(apply())
         current = run(["db", "current"], tmp_path, env={"DATABASE_URL": url})
-        assert current.stdout.strip() == "0004 (head): up to date"
+        assert current.stdout.strip() == f"{HEAD} (head): up to date"
     finally:
         asyncio.run(drop_database(POSTGRES_URL, name))

@@ -25,7 +25,10 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "views.open": set(),
     "views.publish": set(),
 }
-EVENT_SCOPES = {"message.im": {"im:history"}, "app_mention": {"app_mentions:read"}, "app_home_opened": set()}
+EVENT_SCOPES = {
+    "message.im": {"im:history"}, "app_mention": {"app_mentions:read"}, "app_home_opened": set(),
+    "app_uninstalled": set(), "tokens_revoked": set(),
+}
 
 
 def manifest() -> dict[str, Any]:
