@@ -1310,8 +1310,19 @@ class Store:
     """Everything storage offers, on one transaction (``db.transaction()`` yields it)."""
 
     __slots__ = (
-        "directory", "events", "jobs", "outbox", "partners", "people", "references", "relationships", "requests",
-        "privacy", "state", "tx", "workflow",
+        "directory",
+        "events",
+        "jobs",
+        "outbox",
+        "partners",
+        "people",
+        "privacy",
+        "references",
+        "relationships",
+        "requests",
+        "state",
+        "tx",
+        "workflow",
     )
 
     def __init__(self, tx: Tx) -> None:
