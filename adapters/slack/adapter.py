@@ -91,6 +91,7 @@ from conversations.messages import (
 )
 from conversations.observe import Observer
 from conversations.ports import DeliveryError, PlatformRefused, Unreachable
+from storage.tx import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -274,8 +275,11 @@ class SlackAdapter:
         team = self._auth.get("team_id")
         if team:  # the token works again: an uninstall before it was undone (the app installed again)
             self._removed_from.discard(str(team))
-            async with self._engine.db.transaction() as store:
-                await store.people.mark_reachable(platform=PLATFORM, workspace=str(team))
+            try:
+                async with self._engine.db.transaction() as store:
+                    await store.people.mark_reachable(platform=PLATFORM, workspace=str(team))
+            except DATABASE_ERRORS as exc:  # the database is down: turns will apologise; retried at next start
+                log.warning("Slack: could not mark workspace %s reachable again (%s)", team, type(exc).__name__)
         log.info("Slack: connected to workspace %s as %s", self._auth.get("team"), self._auth.get("user"))
         return True
 
