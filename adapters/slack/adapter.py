@@ -585,7 +585,7 @@ class SlackAdapter:
                     permalink = (await self.client.chat_getPermalink(channel=channel, message_ts=ts)).get("permalink")
                 except SlackApiError as exc:
                     log.info("Slack: no permalink for a captured message (%s)", _error_code(exc))
-            inbound = to_inbound(body, permalink=permalink)
+            inbound = to_inbound(body, permalink=permalink, catalog=self._engine.catalog)
             if inbound is not None:
                 await self._open_form(str(body["trigger_id"]), inbound, response_url=body.get("response_url"))
 

@@ -29,7 +29,6 @@ from conversations.messages import Action, ConversationKey, Inbound, Platform, S
 PLATFORM: Platform = "slack"
 COMMAND = "/brm"
 CAPTURE_SHORTCUT = "capture_demand_request"
-INTAKE_OPEN = "intake:open"
 COMMAND_THREAD = "/brm"
 """The conversation ``/brm`` runs in: one per person and channel, apart from chat and threads."""
 ACTION_SEPARATOR = "|"
@@ -205,7 +204,7 @@ def to_inbound(
     if kind == "view_submission":
         return _submission(payload)
     if kind == "message_action":
-        return _capture(payload, permalink)
+        return _capture(payload, permalink, catalog)
     return None
 
 
@@ -288,14 +287,16 @@ def _submission(payload: Mapping[str, Any]) -> Inbound | None:
     )
 
 
-def _capture(payload: Mapping[str, Any], permalink: str | None) -> Inbound:
+def _capture(payload: Mapping[str, Any], permalink: str | None, catalog: Catalog | None) -> Inbound:
+    """The message shortcut: the form of the flow that declared one, prefilled from the message."""
+    forms = catalog.form_flows() if catalog is not None else []
     where = str((payload.get("channel") or {}).get("id") or "")
     key = ConversationKey(PLATFORM, team_of(payload), where, str(payload["user"]["id"]))
     prefill = capture_prefill(payload["message"], permalink=permalink, channel=where or None)
     return Inbound(
         key=key,
         event_id=event_id(payload),
-        action=Action(INTAKE_OPEN),
+        action=Action(f"{forms[0]}:{FORM_OPEN}" if forms else ""),
         form=prefill,
         source=Source(channel=where or None, link=permalink),
     )

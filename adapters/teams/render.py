@@ -343,7 +343,7 @@ def form_card(form: Form, *, owner: str | None = None) -> JSON:
     return card(body, [submit])
 
 
-def open_form_button(title: str, form_id: str = "intake:open") -> JSON:
+def open_form_button(title: str, form_id: str) -> JSON:
     """A button that asks for the form ``form_id`` (the engine's ``<flow>:open``)."""
     return {"type": "Action.Submit", "title": title, "data": {DATA_KEY: {"kind": "open", "id": form_id}}}
 
@@ -377,7 +377,9 @@ def result_card(replies: Sequence[Reply]) -> JSON:
 def welcome_card(text: str, *, form_button: str | None = None, form_id: str | None = None) -> JSON:
     if not form_button:
         return card([_text_block(text)], [])
-    button = open_form_button(form_button, form_id) if form_id else open_form_button(form_button)
+    if not form_id:
+        return card([_text_block(text)], [])
+    button = open_form_button(form_button, form_id)
     return card([_text_block(text)], [button])
 
 
