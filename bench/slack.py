@@ -275,7 +275,7 @@ async def run(
         loads = [(f"{concurrency} concurrent", 0.0, rounds)] + ([(f"paced {rate:.0f}/s", rate, 1)] if rate else [])
         for load, pace, repeats in loads:
             db = await _fresh(db_url)
-            url = db.engine.url.render_as_string(hide_password=False)
+            url = db.url
             await db.dispose()
             bare: list[dict[str, Any]] = []
             ours: list[dict[str, Any]] = []
