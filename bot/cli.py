@@ -394,17 +394,21 @@ def db_downgrade(
     if order.index(revision) <= order.index(current):
         raise _fail(f"REVISION: {revision} is not older than the database's revision, {current}", code=1)
     if not yes:
-        question = (
+        _confirm_or_stop(
             f"Downgrade the database schema from {current} to {revision}? "
             "Tables and columns of the newer revisions are dropped, with their data."
         )
-        try:
-            confirmed = typer.confirm(question, default=False)
-        except typer.Abort:
-            confirmed = False
-        if not confirmed:
-            raise _fail("nothing changed (answer y, or pass --yes in a script)", code=1)
     _run(_db_downgrade(settings, revision, current))
+
+
+def _confirm_or_stop(question: str) -> None:
+    """Ask before a change that cannot be undone; no (or no answer, as in a script) changes nothing."""
+    try:
+        confirmed = typer.confirm(question, default=False)
+    except typer.Abort:
+        confirmed = False
+    if not confirmed:
+        raise _fail("nothing changed (answer y, or pass --yes in a script)", code=1)
 
 
 async def _db_downgrade(settings: Settings, revision: str, before: str) -> int:

@@ -23,23 +23,17 @@ def forget(
     them, and every mention of their name, email or account ids. Running it again changes
     nothing.
     """
-    from bot.cli import _fail, _run, _settings
+    from bot.cli import _confirm_or_stop, _fail, _run, _settings
 
     address = email.strip()
     if "@" not in address or len(address) > 320:
         raise _fail(f"EMAIL: {email!r} is not an email address")
     settings = _settings()
     if not yes:
-        question = (
+        _confirm_or_stop(
             f"Forget {address}? Their name, email, platform accounts and conversations are erased for good; "
             "their requests stay, shown as from a former employee."
         )
-        try:
-            confirmed = typer.confirm(question, default=False)
-        except typer.Abort:
-            confirmed = False
-        if not confirmed:
-            raise _fail("nothing changed (answer y, or pass --yes in a script)", code=1)
     _run(_forget(settings, address))
 
 
