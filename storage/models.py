@@ -356,3 +356,104 @@ class RequestWatcher(SQLModel, table=True):
     request_id: int = Field(foreign_key="demand_request.id", primary_key=True)
     person_id: int = Field(foreign_key="person.id", primary_key=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# --- pulse surveys (issue 13) ---------------------------------------------------------------------
+
+
+class QuestionKind(StrEnum):
+    RATING = "rating"  # 1-5
+    CHOICE = "choice"  # one of the question's options
+    NPS = "nps"  # 0-10
+    TEXT = "text"  # a free answer
+
+
+class Survey(SQLModel, table=True):
+    """A survey definition as applied from its YAML file (``brm-bot surveys apply``).
+
+    ``definition`` is the validated file as JSON; ``fingerprint`` its hash, so re-applying an
+    unchanged file changes nothing. A run copies the definition it was started with, so a
+    changed file changes future runs only.
+    """
+
+    __tablename__ = "survey"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.String(60), nullable=False, unique=True))
+    title: str = Field(max_length=200)
+    definition: dict[str, Any] = Field(sa_type=sa.JSON)
+    fingerprint: str = Field(max_length=64)
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SurveyRun(SQLModel, table=True):
+    """One scheduled run of a survey: invitations in ``period``, open until ``closes_at``."""
+
+    __tablename__ = "survey_run"
+    __table_args__ = (sa.UniqueConstraint("survey_id", "period", name="uq_survey_run_period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    survey_id: int = Field(foreign_key="survey.id", index=True)
+    period: str = Field(max_length=40)
+    definition: dict[str, Any] = Field(sa_type=sa.JSON)  # the definition this run was started with
+    opens_at: datetime = Field(sa_type=UTCDateTime)
+    closes_at: datetime = Field(sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # respondents forgotten then
+
+
+class SurveyInvitation(SQLModel, table=True):
+    """Who was invited to a run (for response rates, reminders and "you said, we did")."""
+
+    __tablename__ = "survey_invitation"
+    __table_args__ = (sa.UniqueConstraint("run_id", "person_id", name="uq_survey_invitation"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="survey_run.id", index=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    partner_id: int | None = Field(default=None, foreign_key="business_partner.id", index=True)
+    invited_at: datetime = Field(sa_type=UTCDateTime)
+    reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SurveyRespondent(SQLModel, table=True):
+    """Who has answered a run, kept apart from the answers: it stops reminders and lets a person
+    continue or replace an answer within the window. Deleted when the run closes."""
+
+    __tablename__ = "survey_respondent"
+    run_id: int = Field(foreign_key="survey_run.id", primary_key=True)
+    person_id: int = Field(foreign_key="person.id", primary_key=True)
+    response_id: str = Field(max_length=40)
+    answered_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class SurveyAnswer(SQLModel, table=True):
+    """One answer to one question. Anonymous runs store no ``person_id``, only the partner and
+    the run; ``response_id`` groups one person's answers of one run without naming them."""
+
+    __tablename__ = "survey_answer"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "response_id", "question_id", name="uq_survey_answer"),
+        sa.Index("ix_survey_answer_run_question", "run_id", "question_id", "partner_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="survey_run.id")
+    partner_id: int | None = Field(default=None, foreign_key="business_partner.id")
+    question_id: str = Field(max_length=40)
+    kind: str = Field(sa_column=_enum("kind", 10))
+    response_id: str = Field(max_length=40)
+    person_id: int | None = Field(default=None, foreign_key="person.id")  # never set when anonymous
+    value: int | None = None  # rating 1-5, NPS 0-10
+    choice: str | None = Field(default=None, max_length=120)
+    text: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class SurveyFollowUp(SQLModel, table=True):
+    """"You said, we did": a BRM's follow-up to one partner after a run closed, sent once."""
+
+    __tablename__ = "survey_follow_up"
+    __table_args__ = (sa.UniqueConstraint("run_id", "partner_id", name="uq_survey_follow_up"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="survey_run.id", index=True)
+    partner_id: int = Field(foreign_key="business_partner.id")
+    by_person_id: int = Field(foreign_key="person.id")
+    text: str = Field(sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
