@@ -87,7 +87,7 @@ NO_COMMENT = Option("none", "No comment")
 GREETINGS = frozenset({"hi", "hello", "hey", "hiya", "start", "good morning", "morning", "good afternoon", "yo"})
 PAUSE = timedelta(minutes=30)
 # The chat asks for what is still missing, in this order; an answer may carry the next ones.
-ORDER = ("title", "details", "outcome", "category", "urgency", "desired_date", "partner")
+ORDER = ("title", "details", "outcome", "category", "urgency", "desired_date")
 CHOICE_STEPS = frozenset({"category", "urgency", "partner"})
 FREE_TEXT = frozenset({"title", "details", "description", "outcome", "follow_note"})
 OUTCOME_LABEL = re.compile(r"(?:^|[\s.;,])(?:business\s+)?(?:outcome|goal|benefit)\s*[:\-–—]\s*", re.IGNORECASE)
@@ -171,9 +171,9 @@ class _Context:
         options += [Option(str(p.id), p.name) for p in rest]
         return (*options, Option(NO_PARTNER, "Not sure"))
 
-    def partner_name(self, partner_id: Any) -> str:
+    def partner_name(self, partner_id: Any, *, yours: bool = False) -> str:
         found = next((p.name for p in self.partners if p.id == partner_id), None)
-        if found is not None and partner_id == self.own_partner_id:
+        if found is not None and yours and partner_id == self.own_partner_id:
             return f"{found} (yours)"
         return found or "Not sure (a BRM will assign it)"
 
@@ -292,9 +292,9 @@ class IntakeFlow:
         ("I need a CRM dashboard for sales by March")."""
         intro = Reply.text("Let's capture your demand request. Type *cancel* at any time to stop.")
         ctx = await self._context(turn)
-        data: dict[str, Any] = {}
-        if turn.person.partner_id is not None:
-            data["partner"] = turn.person.partner_id
+        # The partner is the person's own, or "Not sure" (the BRM team triages it): never a question,
+        # always shown in the summary, where it can be changed.
+        data: dict[str, Any] = {"partner": turn.person.partner_id}
         if argument:
             head, when = split_date(argument, today=ctx.today, day_first=ctx.day_first)
             if when is not None:
@@ -330,6 +330,8 @@ class IntakeFlow:
         said = inbound.action.value if inbound.action else inbound.text
         ctx = await self._context(turn)
         typed = inbound.action is None
+        if state.step == "partner" or data.get("editing") == "partner":
+            await ctx.ensure()
 
         if state.step == "command":
             return await self._command_answer(turn, data, said, typed, ctx)
@@ -371,8 +373,6 @@ class IntakeFlow:
         self, turn: Turn, step: str, data: dict[str, Any], said: str, ctx: _Context, *, by_id: bool
     ) -> Step:
         """Read ``said`` as the answer to ``step`` (and what it carries for the next questions)."""
-        if step in CHOICE_STEPS or (step == "edit_value" and data.get("editing") == "partner") or step == "partner":
-            await ctx.ensure()
         if step in ORDER or step in FIELDS or step == "edit_value":
             return await self._fill(turn, step, data, said, ctx, by_id=by_id)
 
@@ -439,11 +439,9 @@ class IntakeFlow:
         notes: list[Reply] = []
         if field == "title" and not editing:
             return await self._after_title(turn, data, ctx, ())
-        if field == "partner" and editing:
-            data.pop("checked", None) if data.get("checked") != value else None
         while rest:
             following = self._missing(data)
-            if following not in ("category", "urgency", "desired_date", "partner"):
+            if following not in ("category", "urgency", "desired_date"):
                 break
             chunk, rest = split_choice(following, rest, ctx) if following in CHOICE_STEPS else (rest, "")
             value, error = validate(following, chunk, ctx)
@@ -804,7 +802,7 @@ class IntakeFlow:
                 (LABELS["outcome"], data.get("outcome") or ""),
                 (LABELS["category"], str(data.get("category", "")).capitalize()),
                 (LABELS["urgency"], str(data.get("urgency", "")).capitalize()),
-                (LABELS["partner"], ctx.partner_name(data.get("partner"))),
+                (LABELS["partner"], ctx.partner_name(data.get("partner"), yours=True)),
                 (LABELS["desired_date"], show_date(date.fromisoformat(desired)) if desired else "No particular date"),
             )
         )
