@@ -8,7 +8,7 @@ from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.messages import Source
 from storage.models import DemandRequest, OutboxMessage
-from tests.helpers import Chat, file_request, rows_of
+from tests.helpers import Chat, rows_of
 
 
 async def _requests(engine: Engine) -> list[DemandRequest]:
