@@ -82,6 +82,8 @@ CONFIRM_OPTIONS = (
 )
 NO_DATE = Option("skip", "No particular date")
 YES_NO = (Option("yes", "Yes", primary=True), Option("no", "No"))
+YES_WORDS = frozenset({"y", "yep", "yeah", "yes please", "sure", "ok", "okay"})
+NO_WORDS = frozenset({"n", "nope", "no thanks"})
 DRAFT_OPTIONS = (Option("continue", "Continue", primary=True), Option("discard", "Discard", danger=True))
 NO_COMMENT = Option("none", "No comment")
 GREETINGS = frozenset({"hi", "hello", "hey", "hiya", "start", "good morning", "morning", "good afternoon", "yo"})
@@ -480,19 +482,25 @@ class IntakeFlow:
 
     # --- a command, a greeting, a pause --------------------------------------------------------
 
-    def _command_question(self, data: Mapping[str, Any]) -> Reply:
+    @staticmethod
+    def _command_options(data: Mapping[str, Any]) -> tuple[Option, ...]:
         command, pending = str(data.get("command", "")), str(data.get("pending", ""))
-        shown = pending if len(pending) <= 60 else pending[:60] + "…"
+        shown = pending if len(pending) <= 40 else pending[:40] + "…"
+        return (Option("yes", f"Yes, {command}"[:75], primary=True), Option("no", f"No, “{shown}” is my answer"[:75]))
+
+    def _command_question(self, data: Mapping[str, Any]) -> Reply:
         return question(
             "intake:command",
-            f"Did you mean the command *{command}*? Your request draft is kept either way.",
-            (Option("yes", f"Yes, {command}"[:75], primary=True), Option("no", f"No, “{shown}” is my answer"[:75])),
+            f"Did you mean the command *{data.get('command', '')}*? Your request draft is kept either way.",
+            self._command_options(data),
         )
 
     async def _command_answer(self, turn: Turn, data: dict[str, Any], said: str, typed: bool, ctx: _Context) -> Step:
-        option = pick(said, YES_NO) if typed else next((o for o in YES_NO if o.id == said), None)
-        if option is None and typed and said.casefold().strip(" .!") in ("y", "yep", "yeah", "sure", "ok", "n", "nope"):
-            option = YES_NO[0] if said.casefold().strip(" .!")[0] in "yso" else YES_NO[1]
+        shown = self._command_options(data)
+        option = (pick(said, shown) or pick(said, YES_NO)) if typed else next((o for o in shown if o.id == said), None)
+        word = said.casefold().strip(" .!")
+        if option is None and typed and word in YES_WORDS | NO_WORDS:
+            option = YES_NO[0] if word in YES_WORDS else YES_NO[1]
         back, pending, command = data.pop("back"), data.pop("pending"), data.pop("command")
         if option is None:
             # Neither yes nor no: read it as a fresh answer to the question that was open.
@@ -531,7 +539,7 @@ class IntakeFlow:
 
     async def _draft_answer(self, turn: Turn, data: dict[str, Any], said: str, typed: bool, ctx: _Context) -> Step:
         option = _choose(said, DRAFT_OPTIONS, not typed)
-        if option is None and typed and said.casefold().strip() in ("yes", "y", "go on", "resume"):
+        if option is None and typed and said.casefold().strip(" .!") in YES_WORDS | {"go on", "resume"}:
             option = DRAFT_OPTIONS[0]
         if option is None:
             return Step((warn(not_an_option(said, DRAFT_OPTIONS)), self._draft_question(data)), "draft", data)

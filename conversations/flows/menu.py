@@ -9,12 +9,26 @@ from typing import ClassVar
 
 from conversations.catalog import GLOBAL_CANCEL, GLOBAL_HELP, Catalog, Command, HomeButton
 from conversations.engine import ActionHandler, Flow, FlowState, Step, StepHandler, Turn
-from conversations.flows.common import OFFER_SCORE, USE_SCORE, closest, pick, question, show_date, split_date
+from conversations.flows.common import (
+    OFFER_SCORE,
+    USE_SCORE,
+    closest,
+    day_first,
+    pick,
+    question,
+    show_date,
+    split_date,
+)
 from conversations.messages import Inbound, Option, Reply, Text, TextStyle
 
 BARE_KEY = re.compile(r"^\s*(?:dr\s*-?\s*|#)\d{1,9}\s*$", re.IGNORECASE)
 REQUEST_FLOW = "intake"
 SENTENCE_WORDS = 3  # this many words or more, not a command: perhaps a need, offered as a request
+NOT_A_NEED = re.compile(
+    r"^(?:what|how|who|why|when|where|which|can\s+you|could\s+you|do\s+you|are\s+you|is\s+there|thank|thanks|"
+    r"ok|okay|bye|cheers|great|good\s+(?:morning|afternoon|evening))\b|\?\s*$",
+    re.IGNORECASE,
+)
 YES_NO = (Option("yes", "Yes", primary=True), Option("no", "No"))
 
 
@@ -56,11 +70,13 @@ class MenuFlow:
                 return Step.hand_to("", command, note)
             return Step((question("menu:meant", f"Did you mean *{command}*?", YES_NO),), "meant", {"command": command})
         shown = text if len(text) <= 60 else text[:60] + "…"
-        if len(text.split()) >= SENTENCE_WORDS and REQUEST_FLOW in {f.name for f in self._catalog.flows}:
+        wanted = len(text.split()) >= SENTENCE_WORDS and not NOT_A_NEED.search(text)
+        if wanted and REQUEST_FLOW in {f.name for f in self._catalog.flows}:
             from conversations.flows.intake import title_of
 
             today = turn.now.astimezone(turn.tz).date()
-            head, when = split_date(text, today=today)
+            sender = turn.inbound.sender
+            head, when = split_date(text, today=today, day_first=day_first(sender.locale if sender else None))
             title = title_of(head)[:200]
             by = f", needed by {show_date(when)}" if when else ""
             prompt = f"Shall I start a demand request “{title}”{by}?"

@@ -225,3 +225,10 @@ async def test_the_history_says_each_change_once_and_dates_read_the_same_everywh
     assert "Assigned to Ben Okafor" in text and "Triaged → Triaged" not in text
     assert "Desired date: 18 Feb 2027" in text and "Submitted: 20 Nov 2026 04:00 EST" in text
     assert "23 Nov 2026 04:00 EST: Submitted → Triaged" in text
+
+
+async def test_questions_and_thanks_are_not_offered_as_requests(engine: Engine) -> None:
+    chat = Chat(engine)
+    for line in ("what can you do for me", "thank you very much", "is this thing on?"):
+        text = await chat.say(line)
+        assert "Shall I start a demand request" not in text and "What would you like to do?" in text
