@@ -91,7 +91,7 @@ PAUSE = timedelta(minutes=30)
 # The chat asks for what is still missing, in this order; an answer may carry the next ones.
 ORDER = ("title", "details", "outcome", "category", "urgency", "desired_date")
 CHOICE_STEPS = frozenset({"category", "urgency", "partner"})
-FREE_TEXT = frozenset({"title", "details", "description", "outcome", "follow_note"})
+FREE_TEXT = frozenset({"title", "details", "description", "outcome"})
 OUTCOME_LABEL = re.compile(r"(?:^|[\s.;,])(?:business\s+)?(?:outcome|goal|benefit)\s*[:\-–—]\s*", re.IGNORECASE)
 DESCRIPTION_LABEL = re.compile(r"^\s*description\s*[:\-–—]\s*", re.IGNORECASE)
 SO_THAT = re.compile(r"[\s,;]+(?:so\s+that|in\s+order\s+to|so\s+we\s+can|so\s+they\s+can)\s+", re.IGNORECASE)
