@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import unicodedata
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 JSONValue = Any
 STATE_TTL = timedelta(hours=24)
 MAX_TURN_ATTEMPTS = 8
+MAX_HANDOFFS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ class Turn:
     tz: ZoneInfo
     catalog: Catalog | None = None
     queued: int = 0
+    idle: timedelta = timedelta(0)  # how long the conversation was quiet before this message
 
     @property
     def home_options(self) -> tuple[Option, ...]:
@@ -106,8 +109,10 @@ class Turn:
         return added
 
     def local(self, moment: datetime) -> str:
-        """A time shown in the reader's own time zone."""
-        return moment.astimezone(self.tz).strftime("%d %b %Y %H:%M %Z")
+        """A time shown in the reader's own time zone, the one way times are written to people."""
+        from conversations.flows.common import show_time
+
+        return show_time(moment, self.tz)
 
 
 StepHandler = Callable[["Turn", "FlowState", Inbound], Awaitable["Step"]]
@@ -279,7 +284,14 @@ class Engine:
                         return None
                     person = await self._person(store, key, sender)
                     tz = _zone(person.time_zone, self._default_tz)
-                    return await overview(store, person, tz, self.catalog.home_options(person.role))
+                    drafts = [f.name for f in self.flows.values() if f.keeps_draft]
+                    draft = None
+                    for flow_name in drafts:
+                        draft = draft or await store.state.draft_of(
+                            platform=key.platform, workspace=key.workspace, user_id=key.user, flow=flow_name,
+                            after=self._clock() - self._ttl,
+                        )
+                    return await overview(store, person, tz, self.catalog.home_options(person.role), draft)
             except RACES as exc:
                 if not _is_race(exc):
                     raise
@@ -327,6 +339,8 @@ class Engine:
                 turn = Turn(store, person, inbound, now, _zone(person.time_zone, self._default_tz), self.catalog)
                 remembered = self._states.get(skey)
                 saved = remembered or await store.state.load(skey)
+                if saved is not None and saved.flow:
+                    turn.idle = max(now - saved.updated_at, timedelta(0))
                 before = (saved.flow, saved.step or "", saved.data) if saved and saved.flow else None
                 state = FlowState(*before) if before else None
 
@@ -395,13 +409,22 @@ class Engine:
 
     async def _route(self, turn: Turn, state: FlowState | None, inbound: Inbound) -> tuple[Step, str | None]:
         step, owner = await self._route_once(turn, state, inbound)
-        if step.handoff is not None:
+        for _ in range(MAX_HANDOFFS):
+            if step.handoff is None:
+                break
             target, argument = step.handoff
             if target:
                 then, owner = await self.flows[target].start(turn, argument), target
             else:
+                if argument and argument != inbound.text:
+                    # Read as if this had been typed (a typo corrected, a command confirmed).
+                    inbound = dataclasses.replace(inbound, text=argument, action=None)
+                    turn.inbound = inbound
                 then, owner = await self._route_once(turn, None, inbound)
-            step = Step(replies=step.replies + then.replies, next=then.next, data=then.data, flow=then.flow)
+            step = Step(replies=step.replies + then.replies, next=then.next, data=then.data, flow=then.flow,
+                        handoff=then.handoff)
+        if step.handoff is not None:
+            raise ValueError(f"flows kept handing over: {step.handoff!r}")
         if step.flow is not None:
             if step.flow not in self.flows:
                 raise ValueError(f"a step names the unknown flow {step.flow!r}")
@@ -426,7 +449,15 @@ class Engine:
             return Step.end(Reply.text(f"Cancelled your {flow.title}. Nothing was saved.")), None
         if action is None and command in GLOBAL_HELP:
             if state is not None and state.flow in self.flows and state.flow != MENU:
-                return await self._keep(turn, state, Reply.text(self.catalog.help_text(turn.person.role)))
+                help_text = Reply.text(self.catalog.help_text(turn.person.role))
+                flow = self.flows[state.flow]
+                if flow.keeps_draft:
+                    title = state.data.get("title")
+                    named = f" “{title}”" if isinstance(title, str) and title else ""
+                    draft = (f"You have an unfinished {flow.title}{named}: answer below to continue, "
+                             "or *cancel* to discard it.")
+                    help_text = Reply.of(*help_text.blocks, Text(draft, TextStyle.MUTED))
+                return await self._keep(turn, state, help_text)
             return await self.flows[MENU].start(turn, ""), MENU
 
         if action is not None and action.id in self._actions:

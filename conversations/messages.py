@@ -42,6 +42,7 @@ class Sender:
     email: str | None = None
     directory_id: str | None = None  # e.g. the Azure AD object id on Teams
     time_zone: str | None = None
+    locale: str | None = None  # e.g. "en-US": how the person writes dates (month first)
 
 
 @dataclass(frozen=True, slots=True)

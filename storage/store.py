@@ -361,6 +361,9 @@ _REQUEST_KEYS = tuple(c for c in _names(REQUEST) if c != "id")
 _ADD_REQUEST = Statement(sa.insert(REQUEST).returning(REQUEST.c.id), keys=_REQUEST_KEYS)
 _REQUEST_BY_ID = Statement(sa.select(REQUEST).where(REQUEST.c.id == P("id")))
 _HISTORY = Statement(sa.select(CHANGE).where(CHANGE.c.request_id == P("id")).order_by(CHANGE.c.id))
+_ALL_OPEN_TITLES = Statement(
+    sa.select(REQUEST.c.id, REQUEST.c.title).where(REQUEST.c.status.in_(_OPEN)).order_by(REQUEST.c.id)
+)
 _OPEN_TITLES = Statement(
     sa.select(REQUEST.c.id, REQUEST.c.title)
     .where(REQUEST.c.partner_id == P("partner_id"), REQUEST.c.status.in_(_OPEN))
@@ -391,13 +394,19 @@ def _scope(person: Person) -> str:
 
 
 def _visible(scope: str) -> sa.ColumnElement[bool]:
+    """``mine``: requested by me; ``own``: also those I follow; ``brm``: also my partners' and the
+    unassigned; anything else: all."""
     me = P("me", type_=sa.Integer)
-    if scope == "own":
+    if scope == "mine":
         return REQUEST.c.requester_id == me
+    followed = REQUEST.c.id.in_(sa.select(WATCHER.c.request_id).where(WATCHER.c.person_id == me))
+    if scope == "own":
+        return sa.or_(REQUEST.c.requester_id == me, followed)
     if scope == "brm":
         owned = sa.select(RELATIONSHIP.c.partner_id).where(RELATIONSHIP.c.brm_id == me)
         return sa.or_(
             REQUEST.c.requester_id == me,
+            followed,
             REQUEST.c.brm_id == me,
             REQUEST.c.partner_id.in_(owned),
             REQUEST.c.brm_id.is_(None),  # unassigned: any BRM may triage it
@@ -410,7 +419,14 @@ def _visible_list(scope: str, only_open: bool) -> Statement:
     where = [_visible(scope)]
     if only_open:
         where.append(REQUEST.c.status.in_(_OPEN))
-    return Statement(sa.select(REQUEST).where(*where).order_by(REQUEST.c.id.desc()).limit(P("limit")))
+    # Open items first, then the newest activity.
+    closed_last = sa.case((REQUEST.c.status.in_(_OPEN), 0), else_=1)
+    return Statement(
+        sa.select(REQUEST)
+        .where(*where)
+        .order_by(closed_last, REQUEST.c.updated_at.desc(), REQUEST.c.id.desc())
+        .limit(P("limit"))
+    )
 
 
 @functools.cache
@@ -504,8 +520,9 @@ class Requests:
     async def visible(
         self, person: Person, *, only_open: bool = False, mine_only: bool = False, limit: int = 50
     ) -> list[DemandRequest]:
-        """Requests ``person`` may see, newest first: a requester their own, a BRM their partners'."""
-        scope = "own" if mine_only else _scope(person)
+        """Requests ``person`` may see, open ones first, newest activity first: a requester their own
+        and those they follow, a BRM their partners'."""
+        scope = "mine" if mine_only else _scope(person)
         params: dict[str, Any] = {"limit": limit, "me": person.id}
         return await self.tx.models(DemandRequest, _visible_list(scope, only_open), params)
 
@@ -525,8 +542,11 @@ class Requests:
         request = as_model(DemandRequest, _REQUEST_NAMES, first[:width])
         return RequestDetails(request, first[width], first[width + 1], first[width + 2], history)
 
-    async def open_titles(self, partner_id: int) -> list[tuple[int, str]]:
-        """(id, title) of the partner's open requests: just what a duplicate check compares."""
+    async def open_titles(self, partner_id: int | None) -> list[tuple[int, str]]:
+        """(id, title) of the partner's open requests (every partner's for None): just what a
+        duplicate check compares."""
+        if partner_id is None:
+            return [(row[0], row[1]) for row in await self.tx.rows(_ALL_OPEN_TITLES)]
         return [(row[0], row[1]) for row in await self.tx.rows(_OPEN_TITLES, partner_id=partner_id)]
 
     async def all_with_requester(self) -> list[tuple[DemandRequest, Person, BusinessPartner | None]]:
@@ -590,6 +610,18 @@ _DRAFTS = Statement(
         STATE.c.updated_at >= P("after", type_=STATE.c.updated_at.type),
     )
     .order_by(STATE.c.updated_at)
+)
+_DRAFTS_OF = Statement(
+    sa.select(STATE)
+    .where(
+        STATE.c.flow == P("flow"),
+        STATE.c.platform == P("platform"),
+        STATE.c.workspace == P("workspace"),
+        STATE.c.user_id == P("user_id"),
+        STATE.c.updated_at >= P("after", type_=STATE.c.updated_at.type),
+    )
+    .order_by(STATE.c.updated_at.desc())
+    .limit(1)
 )
 _DELETE_STATE_BEFORE = Statement(
     sa.delete(STATE).where(STATE.c.updated_at < P("before", type_=STATE.c.updated_at.type))
@@ -715,6 +747,19 @@ class States:
 
     async def forget_before(self, *, before: datetime) -> int:
         return await self.tx.count(_DELETE_STATE_BEFORE, before=before)
+
+    async def draft_of(
+        self, *, platform: str, workspace: str, user_id: str, flow: str, after: datetime
+    ) -> tuple[StateKey, SavedState] | None:
+        """This platform user's latest conversation still in ``flow`` since ``after`` (an unfinished draft)."""
+        rows = await self.tx.models(StateRow, _DRAFTS_OF, flow=flow, platform=platform, workspace=workspace,
+                                    user_id=user_id, after=after)
+        if not rows:
+            return None
+        row = rows[0]
+        key = StateKey(row.platform, row.workspace, row.channel, row.user_id, row.thread)
+        return key, SavedState(row.flow, row.step, dict(row.data or {}), row.version, row.updated_at,
+                               row.schema_version)
 
     async def left(self, *, flow: str, after: datetime, before: datetime) -> list[tuple[StateKey, SavedState]]:
         """Conversations left in ``flow`` between ``after`` and ``before`` (drafts to remind of)."""
@@ -1471,7 +1516,7 @@ _WATCHERS = Statement(
 _UNASSIGNED = Statement(
     sa.select(REQUEST)
     .where(REQUEST.c.status.in_(_OPEN), sa.or_(REQUEST.c.partner_id.is_(None), REQUEST.c.brm_id.is_(None)))
-    .order_by(REQUEST.c.created_at, REQUEST.c.id)
+    .order_by(REQUEST.c.updated_at.desc(), REQUEST.c.id.desc())
     .limit(P("limit"))
 )
 _ALL_REQUESTS = Statement(sa.select(REQUEST).order_by(REQUEST.c.created_at, REQUEST.c.id))
@@ -1521,7 +1566,7 @@ class Workflow:
         return [int(i) for i in await self.tx.scalars(_WATCHERS, rid=request_id)]
 
     async def unassigned(self, *, limit: int = 50) -> list[DemandRequest]:
-        """Open requests with no business partner or no BRM, oldest first."""
+        """Open requests with no business partner or no BRM, newest activity first."""
         return await self.tx.models(DemandRequest, _UNASSIGNED, limit=limit)
 
     async def pipeline(self, person: Person) -> list[DemandRequest]:

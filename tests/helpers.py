@@ -28,7 +28,9 @@ class Chat:
     platform: str = "console"
     channel: str = "terminal"
     name: str | None = None
+    locale: str | None = None
     replies: list[Reply] = field(default_factory=list)
+    sent: int = 0  # messages and presses from the person so far
 
     @property
     def key(self) -> ConversationKey:
@@ -38,11 +40,12 @@ class Chat:
         return Inbound(
             key=self.key,
             event_id=f"test-{next(_ids)}",
-            sender=Sender(name=self.name, email=self.email),
+            sender=Sender(name=self.name, email=self.email, locale=self.locale),
             **kwargs,  # type: ignore[arg-type]
         )
 
     async def say(self, text: str, *, source: Source | None = None) -> str:
+        self.sent += 1
         self.replies = await self.engine.handle(self._inbound(text=text, source=source))
         return self.text
 
@@ -53,6 +56,7 @@ class Chat:
     async def press_in(self, choices: Choices, option_label: str) -> str:
         """Press a button of ``choices``, which may be an older message's."""
         option = next(o for o in choices.options if o.label == option_label)
+        self.sent += 1
         self.replies = await self.engine.handle(self._inbound(action=Action(choices.id, option.id)))
         return self.text
 
@@ -72,7 +76,8 @@ class Chat:
 
 
 async def file_request(chat: Chat, title: str = "Invoice OCR for accounts payable") -> str:
-    """Run a whole intake with typical answers; returns the final reply text."""
+    """Run a whole intake with typical answers (the requester's own business partner, no date);
+    returns the final reply text."""
     for line in (
         "new request",
         title,
@@ -81,7 +86,6 @@ async def file_request(chat: Chat, title: str = "Invoice OCR for accounts payabl
         "Project",
         "High",
         "1",
-        "skip",
     ):
         await chat.say(line)
     return await chat.say("submit")

@@ -5,16 +5,57 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from rapidfuzz import fuzz, utils
 
 from conversations.messages import Choices, Option, Reply, Text, TextStyle
 
 SKIP_WORDS = frozenset({"skip", "none", "no", "n/a", "na", "-", "nothing", "not sure"})
+USE_SCORE = 85.0  # a typo this close is simply read as what it resembles
+OFFER_SCORE = 70.0  # this close, it is offered ("did you mean …?")
+DATE_FORMAT = "%d %b %Y"
+TIME_FORMAT = "%d %b %Y %H:%M %Z"
+
+
+def show_date(day: date) -> str:
+    """The one way a date is written to a person: ``31 Mar 2027``."""
+    return day.strftime(DATE_FORMAT)
+
+
+def show_time(moment: datetime, tz: ZoneInfo) -> str:
+    """The one way a moment is written to a person: ``31 Mar 2027 14:05 CEST``, in their zone."""
+    return moment.astimezone(tz).strftime(TIME_FORMAT)
+
+
+def _said(text: str) -> str:
+    return " ".join(text.casefold().split()).rstrip(".!")
+
+
+def closest(text: str, candidates: Iterable[str]) -> tuple[str, float] | None:
+    """The candidate ``text`` most resembles and how closely (0-100), ignoring case and spacing.
+
+    Short words are left alone: ``no`` and ``on`` are too close to mean a typo.
+    """
+    said = _said(text)
+    if len(said) < 4:
+        return None
+    best: tuple[str, float] | None = None
+    for candidate in candidates:
+        if len(candidate) < 4:
+            continue
+        score = fuzz.ratio(said, candidate.casefold(), processor=utils.default_process)
+        if best is None or score > best[1]:
+            best = (candidate, score)
+    return best
 
 
 def pick(text: str, options: tuple[Option, ...]) -> Option | None:
-    """The option the person meant: its number, its label, its id, or a unique label prefix."""
-    said = " ".join(text.casefold().split()).rstrip(".")
+    """The option the person meant: its number, its label, its id, a unique label prefix, or a
+    label typed with a small typo (``projcet``)."""
+    said = _said(text)
     if said.isdigit():
         n = int(said)
         return options[n - 1] if 1 <= n <= len(options) else None
@@ -22,13 +63,21 @@ def pick(text: str, options: tuple[Option, ...]) -> Option | None:
         if said in (option.label.casefold(), option.id.casefold()):
             return option
     starts = [o for o in options if len(said) >= 2 and o.label.casefold().startswith(said)]
-    return starts[0] if len(starts) == 1 else None
+    if len(starts) == 1:
+        return starts[0]
+    near = closest(said, [o.label for o in options])
+    if near is not None and near[1] >= USE_SCORE:
+        return next(o for o in options if o.label == near[0])
+    return None
 
 
 def not_an_option(text: str, options: tuple[Option, ...]) -> str:
     said = text if len(text) <= 40 else text[:40] + "…"
     if text.strip().isdigit():
         return f"There is no option {said}: pick a number from 1 to {len(options)}, or press a button."
+    near = closest(text, [o.label for o in options])
+    if near is not None and near[1] >= OFFER_SCORE:
+        return f"“{said}” is not one of the options. Did you mean *{near[0]}*? Type it, its number or press a button."
     return f"“{said}” is not one of the options. Press a button, or type its number (1–{len(options)}) or its name."
 
 
@@ -78,6 +127,7 @@ WEEKDAYS = {d.casefold(): n for n, d in enumerate(calendar.day_name)} | {
 }
 _IN = re.compile(r"^in\s+(\d{1,3}|a|an|one|two|three|four|six)\s+(day|week|month)s?$")
 _END_OF = re.compile(r"^(?:the\s+)?end\s+of\s+([a-z]+)(?:\s+(\d{4}))?$")
+_MONTH = re.compile(r"^([a-z]+)(?:\s+(\d{4}))?$")
 _QUARTER = re.compile(r"^q([1-4])\s*(\d{4})?$")
 _NEXT_DAY = re.compile(r"^(?:next|this|on)\s+([a-z]+)$")
 _NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "six": 6}
@@ -87,24 +137,40 @@ def _month_end(year: int, month: int) -> date:
     return date(year, month, calendar.monthrange(year, month)[1])
 
 
+MONTH_FIRST_REGIONS = frozenset({"us", "ph", "fm", "mh", "pw", "as", "gu", "mp", "um", "vi"})
+DATE_WORDS = re.compile(r"^(?:by|before|until|till|for|due|around|on|at\s+the|at)\s+", re.IGNORECASE)
+
+
+def day_first(locale: str | None) -> bool:
+    """Whether ``01/02/2027`` reads as 1 February for someone with ``locale`` (``en-US``: no)."""
+    if not locale:
+        return True
+    region = locale.replace("_", "-").split("-")[-1].casefold() if "-" in locale or "_" in locale else ""
+    return region not in MONTH_FIRST_REGIONS
+
+
 def natural_date(text: str, *, today: date, day_first: bool = True) -> date | None:
-    """A date as people write it: "end of March", "31/03/2027" (day first unless ``day_first`` is
-    False), "next Friday", "in 3 weeks", "Q1 2027" (its last day), "tomorrow"; None otherwise.
+    """A date as people write it: "end of March", "by March", "31/03/2027" (day first unless
+    ``day_first`` is False, or only the other reading is a date), "next Friday", "in 3 weeks",
+    "Q1 2027" (its last day), "tomorrow"; None otherwise.
 
     A month or quarter without a year is the next one that has not ended yet.
     """
     said = " ".join(text.casefold().replace(",", " ").split()).rstrip(".")
+    said = DATE_WORDS.sub("", said)
     if said == "today":
         return today
     if said == "tomorrow":
         return today + timedelta(days=1)
-    if match := re.fullmatch(r"(\d{1,2})[/.](\d{1,2})[/.](\d{4})", said):
+    if match := re.fullmatch(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})", said):
         first, second, year = (int(g) for g in match.groups())
-        day, month = (first, second) if day_first else (second, first)
-        try:
-            return date(year, month, day)
-        except ValueError:
-            return None
+        readings = [(first, second), (second, first)] if day_first else [(second, first), (first, second)]
+        for day, month in readings:
+            try:
+                return date(year, month, day)
+            except ValueError:
+                continue
+        return None
     if match := _IN.match(said):
         amount = int(match.group(1)) if match.group(1).isdigit() else _NUMBERS[match.group(1)]
         unit = match.group(2)
@@ -115,7 +181,10 @@ def natural_date(text: str, *, today: date, day_first: bool = True) -> date | No
         month_index = today.month - 1 + amount
         year, month = today.year + month_index // 12, month_index % 12 + 1
         return date(year, month, min(today.day, calendar.monthrange(year, month)[1]))
-    if match := _END_OF.match(said):
+    month_only = _MONTH.match(said)
+    if month_only and month_only.group(1) not in MONTHS:
+        month_only = None
+    if match := _END_OF.match(said) or month_only:
         word, year_text = match.groups()
         if word == "month":
             return _month_end(today.year, today.month)
@@ -134,7 +203,7 @@ def natural_date(text: str, *, today: date, day_first: bool = True) -> date | No
         if not match.group(2) and _month_end(year, quarter * 3) < today:
             year += 1
         return _month_end(year, quarter * 3)
-    if match := _NEXT_DAY.match(said):
+    if match := _NEXT_DAY.match(said) or re.fullmatch(r"([a-z]+)", said):
         if match.group(1) not in WEEKDAYS:
             return None
         ahead = (WEEKDAYS[match.group(1)] - today.weekday()) % 7 or 7
@@ -142,10 +211,13 @@ def natural_date(text: str, *, today: date, day_first: bool = True) -> date | No
     return None
 
 
+DATE_HINT = "2027-03-31, 31/03/2027, end of March, next Friday, in 3 weeks or Q1 2027"
+
+
 def parse_date(text: str, *, today: date, day_first: bool = True) -> tuple[date | None, str | None]:
     """(date, None), or (None, error). Accepts ISO (2026-12-31), 31 Dec 2026, Dec 31 2026, and the
     forms of :func:`natural_date` ("end of March", "31/03/2027", "next Friday", "in 3 weeks", "Q1 2027")."""
-    cleaned = " ".join(text.replace(",", " ").split())
+    cleaned = DATE_WORDS.sub("", " ".join(text.replace(",", " ").split()))
     natural = natural_date(cleaned, today=today, day_first=day_first)
     for fmt in ("%Y-%m-%d", "%d %b %Y", "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y/%m/%d", "natural"):
         if fmt == "natural":
@@ -158,17 +230,29 @@ def parse_date(text: str, *, today: date, day_first: bool = True) -> tuple[date 
             except ValueError:
                 continue
         if value < today:
-            return None, f"{value.isoformat()} is in the past. Give a date from today on, or type *skip*."
+            return None, f"{show_date(value)} is in the past. Give a date from today on, or type *skip*."
         if value.year > today.year + 10:
             return (
                 None,
-                f"{value.isoformat()} is more than ten years away. Give a nearer date, or type *skip*.",
+                f"{show_date(value)} is more than ten years away. Give a nearer date, or type *skip*.",
             )
         return value, None
-    return None, (
-        "I couldn't read that date. Try 2026-12-31, 31/12/2026, end of March, next Friday, in 3 weeks or Q1 2027, "
-        "or type *skip*."
-    )
+    return None, f"I couldn't read that date. Try {DATE_HINT}, or type *skip*."
+
+
+_TRAILING_DATE = re.compile(r"\s+(?:by|before|until|till|due|for|in|on|next|end|q[1-4])\b", re.IGNORECASE)
+
+
+def split_date(sentence: str, *, today: date, day_first: bool = True) -> tuple[str, date | None]:
+    """``("CRM dashboard for sales", 31 Mar)`` from ``"CRM dashboard for sales by March"``: the
+    longest tail that reads as a future date is taken off; otherwise the sentence and None."""
+    text = sentence.strip().rstrip(".!")
+    for match in _TRAILING_DATE.finditer(text):
+        head, tail = text[: match.start()].rstrip(" ,;-–—"), text[match.start() :].strip()
+        value, error = parse_date(tail, today=today, day_first=day_first)
+        if value is not None and error is None and head:
+            return head, value
+    return text, None
 
 
 def question(choice_id: str, prompt: str, options: tuple[Option, ...], *intro: str) -> Reply:

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 from conversations.catalog import Command, HomeButton
 from conversations.engine import MENU, ActionHandler, FlowState, Step, StepHandler, Turn
-from conversations.flows.common import pick, question, warn
+from conversations.flows.common import pick, question, show_date, show_time, warn
 from conversations.flows.menu import menu_question
 from conversations.messages import Choices, Facts, Inbound, Option, Reply, Text, TextStyle
 from storage.models import DemandRequest, OutboxStatus, Person, Role
-from storage.store import RequestDetails, Store
+from storage.store import RequestDetails, SavedState, StateKey, Store
 
 KEY_PATTERN = re.compile(r"^\s*(?:dr\s*-?\s*)?#?(\d{1,9})\s*$", re.IGNORECASE)
 LIST_LIMIT = 20
@@ -27,7 +27,7 @@ def parse_key(text: str) -> int | None:
 
 
 def _line(request: DemandRequest, tz: ZoneInfo) -> str:
-    when = request.updated_at.astimezone(tz).strftime("%d %b %Y")
+    when = show_date(request.updated_at.astimezone(tz).date())
     return f"{request.key} · {request.title} — {request.status.capitalize()} (updated {when})"
 
 
@@ -162,6 +162,17 @@ async def brm_notice(turn: Turn, request: DemandRequest) -> str | None:
     return "Pending: on its way"
 
 
+def _change(before: str | None, after: str, note: str | None) -> str:
+    """One history line: the move, and a note only when it says more than the status does."""
+    said = (note or "").strip()
+    if said.casefold().rstrip(".") in (after.casefold(), (before or "").casefold()):
+        said = ""
+    if before == after:
+        return said[:1].upper() + said[1:] if said else f"{after.capitalize()} (no change)"
+    move = f"{(before or 'new').capitalize()} → {after.capitalize()}"
+    return f"{move} ({said})" if said else move
+
+
 def describe(details: RequestDetails, tz: ZoneInfo, *, notice: str | None = None) -> Reply:
     request, history = details.request, details.history
     facts = Facts(
@@ -176,17 +187,13 @@ def describe(details: RequestDetails, tz: ZoneInfo, *, notice: str | None = None
             ("Requested by", details.requester or "?"),
             (
                 "Desired date",
-                request.desired_date.isoformat() if request.desired_date else "No particular date",
+                show_date(request.desired_date) if request.desired_date else "No particular date",
             ),
-            ("Submitted", request.created_at.astimezone(tz).strftime("%d %b %Y %H:%M %Z")),
+            ("Submitted", show_time(request.created_at, tz)),
             *((("BRM notified", notice),) if notice else ()),
         ),
     )
-    lines = [
-        f"{c.at.astimezone(tz).strftime('%d %b %Y %H:%M')}: {(c.from_status or 'new').capitalize()} → "
-        f"{c.to_status.capitalize()}" + (f" ({c.note})" if c.note else "")
-        for c in history[-5:]
-    ]
+    lines = [f"{show_time(c.at, tz)}: {_change(c.from_status, c.to_status, c.note)}" for c in history[-5:]]
     blocks: list[Text | Facts] = [facts]
     if request.description:
         blocks.insert(0, Text(f"{request.key} · {request.title}", TextStyle.HEADING))
@@ -195,9 +202,30 @@ def describe(details: RequestDetails, tz: ZoneInfo, *, notice: str | None = None
     return Reply(blocks=tuple(blocks))
 
 
-async def overview(store: Store, person: Person, tz: ZoneInfo, options: tuple[Option, ...]) -> Reply:
-    """What a person sees first: their requests, and a BRM's or leader's open demand."""
+def draft_notice(key: StateKey, saved: SavedState) -> tuple[Text, Choices]:
+    """"You have an unfinished request 'X': continue or discard?", with the draft reminder's buttons."""
+    title = saved.data.get("title")
+    named = f" “{title}”" if isinstance(title, str) and title else ""
+    value = "|".join((key.platform, key.workspace, key.channel, key.user_id, key.thread, str(saved.version)))
+    return (
+        Text(f"You have an unfinished request{named}: continue or discard?", TextStyle.WARNING),
+        Choices(id="drafts:act", prompt="Continue it where you left off, or discard it.",
+                options=(Option(f"continue|{value}", "Continue", primary=True),
+                         Option(f"discard|{value}", "Discard", danger=True))),
+    )
+
+
+async def overview(
+    store: Store,
+    person: Person,
+    tz: ZoneInfo,
+    options: tuple[Option, ...],
+    draft: tuple[StateKey, SavedState] | None = None,
+) -> Reply:
+    """What a person sees first: an unfinished draft, their requests, and a BRM's or leader's open demand."""
     blocks: list[Text | Facts | Choices] = [Text(f"Hello {person.name}", TextStyle.HEADING)]
+    if draft is not None:
+        blocks.extend(draft_notice(*draft))
     mine = await store.requests.visible(person, mine_only=True, limit=10)
     if mine:
         blocks.append(Text("Your requests", TextStyle.HEADING))

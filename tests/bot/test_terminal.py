@@ -115,3 +115,27 @@ def test_the_history_follows_xdg_state_home(tmp_path: Path) -> None:
 def test_no_history_keeps_no_file_and_still_recalls_within_the_session(tmp_path: Path) -> None:
     _recall_two_lines_back(Terminal(tmp_path, "--no-history"))
     assert _files(tmp_path) == set()
+
+
+def test_a_request_takes_five_lines_in_the_terminal(tmp_path: Path) -> None:
+    """Dana (the demo requester, of Finance) files a complete request with five lines."""
+    terminal = Terminal(tmp_path)
+    script = (
+        ("new request", "What do you need?"),
+        ("Invoice OCR for accounts payable", "Both in one answer works"),
+        ("Invoices are typed by hand, so that suppliers are paid within a week", "Which category fits best?"),
+        ("project, high, end of March", "31 Mar 2027"),
+        ("submit", "Submitted as DR-13"),
+    )
+    try:
+        seen = terminal.wait_for("you>")
+        for line, answer in script:
+            terminal.type(line + "\r")
+            seen = terminal.wait_for(answer, after=seen)
+            seen = terminal.wait_for("you>", after=seen)
+        assert "Finance (yours)" in terminal.screen
+        terminal.type("status DR-13\r")
+        seen = terminal.wait_for("Invoice OCR for accounts payable", after=seen)
+        terminal.wait_for("Project", after=seen)
+    finally:
+        terminal.close()

@@ -51,13 +51,52 @@ def test_month_first_when_the_locale_says_so_and_nonsense_is_refused() -> None:
 
 async def test_typed_in_the_intake_and_the_option_number_skips(engine: Engine) -> None:
     chat = Chat(engine)
-    for line in ("new request", "Cash forecast", "skip", "Treasury sees cash a month ahead", "idea", "low", "1"):
+    for line in ("new request", "Cash forecast", "skip", "Treasury sees cash a month ahead", "idea", "low"):
         await chat.say(line)
-    assert "Desired date: 2027-03-31" in await chat.say("end of March")
+    assert "Desired date: 31 Mar 2027" in await chat.say("end of March")
     await chat.say("submit")
     assert (await rows_of(engine.db, DemandRequest))[-1].desired_date == date(2027, 3, 31)
 
     chat = Chat(engine)
-    for line in ("new request", "Payroll export", "skip", "Payroll closes a day earlier", "idea", "low", "1"):
+    for line in ("new request", "Payroll export", "skip", "Payroll closes a day earlier", "idea", "low"):
         await chat.say(line)
+    assert "1. No particular date" in chat.text
     assert "Desired date: No particular date" in await chat.say("1")
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        ("end of March", "31 Mar 2027"),
+        ("31/03/2027", "31 Mar 2027"),
+        ("next Friday", "27 Nov 2026"),
+        ("in 3 weeks", "14 Dec 2026"),
+        ("Q1 2027", "31 Mar 2027"),
+        ("by March", "31 Mar 2027"),
+        ("2027-03-31", "31 Mar 2027"),
+    ],
+)
+async def test_every_date_form_in_the_chat_also_with_the_urgency(engine: Engine, said: str, shown: str) -> None:
+    chat = Chat(engine)
+    for line in ("request Cash forecast", "Treasury sees cash a month ahead so that payments never bounce", "idea"):
+        await chat.say(line)
+    assert f"Desired date: {shown}" in await chat.say(f"high, {said}")
+    chat = Chat(engine, email="eli@example.com")
+    for line in ("request Lead routing", "Leads reach a rep within the hour so that none go cold", "idea", "low"):
+        await chat.say(line)
+    assert f"Desired date: {shown}" in await chat.say(said)
+
+
+async def test_month_first_for_a_person_whose_locale_writes_it_so(engine: Engine) -> None:
+    us = Chat(engine, locale="en-US")
+    for line in ("request Cash forecast", "Treasury sees cash ahead so that payments never bounce", "idea"):
+        await us.say(line)
+    assert "Desired date: 02 Jan 2027" in await us.say("low, 01/02/2027")
+    uk = Chat(engine, email="eli@example.com", locale="en-GB")
+    for line in ("request Lead routing", "Leads reach a rep within the hour so that none go cold", "idea"):
+        await uk.say(line)
+    assert "Desired date: 01 Feb 2027" in await uk.say("low, 01/02/2027")
+    # Only one reading is a date: that one, whatever the locale.
+    for line in ("cancel", "request Territory map", "Reps see their patch so that no account is missed", "idea"):
+        await uk.say(line)
+    assert "Desired date: 31 Mar 2027" in await uk.say("low, 03/31/2027")

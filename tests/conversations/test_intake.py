@@ -8,7 +8,7 @@ from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.messages import Source
 from storage.models import DemandRequest, OutboxMessage
-from tests.helpers import Chat, file_request, rows_of
+from tests.helpers import Chat, rows_of
 
 
 async def _requests(engine: Engine) -> list[DemandRequest]:
@@ -23,14 +23,16 @@ async def test_a_full_intake_stores_the_request_and_notifies_the_brm(engine: Eng
     chat = Chat(engine)
     assert "short title" in await chat.say("new request")
     assert "Describe it" in await chat.say("Invoice OCR for accounts payable")
+    # Only a description: the business outcome is asked on its own.
     assert "business outcome" in await chat.say("Suppliers complain about slow payments")
-    assert "category" in await chat.say("Invoices are booked without manual typing")
-    assert "urgent" in await chat.press("Project")
-    text = await chat.say("3")  # typed number: High
-    assert "Your own business partner is Finance" in text
-    assert "By when" in await chat.say("Finance (yours)")
+    text = await chat.say("Invoices are booked without manual typing")
+    assert "Which category fits best?" in text and "Project*: new work of some size" in text
+    text = await chat.press("Project")
+    assert "How urgent is it?" in text and "Critical*: the business is blocked" in text
+    assert "By when" in await chat.say("3")  # typed number: High
     summary = await chat.say("2027-03-31")
-    assert "Urgency: High" in summary and "Business partner: Finance" in summary
+    assert "Urgency: High" in summary and "Business partner: Finance (yours)" in summary
+    assert "Desired date: 31 Mar 2027" in summary
     done = await chat.press("Submit")
     assert "Submitted as DR-13" in done
     assert "I'm letting Alice Moreno, the BRM for Finance, know" in done
@@ -52,12 +54,16 @@ async def test_a_full_intake_stores_the_request_and_notifies_the_brm(engine: Eng
 async def test_the_title_can_come_with_the_command_and_any_field_can_be_edited(engine: Engine) -> None:
     chat = Chat(engine)
     assert "Describe it" in await chat.say("request Shift planning for the night crew")
-    for line in ("skip", "Supervisors plan a week in an hour", "idea", "low", "Not sure", "skip"):
+    for line in ("skip", "Supervisors plan a week in an hour", "idea", "low"):
         await chat.say(line)
+    assert "Business partner: Finance (yours)" in await chat.say("skip")
     assert "Which field" in await chat.press("Edit a field")
     assert "urgent" in await chat.say("Urgency")
     summary = await chat.say("critical")
     assert "Urgency: Critical" in summary and "Submit it?" in summary
+    await chat.press("Edit a field")
+    assert "Which business partner" in await chat.press("Business partner")
+    assert "Business partner: Not sure" in await chat.say("Not sure")
     done = await chat.say("submit")
     assert "No BRM owns this business partner yet" in done
     stored = (await _requests(engine))[-1]
@@ -93,7 +99,6 @@ async def test_bad_answers_get_a_friendly_explanation_and_the_same_question(engi
     assert "is not one of the options" in text
     await chat.say("problem")
     await chat.say("medium")
-    await chat.say("1")
     assert "couldn't read that date" in await chat.say("next tuesday-ish")
     assert "is in the past" in await chat.say("2020-01-01")
     assert "Submit it?" in await chat.say("skip")
@@ -106,7 +111,7 @@ async def test_hostile_and_international_text_is_stored_as_typed_minus_control_c
     chat = Chat(engine)
     title = "Robert'); DROP TABLE demand_request;-- <b>📈</b> שלום \x00\x07"
     await chat.say(f"request {title}")
-    for line in ("<script>alert(1)</script>", "Ledger reconciles itself every night", "2", "2", "1", "skip"):
+    for line in ("<script>alert(1)</script>", "Ledger reconciles itself every night", "2", "2", "1"):
         await chat.say(line)
     assert "Submitted as" in await chat.say("submit")
     stored = (await _requests(engine))[-1]
@@ -117,11 +122,14 @@ async def test_hostile_and_international_text_is_stored_as_typed_minus_control_c
 
 async def test_a_close_match_of_an_open_request_asks_before_submitting(engine: Engine) -> None:
     chat = Chat(engine)
-    # The demo has "Automate month-end accruals" open for Finance.
-    text = await file_request(chat, title="Automate the month-end accruals")
-    assert "already open, DR-1" in text and "Submit yours anyway?" in text
-    assert len(await _requests(engine)) == 12
-    assert "Submitted as DR-13" in await chat.press("Submit anyway")
+    # The demo has "Automate month-end accruals" open for Finance: it is found right after the title.
+    await chat.say("new request")
+    text = await chat.say("Automate the month-end accruals")
+    assert "already open, DR-1" in text and "File yours anyway?" in text and "Follow DR-1" in text
+    assert "Describe it" in await chat.press("File mine anyway")
+    for line in ("skip", "Invoices are booked without manual typing", "Project", "High", "1"):
+        await chat.say(line)
+    assert "Submitted as DR-13" in await chat.say("submit")
     assert len(await _requests(engine)) == 13
 
 
@@ -141,17 +149,16 @@ async def test_a_stale_button_is_ignored_and_the_current_question_repeated(engin
     await chat.say("Analysts find data in minutes")
     await chat.say("idea")
     old_choices = chat.last_choices  # urgency question
-    await chat.say("low")  # now on the partner question
+    await chat.say("low")  # now on the date question
     text = await chat.press_in(old_choices, "Critical")  # too late
-    assert "earlier question, so I ignored it" in text and "Which business partner" in text
+    assert "earlier question, so I ignored it" in text and "By when" in text
     await chat.say("1")
-    await chat.say("skip")
     assert "Urgency: Low" in chat.text
 
 
 async def test_a_draft_survives_a_restart_and_expires_after_24_hours_of_silence(engine: Engine, clock) -> None:
     chat = Chat(engine)
-    await chat.say("request Mobile approvals")
+    await chat.say("request Mobile sign-off for purchase orders")
     restarted = Engine(engine.db, default_flows(), clock=clock)
     chat.engine = restarted
     assert "business outcome" in await chat.say("skip")
@@ -216,7 +223,7 @@ async def test_a_form_duplicate_is_flagged_once_then_accepted(engine: Engine) ->
 async def test_where_a_request_came_from_is_recorded(engine: Engine) -> None:
     chat = Chat(engine, platform="slack", channel="D123")
     await chat.say("request Expense policy bot", source=Source(channel="D123", link="https://x.test/m/1"))
-    for line in ("skip", "Fewer policy questions to finance", "idea", "low", "1", "skip"):
+    for line in ("skip", "Fewer policy questions to finance", "idea", "low", "1"):
         await chat.say(line)
     await chat.say("submit")
     stored = (await _requests(engine))[-1]
@@ -227,8 +234,10 @@ async def test_pressed_buttons_and_form_selects_pick_by_id_not_by_position(engin
     chat = Chat(engine, platform="slack")
     for line in ("request Territory planning sheet", "skip", "Reps see their accounts in one place", "idea", "low"):
         await chat.say(line)
-    await chat.press("Sales & Marketing")
-    assert "Business partner: Sales & Marketing" in await chat.press("No particular date")
+    await chat.press("No particular date")
+    await chat.press("Edit a field")
+    await chat.press("Business partner")
+    assert "Business partner: Sales & Marketing" in await chat.press("Sales & Marketing")
     await chat.press("Submit")
     assert (await _requests(engine))[-1].brm_id is not None
     async with engine.db.transaction() as store:
@@ -248,7 +257,7 @@ async def test_pressed_buttons_and_form_selects_pick_by_id_not_by_position(engin
 
 async def test_a_choice_field_can_be_edited_by_pressing_its_button(engine: Engine) -> None:
     chat = Chat(engine, platform="slack")
-    for line in ("request Badge printer", "skip", "Visitors get badges without a queue", "idea", "low", "1", "skip"):
+    for line in ("request Badge printer", "skip", "Visitors get badges without a queue", "idea", "low", "1"):
         await chat.say(line)
     await chat.press("Edit a field")
     assert "Which category" in await chat.press("Category")
@@ -259,13 +268,15 @@ async def test_a_choice_field_can_be_edited_by_pressing_its_button(engine: Engin
 async def test_a_close_match_of_someone_elses_request_reveals_nothing_about_it(engine: Engine) -> None:
     gus = Chat(engine, email="gus@example.com")  # a requester of People & Culture
     # Eli's open "CRM lead scoring" belongs to Sales & Marketing.
-    for line in ("request CRM lead scoring", "skip", "Sales reps call the best leads first", "idea", "low"):
+    for line in ("request CRM lead scoring", "skip", "Sales reps call the best leads first", "idea", "low", "skip"):
         await gus.say(line)
-    await gus.say("Sales & Marketing")
-    await gus.say("skip")
+    await gus.say("Edit a field")
+    await gus.say("Business partner")
+    assert "Business partner: Sales & Marketing" in await gus.say("Sales & Marketing")
     text = await gus.say("submit")
     assert "already open for this business partner" in text and "Submit yours anyway?" in text
     assert "DR-4" not in text and "Submitted" not in text.replace("Submit yours", "")
+    assert "Follow" not in text, "a request one may not see cannot be followed"
     values = {
         "title": "CRM lead scoring",
         "outcome": "Sales reps call the best leads first",
@@ -287,7 +298,7 @@ async def test_commands_work_with_trailing_punctuation(engine: Engine) -> None:
 async def test_emoji_sequences_and_joiners_survive_but_bidi_overrides_do_not(engine: Engine) -> None:
     chat = Chat(engine)
     await chat.say("request Laptop for 👩\u200d💻 team می\u200cخواهم \u202eevil")
-    for line in ("skip", "Developers get the right machine", "idea", "low", "1", "skip", "submit"):
+    for line in ("skip", "Developers get the right machine", "idea", "low", "1", "submit"):
         await chat.say(line)
     assert (await _requests(engine))[-1].title == "Laptop for 👩\u200d💻 team می\u200cخواهم evil"
 

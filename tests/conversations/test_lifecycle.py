@@ -241,8 +241,10 @@ async def test_not_sure_requests_reach_every_brm_and_the_triage_queue(engine: En
         "Trips are booked in minutes",
         "idea",
         "low",
+        "1",  # no particular date
+        "Edit a field",
+        "Business partner",
         "Not sure",
-        "skip",
     ):
         await dana.say(line)
     assert "so I'm asking the BRM team to triage it" in await dana.say("submit")

@@ -23,7 +23,7 @@ async def test_a_whole_intake_by_direct_message_with_buttons(slack: SlackHarness
     category = slack.fake.called("chat.postMessage")[-1]
     assert "Which category fits best?" in category.text
 
-    for n, label in enumerate(("Project", "High", "Finance (yours)", "No particular date"), 5):
+    for n, label in enumerate(("Project", "High", "No particular date"), 5):
         pressed = slack.fake.called("chat.postMessage")[-1]
         await slack.press(pressed, label)
         updates = await slack.fake.wait_for("chat.update", n - 4)
@@ -34,8 +34,9 @@ async def test_a_whole_intake_by_direct_message_with_buttons(slack: SlackHarness
 
     summary = slack.fake.called("chat.postMessage")[-1]
     assert "Invoice OCR for accounts payable" in summary.text and "Submit it?" in summary.text
+    assert "Finance (yours)" in summary.text, "the requester's own business partner, not asked"
     await slack.press(summary, "Submit")
-    done = (await slack.fake.wait_for("chat.postMessage", 9))[-1]
+    done = (await slack.fake.wait_for("chat.postMessage", 8))[-1]
     assert "Submitted as DR-13" in done.text
 
     [request] = await rows_of(slack.db, DemandRequest, DemandRequest.id == 13)
@@ -43,6 +44,29 @@ async def test_a_whole_intake_by_direct_message_with_buttons(slack: SlackHarness
     assert request.requester_id == dana.id
     assert request.source_platform == "slack" and request.source_channel == dm_of(DANA)
     assert request.category == "project" and request.urgency == "high"
+
+
+async def test_five_direct_messages_file_a_complete_request(slack: SlackHarness) -> None:
+    lines = (
+        "new request",
+        "Invoice OCR for accounts payable",
+        "Invoices are typed by hand, so that suppliers are paid within a week",
+        "project, high, end of March",
+    )
+    for n, line in enumerate(lines, 1):
+        await slack.dm(line)
+        await slack.fake.wait_for("chat.postMessage", n)
+    summary = slack.fake.called("chat.postMessage")[-1]
+    assert "31 Mar 2027" in summary.text and "Finance (yours)" in summary.text
+    await slack.press(summary, "Submit")  # the fifth message: the confirmation
+    done = (await slack.fake.wait_for("chat.postMessage", 5))[-1]
+    assert "Submitted as DR-13" in done.text
+
+    [request] = await rows_of(slack.db, DemandRequest, DemandRequest.id == 13)
+    assert (request.title, request.description, request.outcome) == (
+        "Invoice OCR for accounts payable", "Invoices are typed by hand", "Suppliers are paid within a week")
+    assert (request.category, request.urgency, request.partner_id) == ("project", "high", 1)
+    assert request.desired_date is not None and request.desired_date.isoformat() == "2027-03-31"
 
 
 async def test_a_new_person_is_matched_by_the_email_slack_reports_once(slack: SlackHarness) -> None:
@@ -71,8 +95,8 @@ async def test_a_stale_button_is_harmless_and_says_so(slack: SlackHarness) -> No
     await _to_the_urgency_question(slack)
     urgency = slack.fake.called("chat.postMessage")[-1]
     await slack.dm("high")  # typed instead of pressed: the buttons are still there
-    partner = (await slack.fake.wait_for("chat.postMessage", 6))[-1]
-    assert "Which business partner is this for?" in partner.text
+    when = (await slack.fake.wait_for("chat.postMessage", 6))[-1]
+    assert "By when do you need it?" in when.text
 
     await slack.press(urgency, "Low")
     answer = (await slack.fake.wait_for("chat.postMessage", 7))[-1]
@@ -83,11 +107,9 @@ async def test_a_stale_button_is_harmless_and_says_so(slack: SlackHarness) -> No
     shown = json.dumps(update.blocks, ensure_ascii=False)
     assert "No longer active" in shown and "✓ Low" not in shown, "the ignored press isn't shown as taken"
 
-    await slack.press(partner, "Finance (yours)")
-    when = (await slack.fake.wait_for("chat.postMessage", 8))[-1]
-    assert "By when do you need it?" in when.text, "the flow went on from where it was"
     await slack.press(when, "No particular date")
-    summary = (await slack.fake.wait_for("chat.postMessage", 9))[-1]
+    summary = (await slack.fake.wait_for("chat.postMessage", 8))[-1]
+    assert "Submit it?" in summary.text, "the flow went on from where it was"
     assert "High" in summary.text and "Low" not in summary.text, "the stale press changed nothing"
 
 

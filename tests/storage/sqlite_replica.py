@@ -18,7 +18,9 @@ from conversations.engine import Engine
 from conversations.flows import default_flows
 from conversations.messages import Address, ConversationKey, Delivered, Inbound, Reply, Sender
 
-LINES = ("new request", "{title}", "skip", "Both replicas keep every request", "idea", "low", "1", "skip", "submit")
+# The people have no business partner of their own: Finance is chosen in the summary, so one BRM is told.
+LINES = ("new request", "{title}", "skip", "Both replicas keep every request", "idea", "low", "1",
+         "Edit a field", "Business partner", "Finance", "submit")
 
 
 class Printer:

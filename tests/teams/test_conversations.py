@@ -54,7 +54,7 @@ async def test_personal_chat_runs_the_whole_intake_with_buttons_and_typing(
     await teams.send(teams.submit(DANA, card_id, data))
     assert "How urgent is it?" in teams.fake.messages[-1].text
 
-    for line in ("High", "1", "skip", "submit"):
+    for line in ("High", "1", "submit"):  # "1": No particular date
         await teams.send(teams.personal(DANA, line))
     assert "Submitted as DR-13" in teams.fake.messages[-1].text
 
@@ -66,6 +66,30 @@ async def test_personal_chat_runs_the_whole_intake_with_buttons_and_typing(
     assert dana is not None and request.requester_id == dana.id  # matched via the roster email
     [identity] = await rows_of(demo_db, Identity, Identity.user_id == DANA.id)
     assert (identity.workspace, identity.directory_id, identity.person_id) == (TENANT, DANA.aad, dana.id)
+
+
+async def test_five_messages_in_a_personal_chat_file_a_complete_request(
+    teams: TeamsHarness, demo_db: Database
+) -> None:
+    lines = (
+        "request Invoice OCR for accounts payable",
+        "Suppliers email PDF invoices. Outcome: invoices are booked without manual typing",
+        "Project",
+        "high by end of March",
+    )
+    for line in lines:
+        await teams.send(teams.personal(DANA, line))
+    summary = teams.fake.text()
+    assert "Finance (yours)" in summary and "31 Mar 2027" in summary and "Submit it?" in summary
+    card_id, _, data = _last_card_with(teams, "Submit")
+    await teams.send(teams.submit(DANA, card_id, data))  # the fifth: the confirmation, pressed
+    assert "Submitted as DR-13" in teams.fake.messages[-1].text
+
+    [request] = [r for r in await _requests(demo_db) if r.id == 13]
+    assert (request.description, request.outcome) == (
+        "Suppliers email PDF invoices", "invoices are booked without manual typing")
+    assert (request.category, request.urgency, request.partner_id) == ("project", "high", 1)
+    assert request.desired_date is not None and request.desired_date.isoformat() == "2027-03-31"
 
 
 async def test_a_pressed_card_is_replaced_so_it_cannot_be_pressed_again(teams: TeamsHarness) -> None:
@@ -204,7 +228,7 @@ async def test_pressing_an_old_card_again_changes_nothing(teams: TeamsHarness, d
     last_update = json.dumps(teams.fake.of("update")[-1].card, ensure_ascii=False)
     assert "No longer active" in last_update and "✓ Project" not in last_update, "the ignored press is not taken"
 
-    for line in ("High", "1", "skip", "submit"):
+    for line in ("High", "1", "submit"):  # "1": No particular date
         await teams.send(teams.personal(DANA, line))
     assert "Submitted as DR-13" in teams.fake.messages[-1].text
     [request] = [r for r in await _requests(demo_db) if r.id == 13]
