@@ -145,6 +145,7 @@ def sender_of(activity: JSON, *, email: str | None = None, trusted: bool = True)
         email=email if trusted else None,
         directory_id=(person.get("aadObjectId") or None) if trusted else None,
         time_zone=activity.get("localTimezone") or None,
+        locale=activity.get("locale") or None,
     )
 
 

@@ -310,3 +310,12 @@ async def test_a_throttled_card_update_is_retried(teams: TeamsHarness) -> None:
     [update] = teams.fake.of("update")  # the PUT went through on the third try
     assert update.activity_id == card_id and "✓ My requests" in update.text
     assert len(teams.fake.of("refused")) == 2 and teams.sleeps[0] >= 2
+
+
+async def test_dates_are_read_in_the_teams_client_locale(teams: TeamsHarness, demo_db: Database) -> None:
+    # The harness's client says en-US: 04/05/2027 is April 5, not 4 May.
+    for line in ("request Invoice OCR for accounts payable",
+                 "Suppliers email PDF invoices. Outcome: invoices are booked without manual typing",
+                 "project, high, 04/05/2027"):
+        await teams.send(teams.personal(DANA, line))
+    assert "5 Apr 2027" in teams.fake.text()
