@@ -48,15 +48,11 @@ from storage.db import Database
 from storage.demo import load_demo
 
 POSTGRES = os.environ.get("BRM_BOT_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-SCRIPT = (
+SCRIPT = (  # the five-message intake a person with good answers sends
     "new request",
     "{title}",
-    "skip",
-    "Managers answer their own questions without a ticket",
-    "2",
-    "medium",
-    "1",
-    "skip",
+    "Managers wait days for reports, so that managers answer their own questions without a ticket",
+    "project, medium, end of March",
     "submit",
 )
 
