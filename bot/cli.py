@@ -538,7 +538,9 @@ async def _jobs_list(settings: Settings) -> int:
 
 
 @jobs_app.command("run")
-def jobs_run(name: Annotated[str, typer.Argument(help="nudges, draft-reminders, survey-invitations or survey-reminders")]) -> None:
+def jobs_run(
+    name: Annotated[str, typer.Argument(help="nudges, draft-reminders, survey-invitations or survey-reminders")],
+) -> None:
     """Run a job now, whatever its period claims say, and deliver what it queued before exiting."""
     _run(_jobs_run(_settings(), name))
 

@@ -128,7 +128,8 @@ class SurveyDefinition:
         return ", ".join(f"{k} {v}" for k, v in self.schedule)
 
     def to_json(self) -> dict[str, Any]:
-        audience: Any = self.audience.kind if not self.audience.names else {self.audience.kind: list(self.audience.names)}
+        kind, names = self.audience.kind, list(self.audience.names)
+        audience: Any = {kind: names} if names else kind
         return {
             "name": self.name,
             "title": self.title,
@@ -401,9 +402,9 @@ def _questions(r: _Reader, node: yaml.Node) -> tuple[Question, ...] | None:
         if not fields:
             ok = False
             continue
-        for required in ("id", "type", "text"):
-            if required not in fields:
-                r.fail(item, f"{where}.{required}", "is missing")
+        for needed in ("id", "type", "text"):
+            if needed not in fields:
+                r.fail(item, f"{where}.{needed}", "is missing")
                 ok = False
         qid = r.text(fields["id"][1], f"{where}.id", limit=40) if "id" in fields else None
         if qid is not None:

@@ -78,7 +78,9 @@ _INVITE = Statement(insert_ignoring(INVITATION), keys=("run_id", "person_id", "p
 _INVITATION = Statement(
     sa.select(INVITATION).where(INVITATION.c.run_id == P("rid"), INVITATION.c.person_id == P("pid"))
 )
-_ANSWERED = sa.exists().where(RESPONDENT.c.run_id == INVITATION.c.run_id, RESPONDENT.c.person_id == INVITATION.c.person_id)
+_ANSWERED = sa.exists().where(
+    RESPONDENT.c.run_id == INVITATION.c.run_id, RESPONDENT.c.person_id == INVITATION.c.person_id
+)
 _OPEN = sa.and_(RUN.c.closed_at.is_(None), RUN.c.closes_at > P("now", type_=RUN.c.closes_at.type))
 _UNANSWERED = Statement(
     sa.select(INVITATION, RUN.c.definition)
@@ -134,7 +136,9 @@ _DUE_TO_CLOSE = Statement(
     .order_by(RUN.c.id)
 )
 _CLOSE_RUN = Statement(
-    sa.update(RUN).where(RUN.c.id == P("rid"), RUN.c.closed_at.is_(None)).values(closed_at=P("now", type_=RUN.c.closed_at.type))
+    sa.update(RUN)
+    .where(RUN.c.id == P("rid"), RUN.c.closed_at.is_(None))
+    .values(closed_at=P("now", type_=RUN.c.closed_at.type))
 )
 _FORGET_RESPONDENTS = Statement(sa.delete(RESPONDENT).where(RESPONDENT.c.run_id == P("rid")))
 _EXECUTIVE_OF = Statement(
