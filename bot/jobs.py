@@ -111,7 +111,7 @@ class Job:
 
     name: str
     schedule: Schedule | Every
-    recipients: Callable[[Store], Awaitable[list[Person]]]
+    recipients: Callable[[Store, datetime], Awaitable[list[Person]]]  # whom it considers at that moment
     build: Builder
     prepare: Callable[[Store, datetime], Awaitable[int]] | None = None  # once per run, before anyone
 
@@ -168,11 +168,11 @@ async def build_draft_reminders(store: Store, person: Person, now: datetime, per
     return added
 
 
-async def _brms(store: Store) -> list[Person]:
+async def _brms(store: Store, now: datetime) -> list[Person]:
     return await store.relationships.brms()
 
 
-async def _everyone(store: Store) -> list[Person]:
+async def _everyone(store: Store, now: datetime) -> list[Person]:
     return await store.people.all()
 
 
@@ -221,7 +221,7 @@ class Scheduler:
         if not job.schedule.zoned:
             return ["UTC"]
         async with self.db.transaction() as store:
-            people = await job.recipients(store)
+            people = await job.recipients(store, self._clock())
         return sorted({p.time_zone or self._default_tz for p in people} or {self._default_tz})
 
     async def start(self) -> None:
@@ -284,7 +284,7 @@ class Scheduler:
             async with self.db.transaction() as store:
                 await job.prepare(store, now)
         async with self.db.transaction() as store:
-            recipients = await job.recipients(store)
+            recipients = await job.recipients(store, now)
         for person in recipients:
             if tz is not None and job.schedule.zoned and (person.time_zone or self._default_tz) != tz:
                 continue

@@ -68,14 +68,41 @@ async def _active(store: Store) -> list[tuple[Survey, SurveyDefinition]]:
     return [(s, SurveyDefinition.from_json(s.definition)) for s in await store.surveys.active()]
 
 
-async def _audience(store: Store) -> list[Person]:
-    """Everyone in the audience of an active survey."""
+async def _due(store: Store, now: datetime) -> list[Person]:
+    """Everyone in an active survey's audience whose schedule has fired in their zone, and who
+    has not been invited to that run yet: what a tick has to do (usually no one)."""
     surveys = await _active(store)
     if not surveys:
         return []
     audiences = await Audiences.load(store)
-    return [p for p in await store.people.all()
-            if any(audiences.partner_of(d, p)[0] for _, d in surveys)]
+    fired: dict[tuple[int, str], str | None] = {}  # (survey, zone) -> the run's period, if it fired
+    invited: dict[str, set[int]] = {}  # period of a survey's run -> who was invited
+    out = []
+    for person in await store.people.all():
+        tz = person.time_zone or "UTC"
+        for survey, definition in surveys:
+            assert survey.id is not None and person.id is not None
+            if not audiences.partner_of(definition, person)[0]:
+                continue
+            if (survey.id, tz) not in fired:
+                moment = _fired(survey, definition, tz, now)
+                fired[survey.id, tz] = moment.astimezone(zone(tz)).date().isoformat() if moment else None
+            period = fired[survey.id, tz]
+            if period is None:
+                continue
+            if f"{survey.id} {period}" not in invited:
+                run = await store.surveys.run_of(survey_id=survey.id, period=period)
+                invited[f"{survey.id} {period}"] = await store.surveys.invited(run.id) if run and run.id else set()
+            if person.id not in invited[f"{survey.id} {period}"]:
+                out.append(person)
+                break
+    return out
+
+
+def _fired(survey: Survey, definition: SurveyDefinition, tz: str, now: datetime) -> datetime | None:
+    """When the survey's schedule last fired in ``tz``: since it was applied, within its window."""
+    window = timedelta(days=definition.window_days)
+    return last_fire(definition.trigger(tz), now, max(now - window, survey.created_at))
 
 
 async def build_invitations(store: Store, person: Person, now: datetime, period: str) -> int:
@@ -93,7 +120,7 @@ async def build_invitations(store: Store, person: Person, now: datetime, period:
         if not member:
             continue
         window = timedelta(days=definition.window_days)
-        fired = last_fire(definition.trigger(tz), now, max(now - window, survey.created_at))
+        fired = _fired(survey, definition, tz, now)
         if fired is None:
             continue
         run_period = fired.astimezone(zone(tz)).date().isoformat()
@@ -114,7 +141,7 @@ async def build_invitations(store: Store, person: Person, now: datetime, period:
     return added
 
 
-async def _to_remind(store: Store) -> list[Person]:
+async def _to_remind(store: Store, now: datetime) -> list[Person]:
     """Everyone invited to a run not closed who has answered nothing and was not reminded yet
     (the job's ``prepare`` has just closed the runs due; the build checks the window again)."""
     return await store.surveys.to_remind()
@@ -150,6 +177,6 @@ async def close_runs(store: Store, now: datetime) -> int:
 
 def survey_jobs() -> list[Job]:
     return [
-        Job("survey-invitations", INVITATIONS_EVERY, _audience, build_invitations),
+        Job("survey-invitations", INVITATIONS_EVERY, _due, build_invitations),
         Job("survey-reminders", REMINDERS_EVERY, _to_remind, build_reminders, prepare=close_runs),
     ]

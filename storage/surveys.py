@@ -75,6 +75,7 @@ _ADD_RUN = Statement(
 _RUN_OF_PERIOD = Statement(sa.select(RUN).where(RUN.c.survey_id == P("sid"), RUN.c.period == P("period")))
 _RUN = Statement(sa.select(RUN).where(RUN.c.id == P("rid")))
 _INVITE = Statement(insert_ignoring(INVITATION), keys=("run_id", "person_id", "partner_id", "invited_at"))
+_INVITED_IDS = Statement(sa.select(INVITATION.c.person_id).where(INVITATION.c.run_id == P("rid")))
 _INVITATION = Statement(
     sa.select(INVITATION).where(INVITATION.c.run_id == P("rid"), INVITATION.c.person_id == P("pid"))
 )
@@ -262,6 +263,10 @@ class Surveys:
         """Record the invitation; False when this person was invited to the run already."""
         return bool(await self.tx.count(_INVITE, run_id=run_id, person_id=person_id, partner_id=partner_id,
                                         invited_at=now))
+
+    async def invited(self, run_id: int) -> set[int]:
+        """The ids of everyone invited to a run."""
+        return {int(i) for i in await self.tx.scalars(_INVITED_IDS, rid=run_id)}
 
     async def invitation(self, *, run_id: int, person_id: int) -> SurveyInvitation | None:
         return await self.tx.model(SurveyInvitation, _INVITATION, rid=run_id, pid=person_id)

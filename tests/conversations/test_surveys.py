@@ -279,3 +279,35 @@ async def test_an_answer_pressed_in_the_middle_of_an_intake_leaves_the_intake_wh
     said = await dana.say("survey")
     assert "4/4" in said and "One thing IT should do differently" in said
     assert "last question" in await dana.say("Faster answers")
+
+
+async def test_a_changed_definition_changes_future_runs_only(engine: Engine, clock: FakeClock) -> None:
+    await invite_everyone(engine, clock)
+    changed = parse_definition(PULSE.format(anonymous="true").replace("title: Contact pulse", "title: Winter pulse")
+                               .replace("window_days: 5", "window_days: 4"))
+    async with engine.db.transaction() as store:
+        applied = [await store.surveys.apply(name=changed.name, title=changed.title, definition=changed.to_json(),
+                                             fingerprint=changed.fingerprint(), now=clock()) for _ in range(2)]
+    assert applied == ["changed", "unchanged"]
+    [december] = await rows_of(engine.db, SurveyRun)
+    assert december.definition["title"] == "Contact pulse"  # the run keeps what it started with
+    assert "*Contact pulse*" in await Chat(engine, email="dana@example.com").say("survey")
+    clock.now = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    assert await scheduler(engine.db, clock).run_now("survey-invitations") == 3
+    january = (await rows_of(engine.db, SurveyRun))[-1]
+    assert january.period == "2027-01-04" and january.definition["title"] == "Winter pulse"
+    assert january.closes_at == clock.now + timedelta(days=4)
+
+
+async def test_the_terminal_shows_a_scale_as_the_numbers_to_type(engine: Engine, clock: FakeClock) -> None:
+    from adapters.console.render import render
+
+    await invite_everyone(engine, clock)
+    [invitation] = await sent_to(engine.db, "dana@example.com")
+    shown = render(invitation)
+    assert "  1 · 2 · 3 · 4 · 5" in shown and "1. 1" not in shown
+    dana = Chat(engine, email="dana@example.com")
+    await dana.press_in(choices_of(invitation), "3")
+    assert "  1. order taker\n  2. trusted advisor\n  3. strategic partner" in render(dana.replies[-1])
+    await dana.say("2")
+    assert "  0 · 1 · 2 · 3 · 4 · 5 · 6 · 7 · 8 · 9 · 10" in render(dana.replies[-1])
