@@ -142,9 +142,16 @@ async def build_invitations(store: Store, person: Person, now: datetime, period:
 
 
 async def _to_remind(store: Store, now: datetime) -> list[Person]:
-    """Everyone invited to a run not closed who has answered nothing and was not reminded yet
-    (the job's ``prepare`` has just closed the runs due; the build checks the window again)."""
-    return await store.surveys.to_remind()
+    """Everyone due a reminder: invited to an open run ``reminder_after_days`` ago or more, with
+    nothing answered and no reminder yet (a query per open run: usually one or two)."""
+    due: dict[int, Person] = {}
+    for run in await store.surveys.runs_open(now=now):
+        days = SurveyDefinition.from_json(run.definition).reminder_after_days
+        if days is None or run.id is None:
+            continue
+        for person in await store.surveys.to_remind(run_id=run.id, invited_before=now - timedelta(days=days)):
+            due.setdefault(person.id or 0, person)
+    return list(due.values())
 
 
 async def build_reminders(store: Store, person: Person, now: datetime, period: str) -> int:

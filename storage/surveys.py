@@ -93,9 +93,12 @@ _TO_REMIND = Statement(
     sa.select(PERSON)
     .where(
         PERSON.c.id.in_(
-            sa.select(INVITATION.c.person_id)
-            .join(RUN, RUN.c.id == INVITATION.c.run_id)
-            .where(INVITATION.c.reminded_at.is_(None), RUN.c.closed_at.is_(None), ~_ANSWERED)
+            sa.select(INVITATION.c.person_id).where(
+                INVITATION.c.run_id == P("rid"),
+                INVITATION.c.invited_at <= P("before", type_=INVITATION.c.invited_at.type),
+                INVITATION.c.reminded_at.is_(None),
+                ~_ANSWERED,
+            )
         )
     )
     .order_by(PERSON.c.id)
@@ -235,6 +238,10 @@ class Surveys:
         """Per survey id: how many runs it has had."""
         return {int(sid): int(n) for sid, n in await self.tx.rows(_RUN_COUNTS)}
 
+    async def runs_open(self, *, now: datetime) -> list[SurveyRun]:
+        """Every run open at ``now``."""
+        return await self.tx.models(SurveyRun, _OPEN_RUNS, now=now)
+
     async def open_runs(self, *, now: datetime) -> list[OpenRun]:
         """Every run open at ``now``, with its invited and response counts (counted in SQL)."""
         out = []
@@ -277,9 +284,10 @@ class Surveys:
         n = len(_INVITATION_NAMES)
         return [Reminder(as_model(SurveyInvitation, _INVITATION_NAMES, row[:n]), row[n]) for row in rows]
 
-    async def to_remind(self) -> list[Person]:
-        """Everyone with an unanswered, unreminded invitation to a run not closed yet."""
-        return await self.tx.models(Person, _TO_REMIND)
+    async def to_remind(self, *, run_id: int, invited_before: datetime) -> list[Person]:
+        """Everyone invited to the run before ``invited_before`` who has answered nothing and was
+        not reminded yet."""
+        return await self.tx.models(Person, _TO_REMIND, rid=run_id, before=invited_before)
 
     async def reminded(self, *, run_id: int, person_id: int, now: datetime) -> bool:
         return bool(await self.tx.count(_REMINDED, rid=run_id, pid=person_id, now=now))
