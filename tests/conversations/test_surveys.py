@@ -311,3 +311,25 @@ async def test_the_terminal_shows_a_scale_as_the_numbers_to_type(engine: Engine,
     assert "  1. order taker\n  2. trusted advisor\n  3. strategic partner" in render(dana.replies[-1])
     await dana.say("2")
     assert "  0 · 1 · 2 · 3 · 4 · 5 · 6 · 7 · 8 · 9 · 10" in render(dana.replies[-1])
+
+
+async def test_two_replicas_ticking_the_same_slot_invite_each_person_once(engine: Engine, clock: FakeClock) -> None:
+    import asyncio
+
+    await apply(engine.db, clock)
+    clock.now = FIRST_MONDAY + timedelta(hours=9)
+    first, second = scheduler(engine.db, clock), scheduler(engine.db, clock)
+    done = await asyncio.gather(first.tick("survey-invitations", "UTC"), second.tick("survey-invitations", "UTC"))
+    assert sorted(done) == [0, 3]
+    assert len(await rows_of(engine.db, SurveyRun)) == 1
+    assert await count_of(engine.db, OutboxMessage, OutboxMessage.kind == "survey-invitation") == 3
+
+
+async def test_help_in_the_middle_of_a_survey_asks_the_same_question_again(engine: Engine, clock: FakeClock) -> None:
+    await invite_everyone(engine, clock)
+    eli = Chat(engine, email="eli@example.com")
+    await eli.say("survey")
+    await eli.say("2")
+    said = await eli.say("help")
+    assert "*survey* to answer" in said and "2/4" in said
+    assert "3/4" in await eli.say("order taker")
