@@ -22,8 +22,9 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
+from typing import ClassVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -69,11 +70,39 @@ class Schedule:
             raise ValueError(f"{text!r}: the time is HH:MM from 00:00 to 23:59") from None
         return cls(match.group(1), at)
 
+    zoned: ClassVar[bool] = True  # it fires at a local time: one trigger per recipients' zone
+
     def trigger(self, tz: str) -> CronTrigger:
         return CronTrigger(day_of_week=self.days, hour=self.at.hour, minute=self.at.minute, timezone=zone(tz))
 
+    def period(self, moment: datetime, tz: str) -> str:
+        return period_of(moment, tz)
+
     def __str__(self) -> str:
         return f"{self.days} {self.at:%H:%M}"
+
+
+@dataclass(frozen=True, slots=True)
+class Every:
+    """Every ``minutes`` minutes, the same moment everywhere: for jobs whose subjects carry their
+    own schedules (each survey's cron fields, in each recipient's zone). Its period is the slot,
+    so replicas ticking the same slot run it once."""
+
+    minutes: int
+    what: str = ""  # what decides the real moments, for ``brm-bot jobs list``
+    zoned: ClassVar[bool] = False
+
+    def trigger(self, tz: str) -> CronTrigger:
+        return CronTrigger(minute=f"*/{self.minutes}" if self.minutes < 60 else "0", timezone=UTC)
+
+    def period(self, moment: datetime, tz: str) -> str:
+        slot = moment.astimezone(UTC).replace(second=0, microsecond=0)
+        slot -= timedelta(minutes=slot.minute % self.minutes if self.minutes < 60 else slot.minute)
+        return f"{slot:%Y-%m-%dT%H:%M} {tz}"
+
+    def __str__(self) -> str:
+        every = f"every {self.minutes} minutes" if self.minutes < 60 else "every hour"
+        return f"{every} ({self.what})" if self.what else every
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +110,10 @@ class Job:
     """A job: whom it considers, and what it queues for one of them in one period."""
 
     name: str
-    schedule: Schedule
-    recipients: Callable[[Store], Awaitable[list[Person]]]
+    schedule: Schedule | Every
+    recipients: Callable[[Store, datetime], Awaitable[list[Person]]]  # whom it considers at that moment
     build: Builder
-
+    prepare: Callable[[Store, datetime], Awaitable[int]] | None = None  # once per run, before anyone
 
 # --- what the jobs queue --------------------------------------------------------------------------
 
@@ -139,18 +168,21 @@ async def build_draft_reminders(store: Store, person: Person, now: datetime, per
     return added
 
 
-async def _brms(store: Store) -> list[Person]:
+async def _brms(store: Store, now: datetime) -> list[Person]:
     return await store.relationships.brms()
 
 
-async def _everyone(store: Store) -> list[Person]:
+async def _everyone(store: Store, now: datetime) -> list[Person]:
     return await store.people.all()
 
 
 def default_jobs(*, nudges: str = "mon-fri 09:00", draft_reminders: str = "mon-fri 09:30") -> list[Job]:
+    from bot.survey_jobs import survey_jobs
+
     return [
         Job("nudges", Schedule.parse(nudges), _brms, build_nudge),
         Job("draft-reminders", Schedule.parse(draft_reminders), _everyone, build_draft_reminders),
+        *survey_jobs(),
     ]
 
 
@@ -186,8 +218,10 @@ class Scheduler:
         )
 
     async def zones(self, job: Job) -> list[str]:
+        if not job.schedule.zoned:
+            return ["UTC"]
         async with self.db.transaction() as store:
-            people = await job.recipients(store)
+            people = await job.recipients(store, self._clock())
         return sorted({p.time_zone or self._default_tz for p in people} or {self._default_tz})
 
     async def start(self) -> None:
@@ -208,7 +242,7 @@ class Scheduler:
     async def tick(self, name: str, tz: str, moment: datetime | None = None) -> int:
         """One scheduled firing: run ``name`` for the recipients in ``tz``, once per period."""
         moment = moment or self._clock()
-        return await self.run(name, period_of(moment, tz), tz=tz)
+        return await self.run(name, self.jobs[name].schedule.period(moment, tz), tz=tz)
 
     async def catch_up(self) -> int:
         """Run what should have fired since the last start (within the misfire grace), once."""
@@ -217,9 +251,9 @@ class Scheduler:
         for job in self.jobs.values():
             for tz in await self.zones(job):
                 trigger = job.schedule.trigger(tz)
-                last = _last_fire(trigger, now, now - MISFIRE_GRACE)
+                last = last_fire(trigger, now, now - MISFIRE_GRACE)
                 if last is not None:
-                    done += await self.run(job.name, period_of(last, tz), tz=tz)
+                    done += await self.run(job.name, job.schedule.period(last, tz), tz=tz)
         return done
 
     async def resume(self) -> int:
@@ -246,10 +280,13 @@ class Scheduler:
                                           lease_until=now + JOB_LEASE, force=force):
                 return 0
         queued = 0
+        if job.prepare is not None:
+            async with self.db.transaction() as store:
+                await job.prepare(store, now)
         async with self.db.transaction() as store:
-            recipients = await job.recipients(store)
+            recipients = await job.recipients(store, now)
         for person in recipients:
-            if tz is not None and (person.time_zone or self._default_tz) != tz:
+            if tz is not None and job.schedule.zoned and (person.time_zone or self._default_tz) != tz:
                 continue
             async with self.db.transaction() as store:  # one person at a time: a crash keeps what was queued
                 queued += await job.build(store, person, now, period.split(" ", 1)[0])
@@ -276,12 +313,13 @@ class Scheduler:
             zones = await self.zones(job)
             upcoming = [job.schedule.trigger(tz).get_next_fire_time(None, now) for tz in zones]
             nearest = min((u for u in upcoming if u is not None), default=None)
-            schedule = f"{job.schedule} in each recipient's time zone ({', '.join(zones)})"
+            schedule = f"{job.schedule} in each recipient's time zone ({', '.join(zones)})" if job.schedule.zoned \
+                else str(job.schedule)
             out.append((job.name, schedule, last.get(job.name, (None, None))[0], nearest))
         return out
 
 
-def _last_fire(trigger: CronTrigger, now: datetime, since: datetime) -> datetime | None:
+def last_fire(trigger: CronTrigger, now: datetime, since: datetime) -> datetime | None:
     """The latest moment ``trigger`` fires in (since, now]."""
     last, cursor = None, since
     while True:

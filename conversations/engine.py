@@ -85,6 +85,7 @@ class Turn:
     catalog: Catalog | None = None
     queued: int = 0
     idle: timedelta = timedelta(0)  # how long the conversation was quiet before this message
+    active_flow: str | None = None  # set for an action handler: the flow going on beside it, if any
 
     @property
     def home_options(self) -> tuple[Option, ...]:
@@ -517,6 +518,7 @@ class Engine:
         """
         assert inbound.action is not None
         owner, handler = self._actions[inbound.action.id]
+        turn.active_flow = state.flow if state is not None and state.flow in self.flows else None
         step = await handler(turn, inbound)
         if step.next is not None or step.handoff is not None:
             if state is not None and state.flow in self.flows and self.flows[state.flow].keeps_draft:

@@ -53,6 +53,7 @@ from storage.models import (
     ConversationState as StateRow,
 )
 from storage.privacy import Privacy
+from storage.surveys import Surveys
 from storage.tx import Row, Statement, Tx, as_model, constants, dialect_insert, insert_ignoring
 
 sa.orm.configure_mappers()  # model_construct needs the attributes instrumented before the first query
@@ -1366,6 +1367,7 @@ class Store:
         "relationships",
         "requests",
         "state",
+        "surveys",
         "tx",
         "workflow",
     )
@@ -1384,6 +1386,7 @@ class Store:
         self.relationships = Relationships(tx)
         self.directory = Directory(tx)
         self.workflow = Workflow(tx)
+        self.surveys = Surveys(tx)
 
     async def add(self, obj: SQLModel) -> Any:
         """Insert any model object (demo data, imports); its new id."""

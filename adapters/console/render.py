@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conversations.messages import Choices, Facts, Form, Link, Reply, Text, TextStyle
+from conversations.messages import Choices, Facts, Form, Link, Option, Reply, Text, TextStyle
 
 _PREFIX = {TextStyle.WARNING: "⚠ ", TextStyle.SUCCESS: "✔ ", TextStyle.MUTED: "", TextStyle.PLAIN: ""}
 
@@ -10,6 +10,14 @@ _PREFIX = {TextStyle.WARNING: "⚠ ", TextStyle.SUCCESS: "✔ ", TextStyle.MUTED
 def _plain(text: str) -> str:
     """Drop the *bold* marks the flows use; a terminal shows them as they are."""
     return text.replace("*", "")
+
+
+def _numbers(options: tuple[Option, ...]) -> bool:
+    """Whether the options are a scale of numbers (perhaps with a last "Skip")."""
+    labels = [o.label for o in options]
+    if labels and labels[-1] == "Skip":
+        labels.pop()
+    return bool(labels) and all(label.isdigit() for label in labels)
 
 
 def render(reply: Reply) -> str:
@@ -30,6 +38,10 @@ def render(reply: Reply) -> str:
                     lines = value.splitlines() or [""]
                     out.append(f"  {label.ljust(width)}  {lines[0]}")
                     out.extend(f"  {' ' * width}  {line}" for line in lines[1:])
+            case Choices(prompt=prompt, options=options) if _numbers(options):
+                # A scale (1-5, 0-10): typing the number means that number, so no list numbers.
+                out.append(_plain(prompt))
+                out.append("  " + " · ".join(o.label for o in options))
             case Choices(prompt=prompt, options=options):
                 out.append(_plain(prompt))
                 out.extend(f"  {n}. {o.label}" for n, o in enumerate(options, 1))

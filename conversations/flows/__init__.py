@@ -9,13 +9,14 @@ from conversations.flows.lifecycle import WorkflowFlow
 from conversations.flows.menu import MenuFlow
 from conversations.flows.relationships import MaturityFlow, NudgeFlow, RelationshipsFlow, TouchpointFlow
 from conversations.flows.requests import MyRequestsFlow, StatusFlow
+from conversations.flows.surveys import SurveyFlow
 
 
 def default_flows() -> list[Flow]:
     intake = IntakeFlow()
     flows: list[Flow] = [intake, MyRequestsFlow(), StatusFlow(), WorkflowFlow()]
     touchpoint = TouchpointFlow()
-    flows += [RelationshipsFlow(), touchpoint, MaturityFlow(), NudgeFlow(touchpoint), DraftsFlow(intake)]
+    flows += [RelationshipsFlow(), touchpoint, MaturityFlow(), NudgeFlow(touchpoint), DraftsFlow(intake), SurveyFlow()]
     return [*flows, MenuFlow(flows)]
 
 
