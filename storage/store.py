@@ -53,6 +53,7 @@ from storage.models import (
     ConversationState as StateRow,
 )
 from storage.privacy import Privacy
+from storage.survey_results import SurveyResults
 from storage.tx import Row, Statement, Tx, as_model, constants, dialect_insert, insert_ignoring
 
 sa.orm.configure_mappers()  # model_construct needs the attributes instrumented before the first query
@@ -1321,6 +1322,7 @@ class Store:
         "relationships",
         "requests",
         "state",
+        "survey_results",
         "tx",
         "workflow",
     )
@@ -1339,6 +1341,7 @@ class Store:
         self.relationships = Relationships(tx)
         self.directory = Directory(tx)
         self.workflow = Workflow(tx)
+        self.survey_results = SurveyResults(tx)
 
     async def add(self, obj: SQLModel) -> Any:
         """Insert any model object (demo data, imports); its new id."""
