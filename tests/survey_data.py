@@ -100,7 +100,8 @@ async def load_pulse(db: Database, *, now: datetime, runs: dict[str, dict[str, t
         for period, by_partner in runs.items():
             opens = OPENS[period]
             run = SurveyRun(survey_id=survey.id, period=period, definition=definition, opens_at=opens,
-                            closes_at=opens + timedelta(days=5), closed_at=opens + timedelta(days=5))
+                            closes_at=opens + timedelta(days=5),
+                            closed_at=opens + timedelta(days=5) if opens + timedelta(days=5) <= now else None)
             await store.add(run)
             assert run.id is not None
             data.runs[period] = run.id

@@ -7,6 +7,7 @@ from conversations.flows.drafts import DraftsFlow
 from conversations.flows.intake import IntakeFlow
 from conversations.flows.lifecycle import WorkflowFlow
 from conversations.flows.menu import MenuFlow
+from conversations.flows.pulse import FollowUpFlow, PulseFlow
 from conversations.flows.relationships import MaturityFlow, NudgeFlow, RelationshipsFlow, TouchpointFlow
 from conversations.flows.requests import MyRequestsFlow, StatusFlow
 
@@ -16,6 +17,7 @@ def default_flows() -> list[Flow]:
     flows: list[Flow] = [intake, MyRequestsFlow(), StatusFlow(), WorkflowFlow()]
     touchpoint = TouchpointFlow()
     flows += [RelationshipsFlow(), touchpoint, MaturityFlow(), NudgeFlow(touchpoint), DraftsFlow(intake)]
+    flows += [PulseFlow(), FollowUpFlow()]
     return [*flows, MenuFlow(flows)]
 
 
