@@ -708,11 +708,13 @@ async def _list(settings: Settings, kind: str) -> int:
 
 from bot import people_cli  # noqa: E402
 from bot.slack_cli import app as slack_app  # noqa: E402 - registered after the core commands
+from bot.surveys_cli import app as surveys_app  # noqa: E402
 from bot.teams_cli import app as teams_app  # noqa: E402
 
 people_app.command("forget")(people_cli.forget)
 app.add_typer(slack_app, name="slack")
 app.add_typer(teams_app, name="teams")
+app.add_typer(surveys_app, name="surveys")
 
 
 def main() -> None:
