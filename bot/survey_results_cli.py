@@ -69,11 +69,10 @@ async def survey_results(settings: Settings, name: str, period: str | None, fmt:
                 typer.echo(f"brm-bot: {survey.name} has no run {period.strip()!r} (its runs: {shown})", err=True)
                 return 1
         else:
-            opened = [r for r in runs if r.opens_at <= now]
-            chosen = (opened or runs or [None])[-1]
-            if chosen is None:
+            if not runs:
                 typer.echo(f"brm-bot: {survey.name} has not run yet: no results", err=True)
                 return 1
+            chosen = ([r for r in runs if r.opens_at <= now] or runs)[-1]
         found = await store.survey_results.results(survey, chosen, now=now, texts=TEXTS_IN_EXPORT)
     typer.echo(render(found, fmt), nl=False)
     return 0
