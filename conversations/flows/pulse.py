@@ -261,7 +261,8 @@ class FollowUpFlow:
     )
     home: ClassVar[HomeButton | None] = None
     form_id: ClassVar[str | None] = "followup"
-    form_words: ClassVar[frozenset[str]] = frozenset({"follow up form"})
+    # No typed form word: adapters show form words to everyone, and this form is for BRMs only.
+    form_words: ClassVar[frozenset[str]] = frozenset()
     actions: Mapping[str, ActionHandler] = MappingProxyType({})
 
     def __init__(self) -> None:
