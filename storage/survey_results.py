@@ -247,12 +247,12 @@ _LATEST_CLOSED_OF_PARTNER = Statement(
     .limit(1)
 )
 
-# The run and the runs before it (up to TREND_RUNS in all): what a trend needs.
+# The run and the runs before it (``depth`` in all, TREND_RUNS for a trend): what a trend needs.
 _WINDOW = (
     sa.select(RUN.c.id)
     .where(RUN.c.survey_id == P("sid"), RUN.c.opens_at <= P("opens", type_=RUN.c.opens_at.type))
     .order_by(RUN.c.opens_at.desc(), RUN.c.id.desc())
-    .limit(TREND_RUNS)
+    .limit(P("depth"))
 )
 _INVITED = Statement(
     sa.select(INVITATION.c.run_id, INVITATION.c.partner_id, sa.func.count())
@@ -426,18 +426,22 @@ class SurveyResults:
 
     # --- results -----------------------------------------------------------------------------------
 
-    async def results(self, survey: Survey, run: SurveyRun, *, now: datetime, texts: int = 0) -> RunResults:
+    async def results(
+        self, survey: Survey, run: SurveyRun, *, now: datetime, texts: int = 0, depth: int = TREND_RUNS
+    ) -> RunResults:
         """``run``'s results per partner and overall, with the change against the runs before it.
 
-        ``texts``: how many free answers to return per shown (partner, question) at most.
+        ``texts``: how many free answers to return per shown (partner, question) at most;
+        ``depth``: how many runs the trends cover, this one included (2: just the change).
         """
+        depth = max(1, depth)
         assert survey.id is not None and run.id is not None
         definition = run.definition or {}
         questions = questions_of(definition)
         min_group = min_group_of(definition)
         window = {r.id: r for r in await self.runs(survey.id) if r.opens_at <= run.opens_at}
-        periods = sorted(window.values(), key=lambda r: (r.opens_at, r.id or 0))[-TREND_RUNS:]
-        cells = await self._cells(survey.id, run.opens_at, {q.id: q.kind for q in questions})
+        periods = sorted(window.values(), key=lambda r: (r.opens_at, r.id or 0))[-depth:]
+        cells = await self._cells(survey.id, run.opens_at, {q.id: q.kind for q in questions}, depth)
         visible = {rid: _Visible(c, questions, min_group_of(window[rid].definition or {}))
                    for rid, c in cells.items() if rid in window}
         current = cells.get(run.id, _Cells())
@@ -544,14 +548,16 @@ class SurveyResults:
             texts = tuple(free.get((pid, question.id), ()))
         return Figure(question, sums[0], average, nps, distribution, previous, trend, texts)
 
-    async def _cells(self, survey_id: int, opens_at: datetime, kinds: Mapping[str, str]) -> dict[int, _Cells]:
-        """Grouped counts of the run opening at ``opens_at`` and the runs before it (up to TREND_RUNS)."""
+    async def _cells(
+        self, survey_id: int, opens_at: datetime, kinds: Mapping[str, str], depth: int
+    ) -> dict[int, _Cells]:
+        """Grouped counts of the run opening at ``opens_at`` and the runs before it (``depth`` in all)."""
         out: dict[int, _Cells] = defaultdict(_Cells)
-        for rid, pid, n in await self.tx.rows(_INVITED, sid=survey_id, opens=opens_at):
+        for rid, pid, n in await self.tx.rows(_INVITED, sid=survey_id, opens=opens_at, depth=depth):
             out[rid].invited[pid] = int(n)
-        for rid, pid, n in await self.tx.rows(_ANSWERED, sid=survey_id, opens=opens_at):
+        for rid, pid, n in await self.tx.rows(_ANSWERED, sid=survey_id, opens=opens_at, depth=depth):
             out[rid].answered[pid] = int(n)
-        for rid, pid, qid, kind, *sums in await self.tx.rows(_FIGURES, sid=survey_id, opens=opens_at):
+        for rid, pid, qid, kind, *sums in await self.tx.rows(_FIGURES, sid=survey_id, opens=opens_at, depth=depth):
             if kinds.get(qid) == kind:  # a question whose kind changed since is not the same question
                 out[rid].figures[(pid, qid)] = [int(s) for s in sums]
         return dict(out)
@@ -587,7 +593,7 @@ class SurveyResults:
             survey = await self.tx.model(Survey, _SURVEY, sid=run.survey_id)
             if survey is None:
                 continue
-            results = await self.results(survey, run, now=now)
+            results = await self.results(survey, run, now=now, depth=2)  # the run and the one before
             out: dict[int, Satisfaction] = {}
             for group in results.partners:
                 figure = group.figure(question.id)
