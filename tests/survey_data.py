@@ -114,6 +114,7 @@ async def load_pulse(db: Database, *, now: datetime, runs: dict[str, dict[str, t
                                                      invited_at=opens))
                 for n, (satisfaction, role, recommend, better) in enumerate(responses):
                     response = f"{period}-{pid}-{n:03d}"
+                    person_id = None if definition.get("anonymous", True) else people[n]
                     answers = [("satisfaction", "rating", satisfaction, None, None),
                                ("role", "choice", None, role, None), ("recommend", "nps", recommend, None, None),
                                ("better", "text", None, None, better)]
@@ -121,5 +122,6 @@ async def load_pulse(db: Database, *, now: datetime, runs: dict[str, dict[str, t
                         if value is None and choice is None and text is None:
                             continue
                         await store.add(SurveyAnswer(run_id=run.id, partner_id=pid, question_id=qid, kind=kind,
-                                                     response_id=response, value=value, choice=choice, text=text))
+                                                     response_id=response, value=value, choice=choice, text=text,
+                                                     person_id=person_id))
     return data

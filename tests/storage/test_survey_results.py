@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from storage.db import Database
-from storage.models import SurveyFollowUp
+from storage.models import SurveyFollowUp, SurveyRun
 from storage.survey_results import RunResults, disclosed, min_group_of
 from tests.conftest import FakeClock
 from tests.survey_data import DEFINITION, RUNS, PulseData, load_pulse
@@ -139,3 +141,34 @@ async def test_lookups_of_what_is_not_there(demo_db: Database, clock: FakeClock)
         assert await store.survey_results.survey("nope") is None
         assert await store.survey_results.latest(now=clock()) is None
         assert await store.survey_results.satisfaction(now=clock()) == {}
+
+
+async def test_a_named_survey_shows_who_wrote_each_free_answer(demo_db: Database, clock: FakeClock) -> None:
+    await load_pulse(demo_db, now=clock(), definition={**DEFINITION, "anonymous": False})
+    results = await _results(demo_db, clock)
+    better = next(g for g in results.partners if g.name == "Finance").figure("better")
+    assert better is not None and better.texts[0] == "Answer tickets sooner (Dana Whitfield)"
+    assert not results.anonymous
+
+
+async def test_anonymous_free_answers_carry_no_name(demo_db: Database, clock: FakeClock) -> None:
+    """Even answers that (wrongly) kept a person show without a name when the run is anonymous."""
+    await load_pulse(demo_db, now=clock(), definition={**DEFINITION, "anonymous": False})
+    async with demo_db.transaction() as store:
+        await store.rows(sa.update(SurveyRun).values(definition=DEFINITION))
+    results = await _results(demo_db, clock)
+    assert results.anonymous
+    better = next(g for g in results.partners if g.name == "Finance").figure("better")
+    assert better is not None and not any("(" in text for text in better.texts)
+
+
+async def test_a_shorter_trend(demo_db: Database, clock: FakeClock) -> None:
+    await load_pulse(demo_db, now=clock())
+    async with demo_db.transaction() as store:
+        survey = await store.survey_results.survey("partner-pulse")
+        assert survey is not None and survey.id is not None
+        latest = (await store.survey_results.runs(survey.id))[-1]
+        results = await store.survey_results.results(survey, latest, now=clock(), depth=2)
+    assert results.trend_periods == ("2026-10", "2026-11") and results.previous_period == "2026-10"
+    finance = next(g for g in results.partners if g.name == "Finance").figure("satisfaction")
+    assert finance is not None and finance.trend == (4.0, 3.0)
