@@ -457,11 +457,10 @@ class SurveyResults:
 
         def group(pid: int | None, *, overall: bool) -> Group:
             invited = sum(current.invited.values()) if overall else current.invited.get(pid, 0)
-            is_shown = shown.overall if overall else pid in shown.partners
-            if not is_shown:
-                name = "Overall" if overall else names.get(pid, NO_PARTNER) if pid is not None else NO_PARTNER
-                return Group(pid, name, invited, None, overall=overall,
-                             followed_up_at=None if overall or pid is None else follow_ups.get(pid))
+            name = "Overall" if overall else names.get(pid, NO_PARTNER) if pid is not None else NO_PARTNER
+            followed = None if overall or pid is None else follow_ups.get(pid)
+            if not (shown.overall if overall else pid in shown.partners):
+                return Group(pid, name, invited, None, overall=overall, followed_up_at=followed)
             answered = sum(current.answered.values()) if overall else current.answered.get(pid, 0)
             figures = tuple(self._figure(q, pid, overall, run.id or 0, order, cells, visible, choices, free)
                             for q in questions)
@@ -472,9 +471,7 @@ class SurveyResults:
                     asked = sum(before.invited.values()) if overall else before.invited.get(pid, 0)
                     got = sum(before.answered.values()) if overall else before.answered.get(pid, 0)
                     previous_rate = got / asked if asked else None
-            name = "Overall" if overall else names.get(pid, NO_PARTNER) if pid is not None else NO_PARTNER
-            return Group(pid, name, invited, answered, figures, previous_rate, overall,
-                         None if overall or pid is None else follow_ups.get(pid))
+            return Group(pid, name, invited, answered, figures, previous_rate, overall, followed)
 
         partner_ids = set(current.invited) | set(current.answered)
         partners = sorted((group(pid, overall=False) for pid in partner_ids),

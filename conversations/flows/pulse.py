@@ -88,26 +88,23 @@ def describe_figure(figure: Figure, *, hidden_note: str, since: str | None) -> s
         return out
     if kind == QuestionKind.CHOICE:
         return " · ".join(f"{option} {n}" for option, n in figure.distribution)
-    if kind == QuestionKind.TEXT:
-        return f"{figure.answers} answers"
     return f"{figure.answers} answers"
 
 
-def group_line(group: Group, results: RunResults) -> str:
-    """``Finance: 5 of 6 answered (83%) · satisfaction 4.2 ▇▆▅ 3.0 · NPS +20``."""
+def group_line(group: Group, results: RunResults, *, label: str | None = None) -> str:
+    """``*Finance*: 5 of 6 answered (83%) · satisfaction 4.2 ▇▆▅ 3.0 · NPS +20``."""
+    name = label or f"*{group.name}*"
     if group.hidden:
-        return f"*{group.name}*: {group.invited} invited, {results.hidden_note}"
+        return f"{name}: {group.invited} invited, {results.hidden_note}"
     parts = [f"{group.answered} of {group.invited} answered ({percent(group.rate)})"]
     question = results.satisfaction_question
     figure = group.figure(question.id) if question is not None else None
-    if figure is not None and not figure.hidden and figure.average is not None:
-        trend = trend_text(figure.trend) if len([v for v in figure.trend if v is not None]) > 1 else \
-            f"{figure.average:.1f}"
-        parts.append(f"{question.id if question is not None else 'satisfaction'} {trend}")
-    nps = next((f for f in group.figures if f.question.kind == QuestionKind.NPS and not f.hidden), None)
+    if question is not None and figure is not None and figure.average is not None:
+        parts.append(f"{question.id} {trend_text(figure.trend) or f'{figure.average:.1f}'}")
+    nps = next((f for f in group.figures if f.question.kind == QuestionKind.NPS and f.nps is not None), None)
     if nps is not None and nps.nps is not None:
         parts.append(f"NPS {signed(nps.nps)}")
-    return f"*{group.name}*: " + " · ".join(parts)
+    return f"{name}: " + " · ".join(parts)
 
 
 def heading(results: RunResults, partner: str | None = None) -> str:
@@ -183,7 +180,7 @@ class PulseFlow:
             lines = ["• None of your partners was invited to this run."]
         return Reply.of(
             Text(heading(results), TextStyle.HEADING),
-            Text(group_line(results.overall, results).replace("*Overall*", "Overall (all partners)")),
+            Text(group_line(results.overall, results, label="Overall (all partners)")),
             Text("\n".join(lines)),
             Text(f"Type *pulse <partner>* for one partner's answers. A group with {results.hidden_note} "
                  "shows no figures, so no one's answers can be told apart.", TextStyle.MUTED),
@@ -231,15 +228,26 @@ def follow_up_message(*, title: str, period: str, partner: str, heard: str, doin
         Text(f"You said, we did: {title}", TextStyle.HEADING),
         Text(f"Thank you for answering the {title} ({period}). Here is what we heard from {partner}, "
              "and what we will do about it."),
-        Text(f"*What we heard*\n{heard}"),
-        Text(f"*What we will do*\n{doing}"),
+        *_said(heard, doing),
         Text(f"From {brm}, your business relationship manager.", TextStyle.MUTED),
     )
 
 
+HEARD_LABEL, DOING_LABEL = "What we heard: ", "\n\nWhat we will do: "
+
+
+def _kept(heard: str, doing: str) -> str:
+    """The follow-up as the ``survey_follow_up`` row keeps it."""
+    return f"{HEARD_LABEL}{heard}{DOING_LABEL}{doing}"
+
+
 def _parts(text: str) -> tuple[str, str]:
-    heard, _, doing = text.partition("\n\n")
-    return heard.removeprefix("What we heard: "), doing.removeprefix("What we will do: ")
+    heard, _, doing = text.removeprefix(HEARD_LABEL).partition(DOING_LABEL)
+    return heard, doing
+
+
+def _said(heard: str, doing: str) -> tuple[Text, Text]:
+    return Text(f"*What we heard*\n{heard}"), Text(f"*What we will do*\n{doing}")
 
 
 class FollowUpFlow:
@@ -304,7 +312,7 @@ class FollowUpFlow:
             Text(f"{partner.name} already had its follow-up to the {survey.title} ({run.period}): sent "
                  f"{turn.local(sent.created_at)} by {by.name if by else 'a former employee'}. "
                  "One follow-up per run, so nothing new was sent.", TextStyle.WARNING),
-            Text(f"*What we heard*\n{heard}\n*What we will do*\n{doing}", TextStyle.MUTED),
+            *_said(heard, doing),
         )
 
     async def start(self, turn: Turn, argument: str) -> Step:
@@ -345,11 +353,8 @@ class FollowUpFlow:
         error = check_text("plan", doing, minimum=10, maximum=PART_LIMIT)
         if error is not None:
             return Step((warn(error),), "doing", state.data)
-        partner = await turn.store.partners.get(int(state.data["partner"]))
-        preview = follow_up_message(title="pulse", period="", partner=partner.name if partner else "the partner",
-                                    heard=str(state.data["heard"]), doing=doing, brm=turn.person.name)
         return Step(
-            (Reply.of(Text("This is what they will read:", TextStyle.MUTED), *preview.blocks[2:4],
+            (Reply.of(Text("This is what they will read:", TextStyle.MUTED), *_said(str(state.data["heard"]), doing),
                       Choices(id="followup:confirm", prompt="Send it? It goes once and cannot be changed.",
                               options=(Option("send", "Send", primary=True), Option("cancel", "Cancel")))),),
             next="confirm",
@@ -379,7 +384,7 @@ class FollowUpFlow:
             return Step.end(warn(f"A newer run of {survey.title} closed since you started; type "
                                  f"*follow up {partner.name}* again. Nothing was sent."))
         record = SurveyFollowUp(run_id=run_id, partner_id=partner.id, by_person_id=turn.person.id,
-                                text=f"What we heard: {heard}\n\nWhat we will do: {doing}", created_at=turn.now)
+                                text=_kept(heard, doing), created_at=turn.now)
         if not await turn.store.survey_results.add_follow_up(record):
             sent = await turn.store.survey_results.follow_up(run_id=run_id, partner_id=partner.id)
             assert sent is not None
