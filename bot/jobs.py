@@ -126,8 +126,11 @@ async def build_nudge(store: Store, brm: Person, now: datetime, period: str) -> 
     assert brm.id is not None
     snoozed = {s.item for s in await store.relationships.snoozed(brm_id=brm.id, now=now)}
     items: list[tuple[str, str, str | None]] = []
-    for view in await store.relationships.of_brm(brm.id):
-        health = judge(view.relationship, await store.relationships.open_requests(view.partner.id or 0), now=now)
+    views = await store.relationships.of_brm(brm.id)
+    pulse = await store.survey_results.satisfaction(now=now) if views else {}
+    for view in views:
+        health = judge(view.relationship, await store.relationships.open_requests(view.partner.id or 0), now=now,
+                       pulse=pulse.get(view.partner.id or 0))
         for signal in health.signals:
             if signal.item in snoozed:
                 continue

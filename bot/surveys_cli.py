@@ -3,7 +3,8 @@
 ``apply FILE.yaml`` checks the whole file first (every problem with its line and field, and
 nothing stored when there is one); an unchanged file changes nothing, a changed one is used
 by future runs only (each run keeps the definition it started with). ``apply --default``
-applies the ``partner-pulse`` survey that ships with the bot.
+applies the ``partner-pulse`` survey that ships with the bot. ``results`` lives in
+``bot/survey_results_cli.py``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bot.survey_results_cli import results
 from conversations.surveys import DefinitionError, Problem, SurveyDefinition, default_definition_text, parse_definition
 
 if TYPE_CHECKING:
     from bot.settings import Settings
     from storage.store import Store
 
-app = typer.Typer(help="Pulse surveys: define them from YAML files, list them.", no_args_is_help=True)
+app = typer.Typer(help="Pulse surveys: define, list, see results.", no_args_is_help=True)
+app.command("results")(results)
 
 
 @app.command("apply")

@@ -2,7 +2,7 @@
 
 Each signal carries its reason ("41 days since the last touchpoint; cadence 30"). A
 relationship is ``stalled`` when a signal is serious, ``watch`` when one is a warning, else
-``healthy``. The surveys issue adds a falling pulse as one more signal.
+``healthy``. A pulse survey whose satisfaction fell by a point, or sits below 3.0, is a warning.
 
 Example::
 
@@ -18,8 +18,11 @@ from datetime import datetime
 from enum import StrEnum
 
 from storage.models import DemandRequest, Relationship, Status
+from storage.survey_results import Satisfaction
 
 DEFAULT_STATUS_LIMIT_DAYS = 10
+PULSE_FLOOR = 3.0  # an average satisfaction below this is a warning
+PULSE_FALL = 1.0  # so is a fall of this much since the previous run
 # Deferred requests wait on purpose; they are not "stuck".
 NOT_STUCK = frozenset({Status.DEFERRED.value})
 
@@ -82,16 +85,38 @@ def request_signal(
     return Signal(level, f"{request.key} in {request.status} for {days} days", f"request:{request.id}", request.id)
 
 
+def pulse_signal(partner_id: int, satisfaction: Satisfaction | None) -> Signal | None:
+    """The partner's pulse: average satisfaction down 1 point or more since the previous run, or
+    under 3.0, is a warning. Figures compare as shown (one decimal). ``None`` figures are groups
+    under the survey's ``min_group``: they say nothing, so they raise nothing."""
+    if satisfaction is None or satisfaction.current is None:
+        return None
+    current = round(satisfaction.current, 1)
+    item = f"partner:{partner_id}"
+    previous = None if satisfaction.previous is None else round(satisfaction.previous, 1)
+    if previous is not None and round(previous - current, 1) >= PULSE_FALL:
+        return Signal(Level.WATCH, f"pulse satisfaction fell from {previous:.1f} to {current:.1f}", item)
+    if current < PULSE_FLOOR:
+        return Signal(Level.WATCH, f"pulse satisfaction {current:.1f}, below {PULSE_FLOOR:.1f}", item)
+    return None
+
+
 def judge(
     relationship: Relationship,
     open_requests: Sequence[DemandRequest],
     *,
     now: datetime,
     limits: Mapping[str, int] | None = None,
+    pulse: Satisfaction | None = None,
 ) -> Health:
-    """The relationship's level and every signal behind it, worst first."""
+    """The relationship's level and every signal behind it, worst first.
+
+    ``pulse``: the partner's satisfaction in the latest closed pulse run (see
+    :meth:`storage.survey_results.SurveyResults.satisfaction`).
+    """
     found = [touchpoint_signal(relationship, now=now)]
     found.extend(request_signal(r, now=now, limits=limits) for r in open_requests)
+    found.append(pulse_signal(relationship.partner_id, pulse))
     signals = tuple(sorted((s for s in found if s is not None), key=lambda s: s.level != Level.STALLED))
     if any(s.level == Level.STALLED for s in signals):
         return Health(Level.STALLED, signals)

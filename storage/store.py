@@ -53,6 +53,7 @@ from storage.models import (
     ConversationState as StateRow,
 )
 from storage.privacy import Privacy
+from storage.survey_results import SurveyResults
 from storage.surveys import Surveys
 from storage.tx import Row, Statement, Tx, as_model, constants, dialect_insert, insert_ignoring
 
@@ -1367,6 +1368,7 @@ class Store:
         "relationships",
         "requests",
         "state",
+        "survey_results",
         "surveys",
         "tx",
         "workflow",
@@ -1387,6 +1389,7 @@ class Store:
         self.directory = Directory(tx)
         self.workflow = Workflow(tx)
         self.surveys = Surveys(tx)
+        self.survey_results = SurveyResults(tx)
 
     async def add(self, obj: SQLModel) -> Any:
         """Insert any model object (demo data, imports); its new id."""

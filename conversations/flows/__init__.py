@@ -7,6 +7,7 @@ from conversations.flows.drafts import DraftsFlow
 from conversations.flows.intake import IntakeFlow
 from conversations.flows.lifecycle import WorkflowFlow
 from conversations.flows.menu import MenuFlow
+from conversations.flows.pulse import FollowUpFlow, PulseFlow
 from conversations.flows.relationships import MaturityFlow, NudgeFlow, RelationshipsFlow, TouchpointFlow
 from conversations.flows.requests import MyRequestsFlow, StatusFlow
 from conversations.flows.surveys import SurveyFlow
@@ -17,6 +18,7 @@ def default_flows() -> list[Flow]:
     flows: list[Flow] = [intake, MyRequestsFlow(), StatusFlow(), WorkflowFlow()]
     touchpoint = TouchpointFlow()
     flows += [RelationshipsFlow(), touchpoint, MaturityFlow(), NudgeFlow(touchpoint), DraftsFlow(intake), SurveyFlow()]
+    flows += [PulseFlow(), FollowUpFlow()]
     return [*flows, MenuFlow(flows)]
 
 

@@ -131,8 +131,10 @@ class RelationshipsFlow:
         if not views:
             return Step.end(Reply.text("You have no business partner relationships yet."))
         lines = []
+        pulse = await turn.store.survey_results.satisfaction(now=turn.now)
         for view in views:
-            health = judge(view.relationship, await store.open_requests(view.partner.id or 0), now=turn.now)
+            health = judge(view.relationship, await store.open_requests(view.partner.id or 0), now=turn.now,
+                           pulse=pulse.get(view.partner.id or 0))
             owner = "" if turn.person.role == Role.BRM else f" ({view.brm.name})"
             lines.append(f"• *{view.partner.name}*{owner} · {view.partner.maturity} — {health.line()}")
         blocks: list[Text] = [Text("Your relationships", TextStyle.HEADING), Text("\n".join(lines))]
