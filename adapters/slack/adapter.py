@@ -460,6 +460,9 @@ class SlackAdapter:
         self.app.command(COMMAND)(self._on_command)
         self.features.message_shortcut(CAPTURE_SHORTCUT)
         self.app.shortcut(CAPTURE_SHORTCUT)(self._on_capture)
+        for shortcut in self._engine.catalog.shortcuts():  # "Log as touchpoint", ...
+            self.features.message_shortcut(shortcut.id)
+            self.app.shortcut(shortcut.id)(self._on_capture)
         self.features.interactivity()
         self.app.action(re.compile(r".\|\d+$"))(self._on_press)
         self.app.view(re.compile(r"^[a-z_]+:submit$"))(self._on_submit)
@@ -589,7 +592,7 @@ class SlackAdapter:
             if inbound is not None:
                 await self._open_form(str(body["trigger_id"]), inbound, response_url=body.get("response_url"))
 
-        self._later("the capture shortcut", run, respond_to=body.get("response_url"))
+        self._later("a message shortcut", run, respond_to=body.get("response_url"))
 
     async def _open_form(self, trigger_id: str, inbound: Inbound, *, response_url: str | None) -> None:
         replies = await self._turn(inbound)
