@@ -623,8 +623,11 @@ class SlackAdapter:
             if inbound is None:
                 return
             replies = await self._turn(inbound)
-            await self._mark_answered(body, ignored=any(reply.ignored_action for reply in replies))
-            if container.get("is_ephemeral") and body.get("response_url"):
+            refused = any(reply.refused_action for reply in replies)
+            if not refused:  # a refused press leaves the buttons to the others (the BRM team's channel)
+                await self._mark_answered(body, ignored=any(reply.ignored_action for reply in replies))
+            shared = refused and not inbound.key.channel.startswith("D")
+            if (container.get("is_ephemeral") or shared) and body.get("response_url"):
                 await self._respond(str(body["response_url"]), replies)
             else:
                 await self._post(inbound.key.channel, replies, thread=inbound.key.thread, owner=user)

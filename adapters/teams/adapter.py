@@ -547,6 +547,8 @@ class TeamsAdapter:
         }
         if isinstance(submission, teams_in.Pressed):
             replies = await self._handle(Inbound(**base, action=Action(submission.choice_id, submission.value)))
+            if any(reply.refused_action for reply in replies):
+                return replies, None  # the card keeps its buttons for those who may press them
             ignored = any(reply.ignored_action for reply in replies)
             note = "No longer active" if ignored else f"✓ {submission.label}"
             return replies, (answered_card(submission.prompt, note) if replies else None)
@@ -726,7 +728,8 @@ class TeamsAdapter:
         scope, target = (references.USER, to.user) if to.user else (references.CHANNEL, to.channel)
         if not target:
             raise Unreachable("no Teams user or channel given")
-        stored = await references.load(self._db, tenant=to.workspace, scope=scope, target=target)
+        tenant_id = to.workspace or await references.tenant_of(self._db, scope=scope, target=target) or ""
+        stored = await references.load(self._db, tenant=tenant_id, scope=scope, target=target)
         if stored is None:
             what = "personal chat with this person" if scope == references.USER else "conversation in this channel"
             raise Unreachable(

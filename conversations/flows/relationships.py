@@ -222,8 +222,10 @@ class TouchpointFlow:
             link=str(parsed["link"]) if parsed.get("link") else None,
         )
         when = "today" if on == turn.now.astimezone(turn.tz).date() else on.strftime("%d %b %Y")
-        about = f" about {note}" if note else ""
-        return Step.end(Reply.text(f"Logged a {parsed['kind']} with {parsed['partner']} {when}{about}."))
+        shown = str(note) if note and len(str(note)) <= 120 else f"{str(note)[:119].rstrip()}…" if note else ""
+        about = f" about {shown}" if shown else ""
+        linked = " It links to the message." if parsed.get("link") else ""
+        return Step.end(Reply.text(f"Logged a {parsed['kind']} with {parsed['partner']} {when}{about}.{linked}"))
 
     async def open_form(self, turn: Turn, prefill: Mapping[str, str]) -> Step:
         """The form, empty or prefilled; from "Log as touchpoint" on a message, with its text as

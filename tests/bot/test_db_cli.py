@@ -37,7 +37,8 @@ def test_current_and_history_follow_the_schema(tmp_path: Path) -> None:
     history = run(["db", "history"], tmp_path)
     assert history.returncode == 0
     assert history.stdout.strip().splitlines() == [
-        "0004 -> 0005 (head, current): identities the platform can no longer reach (the app was uninstalled, "
+        "0005 -> 0010 (head, current): outbox messages to a channel: the BRM team's channel (BRM_BOT_BRM_CHANNEL)",
+        "0004 -> 0005: identities the platform can no longer reach (the app was uninstalled, "
         "its token revoked)",
         "0003 -> 0004: scheduled job runs, touchpoints, maturity changes, snoozes; outbox lease "
         "tokens, priority, holds",

@@ -63,7 +63,7 @@ async def test_a_brm_logs_a_message_as_a_touchpoint_with_its_link(slack: SlackHa
     assert accepted.status == 200 and (await accepted.text()) == "", "one step: the modal closes"
     (confirmation,) = await slack.fake.wait_for("chat.postMessage")
     assert confirmation.args["channel"] == dm_of(ALICE)
-    assert "Logged a call with Finance" in confirmation.text
+    assert "Logged a call with Finance" in confirmation.text and "links to the message" in confirmation.text
     [touchpoint] = await rows_of(slack.db, Touchpoint, Touchpoint.link.is_not(None))  # type: ignore[union-attr]
     assert touchpoint.partner_id == 1 and touchpoint.brm_id == 1 and touchpoint.kind == "call"
     assert touchpoint.link == f"https://fake.slack.com/archives/C0FIN/p{TS.replace('.', '')}"
