@@ -76,8 +76,9 @@ async def test_two_processes_tell_the_requester_once_per_change(
     assert sum(r["answered"] for r in results) == len(CHANGES), "each change made once, by one of the two"
     told = [c for c in fake_slack.called("chat.postMessage") if c.args["channel"] == DANA_DM]
     assert len(told) == len(TOLD), [c.text for c in told]
-    for message, status in zip(sorted(told, key=lambda c: float(c.result["ts"])), TOLD, strict=True):
-        assert "DR-2" in message.text and status in message.text.casefold()
+    # Two workers deliver side by side, so the order may differ; each change arrives once.
+    heard = sorted(next(s for s in TOLD if f"is now {s}" in c.text) for c in told if "DR-2" in c.text)
+    assert heard == sorted(TOLD), [c.text for c in told]
     assert sum(r["sent"] for r in results) == len(TOLD), "and each delivered by one worker"
     updates = [m for m in await rows_of(db, OutboxMessage) if m.kind == "request_update"]
     assert len(updates) == len(TOLD) and {m.status for m in updates} == {"sent"}
