@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,6 +31,9 @@ from bot.runtime import (
     utcnow,
 )
 from bot.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from storage.models import OutboxMessage
 
 log = logging.getLogger("brm_bot")
 
@@ -576,6 +579,10 @@ def outbox() -> None:
     _run(_outbox(_settings()))
 
 
+def _addressee(message: OutboxMessage) -> str:
+    return f"channel {message.channel}" if message.channel else f"person {message.recipient_id}"
+
+
 async def _outbox(settings: Settings) -> int:
     async with open_runtime(settings) as runtime, runtime.db.transaction() as store:
         counts = await store.outbox.counts()
@@ -585,12 +592,12 @@ async def _outbox(settings: Settings) -> int:
     if waiting:
         typer.echo("waiting:")
         for m in waiting:
-            typer.echo(f"  #{m.id} {m.kind} to person {m.recipient_id}: {m.status}, {m.held_reason}; "
+            typer.echo(f"  #{m.id} {m.kind} to {_addressee(m)}: {m.status}, {m.held_reason}; "
                        f"due {m.next_attempt_at.isoformat(timespec='minutes')}")
     if failures:
         typer.echo("last failures:")
         for m in failures:
-            typer.echo(f"  #{m.id} {m.kind} to person {m.recipient_id}: {m.status} after {m.attempts} "
+            typer.echo(f"  #{m.id} {m.kind} to {_addressee(m)}: {m.status} after {m.attempts} "
                        f"attempt(s): {m.last_error}")
     return 0
 

@@ -221,7 +221,10 @@ class DeliveryWorker:
 
     async def _recipient(self, message: OutboxMessage) -> tuple[Person | None, list[tuple[Outbound, Address]]]:
         """The person and where to reach them, best first: their platform identities, then
-        Slack by email (someone who never wrote to the bot), then the fallback."""
+        Slack by email (someone who never wrote to the bot), then the fallback. A message to a
+        channel (``slack:C0123ABCD``, ``teams:19:…@thread.tacv2``) has no person: just the channel."""
+        if message.channel is not None or message.recipient_id is None:
+            return None, self._channel_target(message.channel or "")
         async with self._db.transaction() as store:
             identities = await store.people.identities(message.recipient_id)
             person = await store.people.get(message.recipient_id)
@@ -241,6 +244,18 @@ class DeliveryWorker:
             targets.append((fallback, Address(fallback.platform, "local", user=person.email or person.name)))
         return person, targets
 
+    def _channel_target(self, channel: str) -> list[tuple[Outbound, Address]]:
+        """Where a channel address points, if its platform is served here (else nowhere: unreachable).
+
+        The workspace is left empty: a Slack channel id is the whole address for the bot's token,
+        and the Teams adapter finds the tenant from the conversation reference it stored there.
+        """
+        platform, _, target = channel.partition(":")
+        adapter = self._adapters.get(platform)
+        if adapter is None or not target:
+            return []
+        return [(adapter, Address(adapter.platform, "", channel=target))]
+
     async def _deliver(self, message: OutboxMessage) -> int:
         assert message.id is not None
         now = self._clock()
@@ -255,7 +270,7 @@ class DeliveryWorker:
                 reason = f"{OutboxHold.HOURS} ({self._hours.text}, {tz.key})"
                 await self._defer(message, until=opening, reason=reason)
                 return 0
-        if message.priority > 0 and self._budget >= 0:
+        if message.priority > 0 and self._budget >= 0 and message.recipient_id is not None:
             since = week_start(now, tz)
             async with self._db.transaction() as store:
                 used = await store.outbox.budget_used(recipient_id=message.recipient_id, since=since)
@@ -265,7 +280,8 @@ class DeliveryWorker:
                 return 0
         status, error, retry_at, platform_id = OutboxStatus.UNREACHABLE, None, None, None
         if not targets:
-            error = "the recipient has no identity on a configured platform"
+            error = (f"{message.channel}: that platform is not configured here" if message.channel
+                     else "the recipient has no identity on a configured platform")
         errors: list[str] = []
         for adapter, address in targets:
             paused = self._paused.get(adapter.platform)

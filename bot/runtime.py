@@ -134,6 +134,7 @@ async def open_runtime(settings: Settings, *, fallback: Outbound | None = None) 
             default_timezone=settings.timezone,
             on_queued=lambda: holder[0].wake() if holder else None,
             observer=observer,
+            brm_channel=settings.brm_channel,
         )
         worker = DeliveryWorker(
             db,

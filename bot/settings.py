@@ -8,6 +8,7 @@ A wrong value stops the start with one line naming the variable, never a traceba
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,6 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SLACK_CHANNEL = re.compile(r"slack:[CG][A-Z0-9]{6,20}")
+TEAMS_CHANNEL = re.compile(r"teams:19:[A-Za-z0-9_.=-]{1,200}@thread\.(tacv2|skype)")
 
 
 class SettingsError(Exception):
@@ -53,6 +57,21 @@ class Settings(BaseSettings):
     weekly_budget: int = Field(default=5, alias="BRM_BOT_WEEKLY_BUDGET", ge=0, le=100)
     nudges_schedule: str = Field(default="mon-fri 09:00", alias="BRM_BOT_NUDGES_SCHEDULE")
     draft_reminders_schedule: str = Field(default="mon-fri 09:30", alias="BRM_BOT_DRAFT_REMINDERS_SCHEDULE")
+    brm_channel: str | None = Field(default=None, alias="BRM_BOT_BRM_CHANNEL")
+
+    @field_validator("brm_channel", mode="before")
+    @classmethod
+    def _brm_channel(cls, value: object) -> object:
+        """``slack:C0123ABCD`` or ``teams:19:…@thread.tacv2``: where unowned requests are announced."""
+        if not isinstance(value, str) or not value.strip():
+            return None
+        text = value.strip()
+        if SLACK_CHANNEL.fullmatch(text) or TEAMS_CHANNEL.fullmatch(text):
+            return text
+        raise ValueError(
+            f"{text[:80]!r} is not a channel: use slack:C0123ABCD (the Slack channel id, from the channel's "
+            "details) or teams:19:...@thread.tacv2 (the Teams channel id, from \"Get link to channel\")"
+        )
 
     @field_validator("delivery_hours")
     @classmethod
@@ -147,6 +166,13 @@ class Settings(BaseSettings):
             raise ValueError("MICROSOFT_APP_ID is set: set MICROSOFT_APP_PASSWORD too")
         if self.microsoft_app_type == "SingleTenant" and self.microsoft_app_id and not self.microsoft_app_tenant_id:
             raise ValueError("MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_TENANT_ID")
+        platform = (self.brm_channel or "").partition(":")[0]
+        if platform == "slack" and not self.slack_enabled:
+            raise ValueError("BRM_BOT_BRM_CHANNEL is a Slack channel, but Slack is not configured "
+                             "(set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET, or unset BRM_BOT_BRM_CHANNEL)")
+        if platform == "teams" and not self.teams_enabled:
+            raise ValueError("BRM_BOT_BRM_CHANNEL is a Teams channel, but Teams is not configured "
+                             "(set MICROSOFT_APP_ID, or unset BRM_BOT_BRM_CHANNEL)")
         return self
 
     @field_validator("state_dir", mode="before")

@@ -15,6 +15,8 @@ import typer
 import yaml
 
 from adapters.slack.adapter import EVENTS_PATH
+from conversations.catalog import Catalog
+from conversations.flows import default_flows
 
 app = typer.Typer(help="Slack: the app manifest.", no_args_is_help=True)
 
@@ -35,7 +37,7 @@ LONG_DESCRIPTION = (
     "(or type /brm request) to file a demand request in a few questions, capture any Slack message "
     "as a request with the message shortcut, follow your requests with /brm mine and /brm status "
     "DR-42, and see everything you asked for on the Home tab. BRMs see the open demand of the "
-    "business partners they look after."
+    "business partners they look after, and log any message as a touchpoint with a partner."
 )
 MANIFEST: dict[str, Any] = {
     "_metadata": {"major_version": 1, "minor_version": 1},
@@ -119,6 +121,10 @@ def build(*, url: str | None, socket_mode: bool) -> dict[str, Any]:
     if not socket_mode and url is None:
         raise ManifestError("--url: give the https:// address that reaches brm-bot serve (or use --socket-mode)")
     manifest = copy.deepcopy(MANIFEST)
+    manifest["features"]["shortcuts"] += [
+        {"name": s.label, "type": "message", "callback_id": s.id, "description": s.description[:150]}
+        for s in Catalog(default_flows()).shortcuts()
+    ]
     settings, commands = manifest["settings"], manifest["features"]["slash_commands"]
     places = [*commands, settings["event_subscriptions"], settings["interactivity"]]
     if socket_mode:

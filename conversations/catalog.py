@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,6 +30,27 @@ GLOBAL_CANCEL = frozenset({"cancel", "stop", "quit", "abort", "exit"})
 GLOBAL_HELP = frozenset({"help", "?", "menu", "commands"})
 FORM_OPEN = "open"
 FORM_SUBMIT = "submit"
+SHORTCUT_ID = re.compile(r"^[A-Za-z][A-Za-z_]{0,63}$")
+# What a message shortcut hands the flow's ``open_form`` (besides the form's own fields).
+QUOTED_TEXT = "quoted_text"  # the message's text, read out of the platform's markup
+QUOTED_LINK = "quoted_link"  # a link to the message (Slack permalink, Teams linkToMessage)
+QUOTED_PLACE = "quoted_place"  # the name of the channel or chat it was in, when the platform says
+
+
+@dataclass(frozen=True, slots=True)
+class MessageShortcut:
+    """An action on any message: Slack's message shortcut, Teams' message extension action.
+
+    It opens the declaring flow's form prefilled from the message (``QUOTED_TEXT``,
+    ``QUOTED_LINK``, ``QUOTED_PLACE``). ``id`` is Slack's ``callback_id`` and Teams' command
+    id (letters and underscores, at most 64); ``label`` is the menu entry (at most 32 characters,
+    Teams' limit); ``roles`` are who it is for (the flow still refuses others itself).
+    """
+
+    id: str
+    label: str
+    description: str
+    roles: frozenset[str] = ROLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +60,7 @@ class Command:
     ``words`` are typed triggers (the first is the one shown); ``help`` is the line ``help``
     shows, for ``roles``; ``slash`` are ``/brm`` verbs ("" is ``/brm`` alone); ``form`` makes
     those verbs open the flow's form rather than a chat; ``example`` is what a command list
-    (Teams' bot commands) offers.
+    (Teams' bot commands) offers; ``shortcut`` offers the flow's form on any message.
     """
 
     words: tuple[str, ...]
@@ -47,6 +69,7 @@ class Command:
     slash: tuple[str, ...] = ()
     form: bool = False
     example: str = ""
+    shortcut: MessageShortcut | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +102,12 @@ class Catalog:
     flows: Sequence[Flow]
     triggers: list[tuple[str, str]] = field(init=False)  # (words, flow), longest first
     _slash: dict[str, SlashVerb] = field(init=False)
+    _shortcuts: dict[str, tuple[str, MessageShortcut]] = field(init=False)
 
     def __post_init__(self) -> None:
         seen: dict[str, str] = {}
         slash: dict[str, SlashVerb] = {}
+        shortcuts: dict[str, tuple[str, MessageShortcut]] = {}
         for flow in self.flows:
             if ":" in flow.name:
                 raise ValueError(f"flow name {flow.name!r} must not contain ':'")
@@ -99,8 +124,18 @@ class Catalog:
                     if command.form and flow.form_id is None:
                         raise ValueError(f"{flow.name} declares a form command but has no form")
                     slash[verb] = SlashVerb(flow.name, command.form, command.words[0] if command.words else "")
+                shortcut = command.shortcut
+                if shortcut is not None:
+                    if flow.form_id is None:
+                        raise ValueError(f"{flow.name} declares a message shortcut but has no form")
+                    if shortcut.id in shortcuts:
+                        raise ValueError(f"shortcut {shortcut.id!r} is claimed by {shortcuts[shortcut.id][0]} too")
+                    if not SHORTCUT_ID.match(shortcut.id) or len(shortcut.label) > 32:
+                        raise ValueError(f"shortcut {shortcut.id!r}: an id of letters and _, a label of 32 at most")
+                    shortcuts[shortcut.id] = (flow.name, shortcut)
         self.triggers = sorted(seen.items(), key=lambda kv: -len(kv[0]))
         self._slash = slash
+        self._shortcuts = shortcuts
 
     # --- typed commands ------------------------------------------------------------------------
 
@@ -172,6 +207,15 @@ class Catalog:
 
     def form_flows(self) -> list[str]:
         return [f.name for f in self.flows if f.form_id is not None]
+
+    def shortcuts(self) -> list[MessageShortcut]:
+        """The message shortcuts the flows declare, in the order of the flows."""
+        return [shortcut for _, shortcut in self._shortcuts.values()]
+
+    def shortcut_flow(self, shortcut_id: str) -> str | None:
+        """The flow whose form a message shortcut opens (None for an id no flow declared)."""
+        found = self._shortcuts.get(shortcut_id)
+        return found[0] if found is not None else None
 
     def form_words(self) -> frozenset[str]:
         """Typed words that open a form (Teams: "form")."""

@@ -97,6 +97,7 @@ def reply_to_json(reply: Reply) -> dict[str, Any]:
         "blocks": [_block_to_json(b) for b in reply.blocks],
         "replaces_previous": reply.replaces_previous,
         "ignored_action": reply.ignored_action,
+        "refused_action": reply.refused_action,
     }
 
 
@@ -105,4 +106,5 @@ def reply_from_json(payload: dict[str, Any]) -> Reply:
         blocks=tuple(_block_from_json(b) for b in payload["blocks"]),
         replaces_previous=bool(payload.get("replaces_previous", False)),
         ignored_action=bool(payload.get("ignored_action", False)),
+        refused_action=bool(payload.get("refused_action", False)),
     )

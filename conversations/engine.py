@@ -86,6 +86,7 @@ class Turn:
     queued: int = 0
     idle: timedelta = timedelta(0)  # how long the conversation was quiet before this message
     active_flow: str | None = None  # set for an action handler: the flow going on beside it, if any
+    brm_channel: str | None = None
 
     @property
     def home_options(self) -> tuple[Option, ...]:
@@ -108,6 +109,22 @@ class Turn:
         )
         self.queued += int(added)
         return added
+
+    async def notify_brm_team(self, *, kind: str, subject: str, reply: Reply) -> int:
+        """Tell the BRM team (a request nobody owns yet): once in their channel when one is
+        configured (``BRM_BOT_BRM_CHANNEL``), else each BRM but the person of this turn.
+        Returns how many messages were queued (0 for a repeat)."""
+        if self.brm_channel is not None:
+            added = await self.store.outbox.enqueue(
+                kind=kind, subject=subject, channel=self.brm_channel, payload=codec.reply_to_json(reply), now=self.now
+            )
+            self.queued += int(added)
+            return int(added)
+        queued = 0
+        for member in await self.store.directory.with_role(Role.BRM):
+            if member.id is not None and member.id != self.person.id:
+                queued += await self.notify(recipient_id=member.id, kind=kind, subject=subject, reply=reply)
+        return queued
 
     def local(self, moment: datetime) -> str:
         """A time shown in the reader's own time zone, the one way times are written to people."""
@@ -191,7 +208,10 @@ class Engine:
         state_cache_size: int = 10_000,
         person_cache_seconds: float = 30.0,
         observer: Observer = NO_OBSERVER,
+        brm_channel: str | None = None,
     ) -> None:
+        """``brm_channel`` is where requests nobody owns are announced to the BRM team, an address
+        the delivery worker reads (``slack:C0123ABCD``); None announces them to each BRM."""
         names = [f.name for f in flows]
         if len(set(names)) != len(names):
             raise ValueError(f"two flows share a name: {sorted(names)}")
@@ -218,6 +238,7 @@ class Engine:
         self._people: dict[tuple[str, str, str], tuple[Person, float]] = {}
         self._person_ttl = person_cache_seconds
         self.observer = observer
+        self.brm_channel = brm_channel
 
     # --- public ------------------------------------------------------------------------------
 
@@ -337,7 +358,8 @@ class Engine:
         try:
             async with self.db.transaction() as store:
                 person = await self._person(store, inbound.key, inbound.sender)
-                turn = Turn(store, person, inbound, now, _zone(person.time_zone, self._default_tz), self.catalog)
+                turn = Turn(store, person, inbound, now, _zone(person.time_zone, self._default_tz), self.catalog,
+                            brm_channel=self.brm_channel)
                 remembered = self._states.get(skey)
                 saved = remembered or await store.state.load(skey)
                 if saved is not None and saved.flow:

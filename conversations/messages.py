@@ -157,11 +157,14 @@ Block = Text | Facts | Choices | Form | Link
 @dataclass(frozen=True, slots=True)
 class Reply:
     """What the bot says. ``ignored_action``: this answers a button that belonged to an earlier
-    question, so adapters must not show that press as accepted ("✓ label")."""
+    question, so adapters must not show that press as accepted ("✓ label"). ``refused_action``:
+    this refuses a press the person may not make (a requester pressing *Accept* in the BRM team's
+    channel), so adapters leave the buttons for the others and tell the presser alone where they can."""
 
     blocks: tuple[Block, ...]
     replaces_previous: bool = False
     ignored_action: bool = False
+    refused_action: bool = False
 
     @classmethod
     def of(cls, *blocks: Block, replaces_previous: bool = False) -> Reply:

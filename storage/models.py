@@ -206,18 +206,24 @@ class OutboxStatus(StrEnum):
 
 
 class OutboxMessage(SQLModel, table=True):
-    """A message the bot starts. Unique per (kind, subject, period, recipient)."""
+    """A message the bot starts. Unique per (kind, subject, period, recipient).
+
+    The recipient is a person (``recipient_id``) or a channel (``channel``, such as
+    ``slack:C0123ABCD`` for the BRM team's channel): exactly one of the two is set.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (
         sa.UniqueConstraint("kind", "subject", "period", "recipient_id", name="uq_outbox_message"),
+        sa.UniqueConstraint("kind", "subject", "period", "channel", name="uq_outbox_channel_message"),
         sa.Index("ix_outbox_due", "status", "next_attempt_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=40)
     subject: str = Field(max_length=120)
     period: str = Field(default="", max_length=40)
-    recipient_id: int = Field(foreign_key="person.id")
+    recipient_id: int | None = Field(default=None, foreign_key="person.id", nullable=True)
+    channel: str | None = Field(default=None, max_length=250)
     payload: dict[str, Any] = Field(sa_type=sa.JSON)
     status: str = Field(default=OutboxStatus.PENDING, sa_column=_enum("status"))
     attempts: int = 0

@@ -912,22 +912,28 @@ class Outbox:
         *,
         kind: str,
         subject: str,
-        recipient_id: int,
         payload: dict[str, Any],
         now: datetime,
+        recipient_id: int | None = None,
+        channel: str | None = None,
         period: str = "",
         priority: int = 0,
     ) -> bool:
         """Queue a message; False if that (kind, subject, period, recipient) exists already.
 
+        The recipient is a person (``recipient_id``) or a channel (``channel``, an address such as
+        ``slack:C0123ABCD`` that the delivery worker understands), never both.
         ``priority`` above 0 marks a proactive message (a nudge, a survey, a digest): it counts
         against the recipient's weekly budget, and higher priorities are delivered first.
         """
+        if (recipient_id is None) == (channel is None):
+            raise ValueError("an outbox message goes to a person or to a channel: give exactly one")
         message = OutboxMessage(
             kind=kind,
             subject=subject[:120],
             period=period,
             recipient_id=recipient_id,
+            channel=channel,
             payload=payload,
             status=OutboxStatus.PENDING.value,
             attempts=0,
@@ -1101,6 +1107,17 @@ class References:
             _LOAD_REFERENCE, platform=platform, workspace=workspace, scope=scope, target=target
         )
         return cast(dict[str, Any] | None, found)
+
+    async def workspace_of(self, *, platform: str, scope: str, target: str) -> str | None:
+        """The workspace (Teams tenant) of the newest reference to ``target``, for an address that
+        names only a channel (``BRM_BOT_BRM_CHANNEL``); Teams channel ids are unique across tenants."""
+        found = await self.tx.scalar(
+            sa.select(REFERENCE.c.workspace)
+            .where(REFERENCE.c.platform == platform, REFERENCE.c.scope == scope, REFERENCE.c.target == target)
+            .order_by(REFERENCE.c.updated_at.desc())
+            .limit(1)
+        )
+        return str(found) if found is not None else None
 
 
 # --- scheduled job runs -------------------------------------------------------------------------

@@ -460,6 +460,9 @@ class SlackAdapter:
         self.app.command(COMMAND)(self._on_command)
         self.features.message_shortcut(CAPTURE_SHORTCUT)
         self.app.shortcut(CAPTURE_SHORTCUT)(self._on_capture)
+        for shortcut in self._engine.catalog.shortcuts():  # "Log as touchpoint", ...
+            self.features.message_shortcut(shortcut.id)
+            self.app.shortcut(shortcut.id)(self._on_capture)
         self.features.interactivity()
         self.app.action(re.compile(r".\|\d+$"))(self._on_press)
         self.app.view(re.compile(r"^[a-z_]+:submit$"))(self._on_submit)
@@ -589,7 +592,7 @@ class SlackAdapter:
             if inbound is not None:
                 await self._open_form(str(body["trigger_id"]), inbound, response_url=body.get("response_url"))
 
-        self._later("the capture shortcut", run, respond_to=body.get("response_url"))
+        self._later("a message shortcut", run, respond_to=body.get("response_url"))
 
     async def _open_form(self, trigger_id: str, inbound: Inbound, *, response_url: str | None) -> None:
         replies = await self._turn(inbound)
@@ -620,8 +623,11 @@ class SlackAdapter:
             if inbound is None:
                 return
             replies = await self._turn(inbound)
-            await self._mark_answered(body, ignored=any(reply.ignored_action for reply in replies))
-            if container.get("is_ephemeral") and body.get("response_url"):
+            refused = any(reply.refused_action for reply in replies)
+            if not refused:  # a refused press leaves the buttons to the others (the BRM team's channel)
+                await self._mark_answered(body, ignored=any(reply.ignored_action for reply in replies))
+            shared = refused and not inbound.key.channel.startswith("D")
+            if (container.get("is_ephemeral") or shared) and body.get("response_url"):
                 await self._respond(str(body["response_url"]), replies)
             else:
                 await self._post(inbound.key.channel, replies, thread=inbound.key.thread, owner=user)

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from conversations.catalog import FORM_OPEN, Catalog
+from conversations.catalog import FORM_OPEN, QUOTED_LINK, QUOTED_PLACE, QUOTED_TEXT, Catalog
 from conversations.messages import Action, ConversationKey, Inbound, Platform, Source
 
 PLATFORM: Platform = "slack"
@@ -174,6 +174,13 @@ def capture_prefill(message: Mapping[str, Any], *, permalink: str | None, channe
     return {k: v for k, v in prefill.items() if v}
 
 
+def quoted_prefill(message: Mapping[str, Any], *, permalink: str | None, place: str | None) -> dict[str, str]:
+    """What a flow's message shortcut gets: the message's text, its link, its channel's name."""
+    prefill = {QUOTED_TEXT: slack_text(str(message.get("text") or "")), QUOTED_LINK: permalink or "",
+               QUOTED_PLACE: place or ""}
+    return {k: v for k, v in prefill.items() if v}
+
+
 def command_words(text: str) -> tuple[str, str]:
     """``/brm`` text as (verb, rest): ``"status DR-42"`` -> ``("status", "DR-42")``."""
     verb, _, rest = html.unescape(text).strip().partition(" ")
@@ -288,15 +295,26 @@ def _submission(payload: Mapping[str, Any]) -> Inbound | None:
 
 
 def _capture(payload: Mapping[str, Any], permalink: str | None, catalog: Catalog | None) -> Inbound:
-    """The message shortcut: the form of the flow that declared one, prefilled from the message."""
-    forms = catalog.form_flows() if catalog is not None else []
-    where = str((payload.get("channel") or {}).get("id") or "")
+    """A message shortcut: the form of the flow that declared it, prefilled from the message.
+
+    ``capture_demand_request`` opens the first form (the intake's) with a title and description;
+    a shortcut a flow declares (``Command.shortcut``) gets the message as ``quoted_*`` values.
+    """
+    channel = payload.get("channel") or {}
+    where = str(channel.get("id") or "")
     key = ConversationKey(PLATFORM, team_of(payload), where, str(payload["user"]["id"]))
-    prefill = capture_prefill(payload["message"], permalink=permalink, channel=where or None)
+    declared = catalog.shortcut_flow(str(payload.get("callback_id") or "")) if catalog is not None else None
+    if declared is not None:
+        flow = declared
+        prefill = quoted_prefill(payload["message"], permalink=permalink, place=str(channel.get("name") or ""))
+    else:
+        forms = catalog.form_flows() if catalog is not None else []
+        flow = forms[0] if forms else ""
+        prefill = capture_prefill(payload["message"], permalink=permalink, channel=where or None)
     return Inbound(
         key=key,
         event_id=event_id(payload),
-        action=Action(f"{forms[0]}:{FORM_OPEN}" if forms else ""),
+        action=Action(f"{flow}:{FORM_OPEN}" if flow else ""),
         form=prefill,
         source=Source(channel=where or None, link=permalink),
     )

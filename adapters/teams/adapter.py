@@ -58,7 +58,7 @@ from adapters.teams.render import (
     submitted_card,
     welcome_card,
 )
-from conversations.catalog import FORM_OPEN
+from conversations.catalog import FORM_OPEN, QUOTED_LINK
 from conversations.engine import Engine
 from conversations.messages import (
     Action,
@@ -82,6 +82,7 @@ log = logging.getLogger(__name__)
 
 ROUTE = "/api/messages"
 CAPTURE_COMMAND = "captureRequest"
+CAPTURE_TITLE = "Capture as demand request"
 MAX_REMEMBERED = 50_000
 # Teams gives up on an answer after 15 s. No connector call starts after this many seconds
 # (each is capped at CALL_SECONDS); replies still waiting then are sent as a follow-up.
@@ -546,6 +547,8 @@ class TeamsAdapter:
         }
         if isinstance(submission, teams_in.Pressed):
             replies = await self._handle(Inbound(**base, action=Action(submission.choice_id, submission.value)))
+            if any(reply.refused_action for reply in replies):
+                return replies, None  # the card keeps its buttons for those who may press them
             ignored = any(reply.ignored_action for reply in replies)
             note = "No longer active" if ignored else f"✓ {submission.label}"
             return replies, (answered_card(submission.prompt, note) if replies else None)
@@ -569,12 +572,18 @@ class TeamsAdapter:
         return await self._handle(Inbound(**base, text=text, source=source)), None
 
     async def _on_invoke(self, context: TurnContext, raw: JSON) -> InvokeResponse:
+        """A message extension action: "Capture as demand request" (the intake's form) or one a
+        flow declares (``Command.shortcut``, say "Log as touchpoint"), each opening its form."""
         name = raw.get("name")
         value = raw.get("value") or {}
         if name not in ("composeExtension/fetchTask", "composeExtension/submitAction"):
             return _invoke(None, 200)
-        if value.get("commandId") != CAPTURE_COMMAND:
+        command = str(value.get("commandId") or "")
+        catalog = self._engine.catalog
+        declared = catalog.shortcut_flow(command) if command != CAPTURE_COMMAND else None
+        if command != CAPTURE_COMMAND and declared is None:
             return _task_message("I don't know that command.")
+        title = next((s.label for s in catalog.shortcuts() if s.id == command), CAPTURE_TITLE)
         key = teams_in.key_of(raw)
         base: _InvokeBase = {
             "key": key,
@@ -582,14 +591,21 @@ class TeamsAdapter:
             "sender": await self._sender(context, raw, key),
         }
         if name == "composeExtension/fetchTask":
-            prefill = teams_in.capture_prefill(raw)
-            source = Source(channel=prefill.get("source_channel"), link=prefill.get("source_link"))
-            form_open = Action(self._form_open())
+            if declared is not None:
+                prefill = teams_in.quoted_prefill(raw)
+                form_open = Action(f"{declared}:{FORM_OPEN}")
+                source = Source(channel=None, link=prefill.get(QUOTED_LINK))
+            else:
+                prefill = teams_in.capture_prefill(raw)
+                form_open = Action(self._form_open())
+                source = Source(channel=prefill.get("source_channel"), link=prefill.get("source_link"))
             replies = await self._handle(Inbound(**base, action=form_open, form=prefill, source=source))
             form = next((r.form for r in replies if r.form is not None), None)
+            if form is None and replies:  # refused (say, not a BRM): the answer says why
+                return _task_card(title, result_card(replies))
             if form is None:
                 return _task_message("That request was already answered. Please try again.")
-            return _task_card("Capture as demand request", form_card(form))
+            return _task_card(title, form_card(form))
         submission = teams_in.read_card_value(value.get("data"))
         if not isinstance(submission, teams_in.Submitted):
             return _task_message("That form is not one I know.")
@@ -598,8 +614,8 @@ class TeamsAdapter:
             return _task_message("I already received this request.")
         refused = _error_form(replies)
         if refused is not None:
-            return _task_card("Capture as demand request", form_card(refused))
-        return _task_card("Capture as demand request", result_card(replies))
+            return _task_card(title, form_card(refused))
+        return _task_card(title, result_card(replies))
 
     async def _on_conversation_update(self, context: TurnContext, raw: JSON) -> None:
         bot_id = (raw.get("recipient") or {}).get("id")
@@ -712,7 +728,8 @@ class TeamsAdapter:
         scope, target = (references.USER, to.user) if to.user else (references.CHANNEL, to.channel)
         if not target:
             raise Unreachable("no Teams user or channel given")
-        stored = await references.load(self._db, tenant=to.workspace, scope=scope, target=target)
+        tenant_id = to.workspace or await references.tenant_of(self._db, scope=scope, target=target) or ""
+        stored = await references.load(self._db, tenant=tenant_id, scope=scope, target=target)
         if stored is None:
             what = "personal chat with this person" if scope == references.USER else "conversation in this channel"
             raise Unreachable(

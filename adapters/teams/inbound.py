@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from adapters.teams.render import DATA_KEY
+from conversations.catalog import QUOTED_LINK, QUOTED_PLACE, QUOTED_TEXT
 from conversations.messages import ConversationKey, Sender
 
 JSON = Mapping[str, Any]
@@ -307,21 +308,35 @@ def read_card_value(value: Any) -> Submission | None:
 # --- message extension ------------------------------------------------------------------------
 
 
+def _quoted_message(activity: JSON) -> tuple[str, str | None]:
+    """The text of the message an action was picked on, and its ``linkToMessage``."""
+    payload = (activity.get("value") or {}).get("messagePayload") or {}
+    body = payload.get("body") or {}
+    content = str(body.get("content") or "")
+    text = html_to_text(content) if body.get("contentType", "html") == "html" else content.strip()
+    link = payload.get("linkToMessage")
+    return text, str(link) if link else None
+
+
+def quoted_prefill(activity: JSON) -> dict[str, str]:
+    """What a flow's message action (say "Log as touchpoint") gets: the message's text, its
+    link, and the name of the channel it was in when Teams says (``channelData.channel.name``)."""
+    text, link = _quoted_message(activity)
+    place = ((activity.get("channelData") or {}).get("channel") or {}).get("name")
+    prefill = {QUOTED_TEXT: text[:4000], QUOTED_LINK: (link or "")[:1000], QUOTED_PLACE: str(place or "")[:200]}
+    return {k: v for k, v in prefill.items() if v}
+
+
 def capture_prefill(activity: JSON) -> dict[str, str]:
     """The intake form's prefill for "Capture as demand request" on a message.
 
     Title: the message's first line (shortened); description: the whole message; the link
     to the message becomes the request's ``source_link``.
     """
-    value = activity.get("value") or {}
-    payload = value.get("messagePayload") or {}
-    body = payload.get("body") or {}
-    content = str(body.get("content") or "")
-    text = html_to_text(content) if body.get("contentType", "html") == "html" else content.strip()
+    text, link = _quoted_message(activity)
     first = text.split("\n", 1)[0] if text else ""
     title = first if len(first) <= 80 else first[:79].rstrip() + "…"
     prefill = {"title": title, "description": text[:4000]}
-    link = payload.get("linkToMessage")
     if link:
         prefill["source_link"] = str(link)[:1000]
     channel = ((activity.get("channelData") or {}).get("channel") or {}).get("id")

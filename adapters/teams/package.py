@@ -2,7 +2,8 @@
 
 An admin uploads the zip in the Teams admin centre (or "Upload a custom app" in Teams).
 The manifest follows the current schema (v1.22): a bot in personal chats, teams and group
-chats, and a message extension action, "Capture as demand request", on any message.
+chats, and message extension actions on any message: "Capture as demand request", and those the
+flows declare ("Log as touchpoint").
 
 Example::
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from adapters.teams.adapter import CAPTURE_COMMAND
+from adapters.teams.adapter import CAPTURE_COMMAND, CAPTURE_TITLE
 from conversations.catalog import Catalog
 
 MANIFEST_VERSION = "1.22"
@@ -111,11 +112,22 @@ def manifest(
                     {
                         "id": CAPTURE_COMMAND,
                         "type": "action",
-                        "title": "Capture as demand request",
+                        "title": CAPTURE_TITLE,
                         "description": "Turn this message into a demand request, with a link back to it",
                         "context": ["message"],
                         "fetchTask": True,
-                    }
+                    },
+                    *(
+                        {
+                            "id": shortcut.id,
+                            "type": "action",
+                            "title": shortcut.label[:32],
+                            "description": shortcut.description[:128],
+                            "context": ["message"],
+                            "fetchTask": True,
+                        }
+                        for shortcut in (catalog.shortcuts() if catalog is not None else ())
+                    ),
                 ],
             }
         ],

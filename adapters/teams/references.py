@@ -78,6 +78,13 @@ async def save(
                 await store.outbox.reachable_again(recipient_id=person.id, now=now)
 
 
+async def tenant_of(db: Database, *, scope: str, target: str) -> str | None:
+    """The tenant of the stored conversation with ``target``, for an address that names only a
+    channel (``BRM_BOT_BRM_CHANNEL=teams:19:…@thread.tacv2``)."""
+    async with db.transaction() as store:
+        return await store.references.workspace_of(platform=PLATFORM, scope=scope, target=target)
+
+
 async def load(db: Database, *, tenant: str, scope: str, target: str) -> dict[str, Any] | None:
     async with db.transaction() as store:
         return await store.references.load(platform=PLATFORM, workspace=tenant, scope=scope, target=target)

@@ -262,3 +262,8 @@ def question(choice_id: str, prompt: str, options: tuple[Option, ...], *intro: s
 
 def warn(text: str) -> Reply:
     return Reply.text(text, TextStyle.WARNING)
+
+
+def refuse(text: str) -> Reply:
+    """A warning that refuses what the person may not do; a pressed button stays for others."""
+    return Reply(blocks=(Text(text, TextStyle.WARNING),), refused_action=True)

@@ -37,7 +37,7 @@ from conversations.flows.common import (
 )
 from conversations.flows.lifecycle import NOTE_MAX, UPDATE_KIND, triage_choices
 from conversations.messages import Choices, Facts, Field, Form, Inbound, Option, Reply, Text, TextStyle
-from storage.models import BusinessPartner, Category, DemandRequest, NoteKind, Role, Urgency
+from storage.models import BusinessPartner, Category, DemandRequest, NoteKind, Urgency
 from storage.store import NewRequest, Store
 
 TITLE_MAX = 200
@@ -881,8 +881,8 @@ class IntakeFlow:
         )
         facts = self._facts(data, ctx)
         brm = await turn.store.people.get(request.brm_id) if request.brm_id else None
-        # The partner's BRM is told; with no partner or no BRM, the whole BRM team is, so it reaches someone.
-        team = [brm] if brm is not None else await turn.store.directory.with_role(Role.BRM)
+        # The partner's BRM is told; with no partner or no BRM, the BRM team is (its channel, or
+        # each BRM), so it reaches someone.
         notification = Reply.of(
             Text(f"New demand request {request.key} from {turn.person.name}", TextStyle.HEADING),
             facts,
@@ -890,14 +890,15 @@ class IntakeFlow:
             triage_choices(request),
             Text(f"Type *status {request.key}* to see it.", TextStyle.MUTED),
         )
-        for member in team:
-            if member.id != turn.person.id:
-                await turn.notify(
-                    recipient_id=member.id,  # type: ignore[arg-type]
-                    kind="request_submitted",
-                    subject=request.key,
-                    reply=notification,
-                )
+        if brm is None:
+            await turn.notify_brm_team(kind="request_submitted", subject=request.key, reply=notification)
+        elif brm.id != turn.person.id:
+            await turn.notify(
+                recipient_id=brm.id,  # type: ignore[arg-type]
+                kind="request_submitted",
+                subject=request.key,
+                reply=notification,
+            )
         partner = ctx.partner_name(request.partner_id)
         if brm is None:
             owner = "No BRM owns this business partner yet, so I'm asking the BRM team to triage it."

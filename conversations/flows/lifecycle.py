@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from conversations.catalog import Command, HomeButton
 from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
-from conversations.flows.common import warn
+from conversations.flows.common import refuse, warn
 from conversations.messages import Choices, Facts, Inbound, Option, Reply, Text, TextStyle
 from storage.models import OPEN_STATUSES, DemandRequest, NoteKind, Person, Role, Status
 
@@ -293,7 +293,7 @@ class WorkflowFlow:
         request = await turn.store.requests.get(request_id)
         right = await rights(turn, turn.person, request) if request is not None else None
         if request is None or right is None or (not right.see and not (need == "assign" and right.assign)):
-            return None, warn(f"I couldn't find DR-{request_id} among the requests you can see.")
+            return None, refuse(f"I couldn't find DR-{request_id} among the requests you can see.")
         if not getattr(right, need):
             what = {
                 "act": "change it",
@@ -301,7 +301,7 @@ class WorkflowFlow:
                 "comment": "comment on it",
             }[need]
             who = "its business partner's BRM, an admin" + (", or a leader" if need == "assign" else "")
-            return None, warn(f"You can see {request.key} but not {what}: that is for {who}. Nothing changed.")
+            return None, refuse(f"You can see {request.key} but not {what}: that is for {who}. Nothing changed.")
         return request, None
 
     async def _act(self, turn: Turn, request_id: int, what: str, argument: str | None) -> Reply:

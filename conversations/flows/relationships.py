@@ -16,9 +16,10 @@ from datetime import time as clock_time
 from types import MappingProxyType
 from typing import ClassVar
 
-from conversations.catalog import Command, HomeButton
+from conversations.catalog import QUOTED_LINK, QUOTED_PLACE, QUOTED_TEXT, Command, HomeButton, MessageShortcut
 from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import warn
+from conversations.flows.intake import safe_link
 from conversations.flows.requests import describe
 from conversations.health import judge
 from conversations.messages import Choices, Field, Form, Inbound, Option, Reply, Text, TextStyle
@@ -32,6 +33,14 @@ KIND_WORDS = {"met": "meeting", "meeting": "meeting", "call": "call", "called": 
 NOTE_LIMIT = 1000
 SNOOZE_WEEKS = {"snooze1": 1, "snooze2": 2}
 ISO_DATE = re.compile(r"\b(\d{4}-\d{2}-\d{2})\b")
+
+
+LOG_AS_TOUCHPOINT = MessageShortcut(
+    id="log_touchpoint",
+    label="Log as touchpoint",
+    description="Log this message as a touchpoint with one of your business partners, with a link to it",
+    roles=BRM_ROLES,
+)
 
 
 def _not_brm(turn: Turn) -> Step | None:
@@ -56,6 +65,19 @@ def _find_partner(text: str, partners: list[BusinessPartner]) -> tuple[BusinessP
             if folded == candidate or folded.startswith(candidate + " "):
                 return partner, text[len(candidate):].strip()
     return None, text
+
+
+def guess_partner(partners: list[BusinessPartner], *places: str) -> BusinessPartner | None:
+    """The partner a quoted message is most likely about: the first of ``places`` (the message,
+    then its channel's name) that names one of ``partners`` as a word; else the only partner."""
+    for place in places:
+        words = set(re.findall(r"\w+", place.casefold()))
+        folded = " ".join(re.findall(r"\w+", place.casefold()))
+        for partner in sorted(partners, key=lambda p: -len(p.name)):
+            name = " ".join(re.findall(r"\w+", partner.name.casefold()))
+            if name and (name in words or f" {name} " in f" {folded} "):
+                return partner
+    return partners[0] if len(partners) == 1 else None
 
 
 def _date_in(words: str, today: date) -> tuple[date | None, str, str | None]:
@@ -164,6 +186,7 @@ class TouchpointFlow:
             roles=BRM_ROLES,
             slash=("touchpoint",),
             example="met Finance today about the ERP roadmap",
+            shortcut=LOG_AS_TOUCHPOINT,
         ),
     )
     home: ClassVar[HomeButton | None] = HomeButton("Log a touchpoint", roles=BRM_ROLES)
@@ -201,10 +224,24 @@ class TouchpointFlow:
             link=str(parsed["link"]) if parsed.get("link") else None,
         )
         when = "today" if on == turn.now.astimezone(turn.tz).date() else on.strftime("%d %b %Y")
-        about = f" about {note}" if note else ""
-        return Step.end(Reply.text(f"Logged a {parsed['kind']} with {parsed['partner']} {when}{about}."))
+        shown = str(note) if note and len(str(note)) <= 120 else f"{str(note)[:119].rstrip()}…" if note else ""
+        about = f" about {shown}" if shown else ""
+        linked = " It links to the message." if parsed.get("link") else ""
+        return Step.end(Reply.text(f"Logged a {parsed['kind']} with {parsed['partner']} {when}{about}.{linked}"))
 
     async def open_form(self, turn: Turn, prefill: Mapping[str, str]) -> Step:
+        """The form, empty or prefilled; from "Log as touchpoint" on a message, with its text as
+        the note, its link kept, and the partner it names (or its channel names) chosen."""
+        if QUOTED_TEXT in prefill or QUOTED_LINK in prefill:
+            if turn.person.role not in BRM_ROLES:
+                return Step.end(warn("“Log as touchpoint” is for BRMs: it records a contact with a business "
+                                     "partner. Type *help* to see what you can do."))
+            quoted = prefill.get(QUOTED_TEXT, "").strip()
+            partner = guess_partner(await _my_partners(turn), quoted, prefill.get(QUOTED_PLACE, ""))
+            note = quoted if len(quoted) <= NOTE_LIMIT else quoted[: NOTE_LIMIT - 1].rstrip() + "…"
+            link = safe_link(prefill.get(QUOTED_LINK))
+            prefill = {"note": note, **({"partner": str(partner.id)} if partner else {}),
+                       **({"link": link} if link else {})}
         refused = _not_brm(turn)
         if refused is not None:
             return refused
@@ -256,7 +293,7 @@ class TouchpointFlow:
         if errors or partner is None:
             return Step.end(Reply.of(await self._form(turn, values, errors)))
         return await self._record(turn, {"partner_id": partner.id, "partner": partner.name, "kind": kind, "on": on,
-                                         "note": note or None, "link": values.get("link")})
+                                         "note": note or None, "link": safe_link(values.get("link"))})
 
     async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
         return ()

@@ -148,3 +148,10 @@ def test_a_wrong_url_is_one_line_naming_the_option(tmp_path: Path, args: list[st
     assert result.returncode == 2 and result.stdout == ""
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(says)
+
+
+def test_log_as_touchpoint_is_a_message_shortcut_beside_the_request_capture() -> None:
+    shortcuts = {s["callback_id"]: s for s in manifest()["features"]["shortcuts"]}
+    assert set(shortcuts) == {"capture_demand_request", "log_touchpoint"}
+    assert shortcuts["log_touchpoint"]["name"] == "Log as touchpoint"
+    assert shortcuts["log_touchpoint"]["type"] == "message"

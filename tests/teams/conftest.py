@@ -151,13 +151,16 @@ class TeamsHarness:
         activity.update(type="message", replyToId=card_message_id, value=value)
         return activity
 
-    def fetch_task(self, user: TeamsUser, message_html: str, *, message_id: str = "1700000000999") -> dict[str, Any]:
+    def fetch_task(self, user: TeamsUser, message_html: str, *, message_id: str = "1700000000999",
+                   command: str = "captureRequest", channel_name: str | None = None) -> dict[str, Any]:
         activity = _base(user, self.service_url, personal=False, thread=message_id)
+        if channel_name is not None:
+            activity["channelData"]["channel"]["name"] = channel_name
         activity.update(
             type="invoke",
             name="composeExtension/fetchTask",
             value={
-                "commandId": "captureRequest",
+                "commandId": command,
                 "commandContext": "message",
                 "context": {"theme": "default"},
                 "messagePayload": {
@@ -179,13 +182,14 @@ class TeamsHarness:
         return activity
 
     def submit_action(
-        self, user: TeamsUser, data: dict[str, Any], *, message_id: str = "1700000000999"
+        self, user: TeamsUser, data: dict[str, Any], *, message_id: str = "1700000000999",
+        command: str = "captureRequest",
     ) -> dict[str, Any]:
         activity = _base(user, self.service_url, personal=False, thread=message_id)
         activity.update(
             type="invoke",
             name="composeExtension/submitAction",
-            value={"commandId": "captureRequest", "commandContext": "message", "data": data,
+            value={"commandId": command, "commandContext": "message", "data": data,
                    "context": {"theme": "default"}},
         )
         return activity

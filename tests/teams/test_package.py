@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from adapters.teams import PackageError, build_package
+from conversations.catalog import Catalog
+from conversations.flows import default_flows
 from tests.bot.test_cli import run
 
 APP_ID = "9e2b0f6a-0c5d-4b3e-8d1a-6f7e5c4b3a21"
@@ -71,9 +73,12 @@ def _validate(path: Path, app_id: str) -> dict:
     [extension] = manifest["composeExtensions"]
     assert manifest["id"] == bot["botId"] == extension["botId"] == app_id
     assert sorted(bot["scopes"]) == ["groupChat", "personal", "team"]
-    [command] = extension["commands"]
-    assert command["type"] == "action" and command["context"] == ["message"] and command["fetchTask"] is True
+    command, *declared = extension["commands"]
+    for each in (command, *declared):
+        assert each["type"] == "action" and each["context"] == ["message"] and each["fetchTask"] is True
+        assert len(each["title"]) <= 32 and len(each["description"]) <= 128 and len(each["id"]) <= 64
     assert command["title"] == "Capture as demand request"
+    assert len({c["id"] for c in extension["commands"]}) == len(extension["commands"])
     assert manifest["icons"] == {"color": "color.png", "outline": "outline.png"}
 
     width, height, pixels = _pixels(color)
@@ -88,6 +93,13 @@ def _validate(path: Path, app_id: str) -> dict:
 def test_the_package_holds_a_valid_manifest_and_icons(tmp_path: Path) -> None:
     out = build_package(tmp_path / "brm-bot-teams.zip", app_id=APP_ID)
     _validate(out, APP_ID)
+
+
+def test_the_package_offers_log_as_touchpoint_on_any_message(tmp_path: Path) -> None:
+    out = build_package(tmp_path / "brm-bot-teams.zip", app_id=APP_ID, catalog=Catalog(default_flows()))
+    [extension] = _validate(out, APP_ID)["composeExtensions"]
+    titles = {c["id"]: c["title"] for c in extension["commands"]}
+    assert titles == {"captureRequest": "Capture as demand request", "log_touchpoint": "Log as touchpoint"}
 
 
 def test_no_app_id_means_no_package(tmp_path: Path) -> None:
