@@ -178,7 +178,9 @@ async def test_select_for_update_makes_a_second_claim_wait_for_the_first_commit(
         assert rows == [(message_id, "sent")], "the second claim saw the first one's committed write"
 
     await asyncio.wait_for(asyncio.gather(first(), second()), WAIT_S * 2)
-    assert order == ["first locked", "first commits", "first committed", "second locked"]
+    # The server grants the second lock at the first's COMMIT; which client hears back first is a race.
+    assert order[:2] == ["first locked", "first commits"]
+    assert sorted(order[2:]) == ["first committed", "second locked"]
     assert holder_pid != waiter_pid
 
 
