@@ -707,10 +707,12 @@ async def _list(settings: Settings, kind: str) -> int:
 
 
 from bot import people_cli  # noqa: E402
+from bot.digest_cli import app as digest_app  # noqa: E402
 from bot.slack_cli import app as slack_app  # noqa: E402 - registered after the core commands
 from bot.teams_cli import app as teams_app  # noqa: E402
 
 people_app.command("forget")(people_cli.forget)
+app.add_typer(digest_app, name="digest")
 app.add_typer(slack_app, name="slack")
 app.add_typer(teams_app, name="teams")
 

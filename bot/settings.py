@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     weekly_budget: int = Field(default=5, alias="BRM_BOT_WEEKLY_BUDGET", ge=0, le=100)
     nudges_schedule: str = Field(default="mon-fri 09:00", alias="BRM_BOT_NUDGES_SCHEDULE")
     draft_reminders_schedule: str = Field(default="mon-fri 09:30", alias="BRM_BOT_DRAFT_REMINDERS_SCHEDULE")
+    digest_schedule: str = Field(default="mon 08:00", alias="BRM_BOT_DIGEST_SCHEDULE")
+    value_checks_schedule: str = Field(default="mon-fri 10:00", alias="BRM_BOT_VALUE_CHECKS_SCHEDULE")
+    value_check_days: int = Field(default=30, alias="BRM_BOT_VALUE_CHECK_DAYS", ge=1, le=730)
+    value_reminder_days: int = Field(default=7, alias="BRM_BOT_VALUE_REMINDER_DAYS", ge=1, le=90)
+    leadership_channel: str | None = Field(default=None, alias="BRM_BOT_LEADERSHIP_CHANNEL")
 
     @field_validator("delivery_hours")
     @classmethod
@@ -62,7 +67,7 @@ class Settings(BaseSettings):
         DeliveryHours.parse(value)
         return value
 
-    @field_validator("nudges_schedule", "draft_reminders_schedule")
+    @field_validator("nudges_schedule", "draft_reminders_schedule", "digest_schedule", "value_checks_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
         from bot.jobs import Schedule
@@ -123,7 +128,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "slack_api_url", "microsoft_app_id", "microsoft_app_tenant_id", "host", "teams_allowed_tenants",
-        "teams_openid_metadata_url", mode="before",
+        "teams_openid_metadata_url", "leadership_channel", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:

@@ -28,6 +28,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
+from storage.digest import Digests, ValueChecks
 from storage.models import (
     OPEN_STATUSES,
     BusinessPartner,
@@ -1310,6 +1311,7 @@ class Store:
     """Everything storage offers, on one transaction (``db.transaction()`` yields it)."""
 
     __slots__ = (
+        "digest",
         "directory",
         "events",
         "jobs",
@@ -1322,6 +1324,7 @@ class Store:
         "requests",
         "state",
         "tx",
+        "values",
         "workflow",
     )
 
@@ -1339,6 +1342,8 @@ class Store:
         self.relationships = Relationships(tx)
         self.directory = Directory(tx)
         self.workflow = Workflow(tx)
+        self.digest = Digests(tx)
+        self.values = ValueChecks(tx)
 
     async def add(self, obj: SQLModel) -> Any:
         """Insert any model object (demo data, imports); its new id."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from conversations.engine import Flow
+from conversations.flows.digest import DigestFlow
 from conversations.flows.drafts import DraftsFlow
 from conversations.flows.intake import IntakeFlow
 from conversations.flows.lifecycle import WorkflowFlow
 from conversations.flows.menu import MenuFlow
 from conversations.flows.relationships import MaturityFlow, NudgeFlow, RelationshipsFlow, TouchpointFlow
 from conversations.flows.requests import MyRequestsFlow, StatusFlow
+from conversations.flows.value import ValueFlow
 
 
 def default_flows() -> list[Flow]:
@@ -16,6 +18,7 @@ def default_flows() -> list[Flow]:
     flows: list[Flow] = [intake, MyRequestsFlow(), StatusFlow(), WorkflowFlow()]
     touchpoint = TouchpointFlow()
     flows += [RelationshipsFlow(), touchpoint, MaturityFlow(), NudgeFlow(touchpoint), DraftsFlow(intake)]
+    flows += [DigestFlow(), ValueFlow()]
     return [*flows, MenuFlow(flows)]
 
 
