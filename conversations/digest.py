@@ -197,7 +197,8 @@ async def gather(store: Store, scope: Scope, *, week: Week, tz: ZoneInfo, now: d
     await _snoozed_names(store, d, names)
     counts, d.value_before, top = await store.digest.unconfirmed(scope, at=at, prev=prev, limit=TOP)
     d.value_counts = counts
-    d.value_top = [ValueLine(item, answer, comment) for item, answer, comment, _ in top]
+    d.value_top = [ValueLine(item, answer or ("no answer" if reminded else None), comment)
+                   for item, answer, comment, reminded in top]
     d.followed_up, d.followed_up_before = await store.digest.followed_up(scope, at=at, prev=prev)
     recent = await store.digest.recent_open(scope, at=at, days=CONNECTED_DAYS, limit=CONNECTED_SCAN)
     d.opportunities = connected(recent)
@@ -284,7 +285,7 @@ def change(now: float, before: float, *, unit: str = "") -> str:
     diff = now - before
     if abs(diff) < 1e-9:
         return "(same)"
-    shown = f"{abs(diff):.1f}" if isinstance(diff, float) and not float(diff).is_integer() else f"{abs(int(diff))}"
+    shown = f"{abs(diff):.1f}" if isinstance(now, float) or isinstance(before, float) else f"{abs(int(diff))}"
     return f"({'+' if diff > 0 else '−'}{shown}{unit})"
 
 
@@ -402,7 +403,8 @@ def render(d: Digest, *, tz: ZoneInfo, now: datetime) -> Reply:
     for v in d.value_top:
         if v.answer is None:
             continue
-        said = f"the requester said {v.answer}" + (f": “{_clip(v.comment, 120)}”" if v.comment else "")
+        said = ("no answer after a reminder" if v.answer == "no answer" else f"the requester said {v.answer}") \
+            + (f": “{_clip(v.comment, 120)}”" if v.comment else "")
         blocks.append(_item_choices(v.item, f"{v.item.key} {_clip(v.item.title, 60)} ({v.item.partner}): {said}"))
     # you said, we did
     names = ", ".join(d.followed_up[:LINES]) + (f" and {len(d.followed_up) - LINES} more"

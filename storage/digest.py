@@ -387,11 +387,8 @@ class Digests:
         rank = sa.case((VALUE_CHECK.c.answer == "no", 0), (VALUE_CHECK.c.answer == "partly", 1),
                        (VALUE_CHECK.c.reminded_at.is_not(None), 2), else_=3)
         top = await self.tx.rows(
-            sa.select(*_item_select(REQUEST.c.updated_at).selected_columns, VALUE_CHECK.c.answer,
-                      VALUE_CHECK.c.comment, VALUE_CHECK.c.asked_at)
-            .select_from(REQUEST)
-            .outerjoin(PARTNER, PARTNER.c.id == REQUEST.c.partner_id)
-            .outerjoin(PERSON, PERSON.c.id == REQUEST.c.brm_id)
+            _item_select(REQUEST.c.updated_at)
+            .add_columns(VALUE_CHECK.c.answer, VALUE_CHECK.c.comment, VALUE_CHECK.c.reminded_at)
             .outerjoin(VALUE_CHECK, VALUE_CHECK.c.request_id == REQUEST.c.id)
             .where(delivered)
             .order_by(rank, REQUEST.c.updated_at, REQUEST.c.id)
