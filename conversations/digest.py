@@ -195,7 +195,8 @@ async def gather(store: Store, scope: Scope, *, week: Week, tz: ZoneInfo, now: d
     d.still, d.still_before = await store.digest.maturity_still(scope, at=at, prev=prev, months=STILL_MONTHS)
     d.snoozes, d.snoozes_before = await store.digest.snoozes(scope, at=at, prev=prev)
     await _snoozed_names(store, d, names)
-    counts, d.value_before, top = await store.digest.unconfirmed(scope, at=at, prev=prev, limit=TOP)
+    counts, top = await store.digest.unconfirmed(scope, limit=TOP)
+    d.value_before = d.pipeline.get(Status.DELIVERED.value, (0, 0))[1]
     d.value_counts = counts
     d.value_top = [ValueLine(item, answer or ("no answer" if reminded else None), comment)
                    for item, answer, comment, reminded in top]

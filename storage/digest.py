@@ -132,6 +132,15 @@ def _item_select(since: sa.ColumnElement[Any]) -> sa.Select[Any]:
     )
 
 
+def _counts_per_status(scope: Scope, statuses: Sequence[str]) -> sa.CompoundSelect:
+    """(status, count) for each status, one index-only count each: cheaper than a ``GROUP BY`` over
+    the whole table."""
+    return sa.union_all(*(
+        sa.select(sa.literal(s, REQUEST.c.status.type), sa.func.count()).where(REQUEST.c.status == s, scope.requests())
+        for s in statuses
+    ))
+
+
 class Digests:
     """The digest's figures for one scope, at the end of a week and a week earlier."""
 
@@ -163,9 +172,7 @@ class Digests:
         Each status change after a moment moved one request out of ``from_status`` and into
         ``to_status``; undoing those gives the counts as they were then.
         """
-        now_rows = await self.tx.rows(
-            sa.select(REQUEST.c.status, sa.func.count()).where(scope.requests()).group_by(REQUEST.c.status)
-        )
+        now_rows = await self.tx.rows(_counts_per_status(scope, [s.value for s in Status]))
         counts = {str(s): [int(n), int(n)] for s, n in now_rows}
         scoped = sa.select(REQUEST.c.id).where(scope.requests())
         recent = sa.and_(CHANGE.c.at > prev, sa.true() if scope.brm_id is None else CHANGE.c.request_id.in_(scoped))
@@ -211,48 +218,63 @@ class Digests:
             sa.select(_sum(REQUEST.c.updated_at <= at - days), _sum(REQUEST.c.updated_at <= prev - days))
             .where(moving, REQUEST.c.updated_at <= at - days)
         )
-        top = await self.tx.rows(
+        per_status = [  # the oldest few of each status, from the index in order, then the oldest of those
             _item_select(REQUEST.c.updated_at)
-            .where(moving, REQUEST.c.updated_at <= at - days)
+            .where(REQUEST.c.status == status, scope.requests(), REQUEST.c.updated_at <= at - days)
             .order_by(REQUEST.c.updated_at, REQUEST.c.id)
             .limit(limit)
-        )
+            .subquery()
+            for status in MOVING
+        ]
+        union = sa.union_all(*(sa.select(p) for p in per_status)).subquery()
+        top = await self.tx.rows(sa.select(union).order_by(union.c[7], union.c[0]).limit(limit))
         return int(this), int(last), _items(top)
 
     async def relationships(self, scope: Scope, *, at: datetime, prev: datetime) -> list[RelationshipFigures]:
         """Each primary relationship in scope: its last contact at both moments, and its partner's
-        oldest moving open request (what ``judge`` needs to give the same level as over all of them)."""
+        oldest moving open request (what ``judge`` needs to give the same level as over all of them).
+
+        The oldest request is found with one index probe per (partner, status) on
+        ``ix_demand_request_partner_status``: the partner's oldest request of each moving status,
+        of which the oldest wins.
+        """
         brm = PERSON.alias("brm")
-        oldest = (
+        oldest_of = [
             sa.select(REQUEST.c.id)
-            .where(REQUEST.c.partner_id == RELATIONSHIP.c.partner_id, REQUEST.c.status.in_(MOVING))
+            .where(REQUEST.c.partner_id == RELATIONSHIP.c.partner_id, REQUEST.c.status == status)
             .order_by(REQUEST.c.updated_at, REQUEST.c.id)
             .limit(1)
             .scalar_subquery()
-        )
+            for status in MOVING
+        ]
         touched_before = (
             sa.select(sa.func.max(TOUCHPOINT.c.happened_on))
             .where(TOUCHPOINT.c.partner_id == RELATIONSHIP.c.partner_id, TOUCHPOINT.c.created_at <= prev)
             .scalar_subquery()
         )
-        rel = (
+        rows = await self.tx.rows(
             sa.select(RELATIONSHIP.c.partner_id, PARTNER.c.name, RELATIONSHIP.c.brm_id, brm.c.name,
-                      RELATIONSHIP.c.cadence_days, RELATIONSHIP.c.last_touchpoint_at, touched_before,
-                      oldest.label("oldest"))
+                      RELATIONSHIP.c.cadence_days, RELATIONSHIP.c.last_touchpoint_at, touched_before, *oldest_of)
             .join(PARTNER, PARTNER.c.id == RELATIONSHIP.c.partner_id)
             .join(brm, brm.c.id == RELATIONSHIP.c.brm_id)
             .where(RELATIONSHIP.c.is_primary, scope.partners(RELATIONSHIP.c.partner_id))
-            .subquery()
+            .order_by(PARTNER.c.name)
         )
-        rows = await self.tx.rows(
-            sa.select(rel, REQUEST.c.status, REQUEST.c.updated_at, REQUEST.c.title)
-            .outerjoin(REQUEST, REQUEST.c.id == rel.c.oldest)
-            .order_by(rel.c.name)
-        )
+        ids = sorted({int(i) for row in rows for i in row[7:] if i is not None})
+        found: dict[int, tuple[str, datetime, str]] = {}
+        if ids:
+            for rid, status, updated, title in await self.tx.rows(
+                sa.select(REQUEST.c.id, REQUEST.c.status, REQUEST.c.updated_at, REQUEST.c.title)
+                .where(REQUEST.c.id.in_(ids))
+            ):
+                found[int(rid)] = (str(status), updated, str(title))
         out = []
-        for pid, name, brm_id, brm_name, cadence, last, before, oldest_id, status, updated, title in rows:
+        for pid, name, brm_id, brm_name, cadence, last, before, *candidates in rows:
+            known = [int(c) for c in candidates if c is not None and int(c) in found]
+            oldest = min(known, key=lambda c: (found[c][1], c)) if known else None
+            status, updated, title = found[oldest] if oldest is not None else (None, None, None)
             out.append(RelationshipFigures(int(pid), name, int(brm_id), brm_name, int(cadence), last, before,
-                                           int(oldest_id) if oldest_id is not None else None, status, updated, title))
+                                           oldest, status, updated, title))
         return out
 
     async def pulse_runs(self, *, at: datetime, limit: int = 6) -> list[tuple[int, str, dict[str, Any]]]:
@@ -354,11 +376,12 @@ class Digests:
         return {int(i): str(t) for i, t in rows}
 
     async def unconfirmed(
-        self, scope: Scope, *, at: datetime, prev: datetime, limit: int = 5
-    ) -> tuple[dict[str, int], int, list[tuple[Item, str | None, str | None, datetime | None]]]:
+        self, scope: Scope, *, limit: int = 5
+    ) -> tuple[dict[str, int], list[tuple[Item, str | None, str | None, datetime | None]]]:
         """Delivered requests whose value is not confirmed: how many in each state of their value
-        check (``waiting`` to be asked, ``asked``, ``reminded``, ``partly``, ``no``), how many a
-        week ago, and the ones to look at first (partly, no, then the longest unanswered)."""
+        check (``waiting`` to be asked, ``asked``, ``reminded``, ``partly``, ``no``), and the ones
+        to look at first (no, partly, unanswered after a reminder). How many were delivered a
+        week ago is the pipeline's figure for ``delivered``."""
         state = sa.case(
             (VALUE_CHECK.c.answer == ValueAnswer.NO.value, "no"),
             (VALUE_CHECK.c.answer == ValueAnswer.PARTLY.value, "partly"),
@@ -367,55 +390,50 @@ class Digests:
             else_="waiting",
         )
         delivered = sa.and_(REQUEST.c.status == Status.DELIVERED.value, scope.requests())
+        total = int((await self.tx.rows(sa.select(sa.func.count()).where(delivered)))[0][0])
         rows = await self.tx.rows(
             sa.select(state, sa.func.count())
-            .select_from(REQUEST.outerjoin(VALUE_CHECK, VALUE_CHECK.c.request_id == REQUEST.c.id))
+            .select_from(VALUE_CHECK.join(REQUEST, REQUEST.c.id == VALUE_CHECK.c.request_id))
             .where(delivered)
             .group_by(state)
         )
         counts = {str(s): int(n) for s, n in rows}
-        realized = sa.exists().where(CHANGE.c.request_id == REQUEST.c.id, CHANGE.c.at <= prev,
-                                     CHANGE.c.to_status == Status.VALUE_REALIZED.value)
-        delivered_then = sa.exists().where(CHANGE.c.request_id == REQUEST.c.id, CHANGE.c.at <= prev,
-                                           CHANGE.c.to_status == Status.DELIVERED.value)
-        before = await self.tx.rows(
-            sa.select(sa.func.count()).where(
-                REQUEST.c.status.in_([Status.DELIVERED.value, Status.VALUE_REALIZED.value]), scope.requests(),
-                delivered_then, ~realized,
-            )
-        )
+        counts["waiting"] = total - sum(counts.values())  # delivered, not asked yet: no value check row
         rank = sa.case((VALUE_CHECK.c.answer == "no", 0), (VALUE_CHECK.c.answer == "partly", 1),
                        (VALUE_CHECK.c.reminded_at.is_not(None), 2), else_=3)
+        first = (  # from the index and the checks alone; the requests' rows are read for these few only
+            sa.select(REQUEST.c.id.label("rid"), rank.label("rank"), REQUEST.c.updated_at.label("since"))
+            .join(VALUE_CHECK, VALUE_CHECK.c.request_id == REQUEST.c.id)
+            .where(delivered, sa.or_(VALUE_CHECK.c.answer.in_([ValueAnswer.NO.value, ValueAnswer.PARTLY.value]),
+                                     VALUE_CHECK.c.reminded_at.is_not(None)))
+            .order_by(rank, REQUEST.c.updated_at, REQUEST.c.id)
+            .limit(limit)
+            .subquery()
+        )
         top = await self.tx.rows(
             _item_select(REQUEST.c.updated_at)
             .add_columns(VALUE_CHECK.c.answer, VALUE_CHECK.c.comment, VALUE_CHECK.c.reminded_at)
-            .outerjoin(VALUE_CHECK, VALUE_CHECK.c.request_id == REQUEST.c.id)
-            .where(delivered)
-            .order_by(rank, REQUEST.c.updated_at, REQUEST.c.id)
-            .limit(limit)
+            .join(first, first.c.rid == REQUEST.c.id)
+            .join(VALUE_CHECK, VALUE_CHECK.c.request_id == REQUEST.c.id)
+            .order_by(first.c.rank, first.c.since, first.c.rid)
         )
-        return counts, int(before[0][0]), [(_items([r[:8]])[0], r[8], r[9], r[10]) for r in top]
+        return counts, [(_items([r[:8]])[0], r[8], r[9], r[10]) for r in top]
 
     async def followed_up(self, scope: Scope, *, at: datetime, prev: datetime) -> tuple[list[str], int]:
         """Partners that got a "you said, we did" for their last pulse run (by ``at``), and how many
         had one by ``prev``. A partner's last run is the last one its people answered."""
         out: list[list[str]] = []
         for moment in (at, prev):
+            answered = sa.exists().where(ANSWER.c.run_id == RUN.c.id, ANSWER.c.partner_id == PARTNER.c.id)
             last_run = (
-                sa.select(ANSWER.c.partner_id.label("pid"), sa.func.max(ANSWER.c.run_id).label("run"))
-                .join(RUN, RUN.c.id == ANSWER.c.run_id)
-                .where(RUN.c.opens_at <= moment, ANSWER.c.partner_id.is_not(None),
-                       scope.partners(ANSWER.c.partner_id))
-                .group_by(ANSWER.c.partner_id)
-                .subquery()
+                sa.select(RUN.c.id).where(RUN.c.opens_at <= moment, answered)
+                .order_by(RUN.c.opens_at.desc(), RUN.c.id.desc()).limit(1)
+                .scalar_subquery()
             )
+            got = sa.exists().where(FOLLOW_UP.c.partner_id == PARTNER.c.id, FOLLOW_UP.c.run_id == last_run,
+                                    FOLLOW_UP.c.created_at <= moment)
             rows = await self.tx.rows(
-                sa.select(PARTNER.c.name)
-                .join(last_run, last_run.c.pid == PARTNER.c.id)
-                .join(FOLLOW_UP, sa.and_(FOLLOW_UP.c.partner_id == last_run.c.pid,
-                                         FOLLOW_UP.c.run_id == last_run.c.run))
-                .where(FOLLOW_UP.c.created_at <= moment)
-                .order_by(PARTNER.c.name)
+                sa.select(PARTNER.c.name).where(scope.partners(PARTNER.c.id), got).order_by(PARTNER.c.name)
             )
             out.append([str(r[0]) for r in rows])
         return out[0], len(out[1])

@@ -139,7 +139,8 @@ class DemandRequest(SQLModel, table=True):
     __table_args__ = (
         # the digest's figures: demand of a week, time in a status (issue 14)
         sa.Index("ix_demand_request_created_at", "created_at"),
-        sa.Index("ix_demand_request_status_updated", "status", "updated_at"),
+        sa.Index("ix_demand_request_status_updated", "status", "updated_at", "id"),
+        sa.Index("ix_demand_request_partner_status", "partner_id", "status", "updated_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     title: str = Field(max_length=200)

@@ -39,7 +39,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_value_check_requester_id"), ["requester_id"], unique=False)
     with op.batch_alter_table("demand_request", schema=None) as batch_op:
         batch_op.create_index("ix_demand_request_created_at", ["created_at"], unique=False)
-        batch_op.create_index("ix_demand_request_status_updated", ["status", "updated_at"], unique=False)
+        batch_op.create_index("ix_demand_request_status_updated", ["status", "updated_at", "id"], unique=False)
+        batch_op.create_index("ix_demand_request_partner_status", ["partner_id", "status", "updated_at"],
+                              unique=False)
     with op.batch_alter_table("status_change", schema=None) as batch_op:
         batch_op.create_index("ix_status_change_at", ["at"], unique=False)
 
@@ -48,6 +50,7 @@ def downgrade() -> None:
     with op.batch_alter_table("status_change", schema=None) as batch_op:
         batch_op.drop_index("ix_status_change_at")
     with op.batch_alter_table("demand_request", schema=None) as batch_op:
+        batch_op.drop_index("ix_demand_request_partner_status")
         batch_op.drop_index("ix_demand_request_status_updated")
         batch_op.drop_index("ix_demand_request_created_at")
     with op.batch_alter_table("value_check", schema=None) as batch_op:
