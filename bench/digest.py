@@ -35,11 +35,11 @@ from sqlmodel import SQLModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conversations.digest import Week, gather, render, scope_for  # noqa: E402
-from storage import migrate  # noqa: E402
-from storage.admin import create_database, drop_database  # noqa: E402
-from storage.db import Database  # noqa: E402
-from storage.models import (  # noqa: E402
+from conversations.digest import Week, gather, render, scope_for
+from storage import migrate
+from storage.admin import create_database, drop_database
+from storage.db import Database
+from storage.models import (
     BusinessPartner,
     DemandRequest,
     MaturityChange,
@@ -53,7 +53,7 @@ from storage.models import (  # noqa: E402
     SurveyRun,
     ValueCheck,
 )
-from storage.types import UTCDateTime  # noqa: E402
+from storage.types import UTCDateTime
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 PARTNERS, BRMS, REQUESTERS = 60, 12, 2000
@@ -73,6 +73,9 @@ DEFINITION = {"title": "Partner pulse", "min_group": 3,
               "questions": [{"id": "satisfaction", "type": "rating", "text": "How satisfied are you?"}]}
 
 
+L = sa.literal
+
+
 def _t(model: type[SQLModel]) -> sa.Table:
     return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
 
@@ -87,7 +90,7 @@ def _div(a: Any, b: Any) -> Any:
 
 
 def _ago(days: Any, minutes: Any = 0) -> Any:
-    now = sa.literal(NOW, UTCDateTime)
+    now = L(NOW, UTCDateTime)
     return now - sa.func.make_interval(0, 0, 0, sa.cast(days, sa.Integer), 0, sa.cast(minutes, sa.Integer))
 
 
@@ -105,8 +108,8 @@ async def fill(db: Database, requests: int, answers: int) -> None:
         s, i = _series(PARTNERS)
         await tx.count(sa.insert(partner).from_select(
             ["name", "executive", "maturity", "created_at"],
-            sa.select(sa.func.concat("Partner ", i), sa.null(), _pick(i % 4, ("ad hoc", "order taker", "trusted advisor",
-                                                                          "strategic partner")),
+            sa.select(sa.func.concat("Partner ", i), sa.null(),
+                      _pick(i % 4, ("ad hoc", "order taker", "trusted advisor", "strategic partner")),
                       _ago(800)).select_from(s)))
         for name, tz in LEADERS:
             await store.add(Person(name=name, email=f"{name.split()[0].lower()}@example.com", role="leader",
@@ -114,18 +117,19 @@ async def fill(db: Database, requests: int, answers: int) -> None:
         s, i = _series(BRMS)
         await tx.count(sa.insert(person).from_select(
             ["name", "email", "role", "time_zone", "created_at"],
-            sa.select(sa.func.concat("BRM ", i), sa.func.concat("brm", i, "@example.com"), sa.literal("brm"), sa.literal("Europe/Madrid"),
+            sa.select(sa.func.concat("BRM ", i), sa.func.concat("brm", i, "@example.com"), L("brm"), L("Europe/Madrid"),
                       _ago(800)).select_from(s)))
         s, i = _series(REQUESTERS)
         await tx.count(sa.insert(person).from_select(
             ["name", "email", "role", "time_zone", "partner_id", "created_at"],
-            sa.select(sa.func.concat("Requester ", i), sa.func.concat("r", i, "@example.com"), sa.literal("requester"), sa.literal("UTC"),
+            sa.select(sa.func.concat("Requester ", i), sa.func.concat("r", i, "@example.com"), L("requester"), L("UTC"),
                       1 + i % PARTNERS, _ago(800)).select_from(s)))
         first_brm, first_requester = len(LEADERS) + 1, len(LEADERS) + BRMS + 1
         s, i = _series(PARTNERS)
         await tx.count(sa.insert(rel).from_select(
             ["partner_id", "brm_id", "is_primary", "cadence_days", "last_touchpoint_at", "created_at"],
-            sa.select(i, first_brm + i % BRMS, sa.true(), 14 + 7 * (i % 3), _ago((i * 3) % 60), _ago(800)).select_from(s)))
+            sa.select(i, first_brm + i % BRMS, sa.true(), 14 + 7 * (i % 3), _ago((i * 3) % 60), _ago(800))
+            .select_from(s)))
         s, i = _series(requests)
         age = i % 730
         created = _ago(age, (i * 37) % 1440)
@@ -135,16 +139,17 @@ async def fill(db: Database, requests: int, answers: int) -> None:
              "source_platform", "created_at", "updated_at"],
             sa.select(sa.func.concat(_pick(i % len(VERBS), VERBS), " ", _pick(_div(i, len(VERBS)) % len(SUBJECTS),
                                                                               SUBJECTS)),
-                      sa.literal("a measurable business outcome"), _pick((i * 3) % 5, CATEGORIES), _pick((i * 7) % 4, URGENCIES),
+                      L("a measurable business outcome"), _pick((i * 3) % 5, CATEGORIES),
+                      _pick((i * 7) % 4, URGENCIES),
                       first_requester + i % REQUESTERS, pid, first_brm + pid % BRMS,
-                      _pick((i * 11) % len(STATUSES), STATUSES), sa.literal("slack"), created,
+                      _pick((i * 11) % len(STATUSES), STATUSES), L("slack"), created,
                       _ago(age - _div(age * ((i * 7) % 10), 10), (i * 37) % 1440)).select_from(s)))
         await tx.count(sa.insert(change).from_select(
             ["request_id", "at", "to_status"],
-            sa.select(request.c.id, request.c.created_at, sa.literal("submitted"))))
+            sa.select(request.c.id, request.c.created_at, L("submitted"))))
         await tx.count(sa.insert(change).from_select(
             ["request_id", "at", "from_status", "to_status"],
-            sa.select(request.c.id, request.c.updated_at, sa.literal("submitted"), request.c.status)
+            sa.select(request.c.id, request.c.updated_at, L("submitted"), request.c.status)
             .where(request.c.status != "submitted")))
         survey = Survey(name="partner-pulse", title="Partner pulse", definition=DEFINITION, fingerprint="bench",
                         created_at=NOW, updated_at=NOW)
@@ -152,17 +157,17 @@ async def fill(db: Database, requests: int, answers: int) -> None:
         s, i = _series(12)
         await tx.count(sa.insert(run).from_select(
             ["survey_id", "period", "definition", "opens_at", "closes_at"],
-            sa.select(sa.literal(survey.id), sa.func.concat("run ", i), sa.literal(DEFINITION, sa.JSON), _ago((13 - i) * 30),
-                      _ago((13 - i) * 30 - 5)).select_from(s)))
+            sa.select(L(survey.id), sa.func.concat("run ", i), L(DEFINITION, sa.JSON),
+                      _ago((13 - i) * 30), _ago((13 - i) * 30 - 5)).select_from(s)))
         s, i = _series(answers)
         await tx.count(sa.insert(answer).from_select(
             ["run_id", "partner_id", "question_id", "kind", "response_id", "value"],
-            sa.select(1 + i % 12, 1 + _div(i, 12) % PARTNERS, sa.literal("satisfaction"), sa.literal("rating"), sa.func.concat("r", i),
+            sa.select(1 + i % 12, 1 + _div(i, 12) % PARTNERS, L("satisfaction"), L("rating"), sa.func.concat("r", i),
                       1 + (i * 7) % 5).select_from(s)))
         s, i = _series(20)
         await tx.count(sa.insert(_t(SurveyFollowUp)).from_select(
             ["run_id", "partner_id", "by_person_id", "text", "created_at"],
-            sa.select(sa.literal(12), i, sa.literal(first_brm), sa.literal("what we heard, what we will do"), _ago(3)).select_from(s)))
+            sa.select(L(12), i, L(first_brm), L("what we heard, what we will do"), _ago(3)).select_from(s)))
         await tx.count(sa.insert(_t(ValueCheck)).from_select(
             ["request_id", "requester_id", "asked_at", "answer"],
             sa.select(request.c.id, request.c.requester_id, _ago(10),
@@ -171,12 +176,13 @@ async def fill(db: Database, requests: int, answers: int) -> None:
         s, i = _series(30)
         await tx.count(sa.insert(_t(Snooze)).from_select(
             ["brm_id", "item", "until", "reason", "created_at"],
-            sa.select(first_brm + i % BRMS, sa.func.concat("partner:", 1 + i), _ago(-7), sa.literal("waiting for the budget"),
-                      _ago(2)).select_from(s)))
+            sa.select(first_brm + i % BRMS, sa.func.concat("partner:", 1 + i), _ago(-7),
+                      L("waiting for the budget"), _ago(2)).select_from(s)))
         s, i = _series(PARTNERS)
         await tx.count(sa.insert(_t(MaturityChange)).from_select(
             ["partner_id", "by_person_id", "from_stage", "to_stage", "at"],
-            sa.select(i, sa.literal(first_brm), sa.literal("ad hoc"), sa.literal("order taker"), _ago(i * 5)).select_from(s)))
+            sa.select(i, L(first_brm), L("ad hoc"), L("order taker"), _ago(i * 5))
+            .select_from(s)))
     async with db.transaction() as store:
         # fresh tables: the planner's statistics and the visibility map (index-only scans), as autovacuum
         # leaves them on a live database

@@ -75,6 +75,16 @@ class Settings(BaseSettings):
         Schedule.parse(value)
         return value
 
+    @field_validator("leadership_channel")
+    @classmethod
+    def _leadership_channel(cls, value: str | None) -> str | None:
+        if value is not None:  # the outbox addresses people only so far (docs/digest.md)
+            raise ValueError(
+                "posting the digest to a channel is not supported yet (the outbox addresses people only): "
+                "unset it; each leader gets the digest as a direct message"
+            )
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:

@@ -34,3 +34,9 @@ def test_a_wrong_digest_schedule_stops_the_start(tmp_path: Path) -> None:
     result = run(["jobs", "list"], tmp_path, env={"BRM_BOT_DIGEST_SCHEDULE": "mondays at 8"})
     assert result.returncode == 2
     assert result.stderr.strip().startswith("brm-bot: BRM_BOT_DIGEST_SCHEDULE: 'mondays at 8' is not like")
+
+
+def test_a_leadership_channel_is_refused_until_channels_can_be_addressed(tmp_path: Path) -> None:
+    result = run(["jobs", "list"], tmp_path, env={"BRM_BOT_LEADERSHIP_CHANNEL": "slack:C0LEADERS"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("brm-bot: BRM_BOT_LEADERSHIP_CHANNEL: posting the digest to a channel is not")
