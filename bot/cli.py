@@ -515,7 +515,7 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
-jobs_app = typer.Typer(help="Scheduled jobs: nudges, draft reminders.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Scheduled jobs: nudges, draft reminders, the digest, value checks.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 
 
@@ -537,7 +537,7 @@ async def _jobs_list(settings: Settings) -> int:
 
 
 @jobs_app.command("run")
-def jobs_run(name: Annotated[str, typer.Argument(help="nudges or draft-reminders")]) -> None:
+def jobs_run(name: Annotated[str, typer.Argument(help="nudges, draft-reminders, digest or value-checks")]) -> None:
     """Run a job now, whatever its period claims say, and deliver what it queued before exiting."""
     _run(_jobs_run(_settings(), name))
 
