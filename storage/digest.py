@@ -132,7 +132,7 @@ def _item_select(since: sa.ColumnElement[Any]) -> sa.Select[Any]:
     )
 
 
-def _counts_per_status(scope: Scope, statuses: Sequence[str]) -> sa.CompoundSelect:
+def _counts_per_status(scope: Scope, statuses: Sequence[str]) -> sa.CompoundSelect[Any]:
     """(status, count) for each status, one index-only count each: cheaper than a ``GROUP BY`` over
     the whole table."""
     return sa.union_all(*(
