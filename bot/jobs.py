@@ -201,8 +201,7 @@ async def _leaders(store: Store) -> list[Person]:
 
 
 async def _requesters_of_delivered(store: Store) -> list[Person]:
-    ids = set(await store.values.requesters_due())
-    return [p for p in await store.people.all() if p.id in ids]
+    return await store.values.requesters()
 
 
 async def _brms(store: Store) -> list[Person]:

@@ -488,12 +488,12 @@ class ValueChecks:
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
 
-    async def requesters_due(self) -> list[int]:
+    async def requesters(self) -> list[Person]:
         """People with a delivered request (whom the ``value-checks`` job considers)."""
-        rows = await self.tx.rows(
-            sa.select(REQUEST.c.requester_id).where(REQUEST.c.status == Status.DELIVERED.value).distinct()
-        )
-        return [int(r[0]) for r in rows]
+        delivered = sa.select(REQUEST.c.requester_id).where(REQUEST.c.status == Status.DELIVERED.value)
+        rows = await self.tx.rows(sa.select(PERSON).where(PERSON.c.id.in_(delivered)).order_by(PERSON.c.id))
+        names = [c.name for c in PERSON.c]
+        return [Person.model_construct(**dict(zip(names, r, strict=True))) for r in rows]
 
     async def to_ask(self, *, requester_id: int, delivered_before: datetime) -> list[DemandRequest]:
         """The person's delivered requests, delivered before ``delivered_before``, never asked."""
