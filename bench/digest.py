@@ -131,16 +131,16 @@ async def fill(db: Database, requests: int, answers: int) -> None:
             sa.select(i, first_brm + i % BRMS, sa.true(), 14 + 7 * (i % 3), _ago((i * 3) % 60), _ago(800))
             .select_from(s)))
         s, i = _series(requests)
-        age = i % 730
+        age = _div(i, 11) % 730  # status, partner, category, urgency and age vary independently
         created = _ago(age, (i * 37) % 1440)
-        pid = 1 + i % PARTNERS
+        pid = 1 + _div(i, 7) % PARTNERS
         await tx.count(sa.insert(request).from_select(
             ["title", "outcome", "category", "urgency", "requester_id", "partner_id", "brm_id", "status",
              "source_platform", "created_at", "updated_at"],
             sa.select(sa.func.concat(_pick(i % len(VERBS), VERBS), " ", _pick(_div(i, len(VERBS)) % len(SUBJECTS),
                                                                               SUBJECTS)),
-                      L("a measurable business outcome"), _pick((i * 3) % 5, CATEGORIES),
-                      _pick((i * 7) % 4, URGENCIES),
+                      L("a measurable business outcome"), _pick(_div(i, 3) % 5, CATEGORIES),
+                      _pick(_div(i, 13) % 4, URGENCIES),
                       first_requester + i % REQUESTERS, pid, first_brm + pid % BRMS,
                       _pick((i * 11) % len(STATUSES), STATUSES), L("slack"), created,
                       _ago(age - _div(age * ((i * 7) % 10), 10), (i * 37) % 1440)).select_from(s)))

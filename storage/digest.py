@@ -7,7 +7,7 @@ two moments, the end of the week reported on (``at``) and seven days earlier (``
 digest can say how it changed.
 
 A :class:`Scope` says whose demand counts: ``brm_id=None`` is everything (leaders, admins); a
-BRM's scope is the partners they have a relationship with and the requests assigned to them.
+BRM's scope is the demand of the partners they have a relationship with.
 
 Example::
 
@@ -81,9 +81,9 @@ class Scope:
     brm_id: int | None = None
 
     def requests(self) -> sa.ColumnElement[bool]:
-        if self.brm_id is None:
-            return sa.true()
-        return sa.or_(REQUEST.c.brm_id == self.brm_id, REQUEST.c.partner_id.in_(self._owned()))
+        """A BRM's scope is their partners' demand (what the digest's partner figures cover too); a
+        request assigned to them from another partner's demand is that partner's BRM's figure."""
+        return self.partners(REQUEST.c.partner_id)
 
     def partners(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         return sa.true() if self.brm_id is None else column.in_(self._owned())
