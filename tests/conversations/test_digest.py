@@ -125,8 +125,9 @@ async def _digest(db: Database, email: str, now: datetime, week: Week | None = N
 async def test_the_digest_of_a_fixed_week_reads_as_written(demo_db: Database, clock: FakeClock) -> None:
     await fixed_set(demo_db, clock())
     text = console_render(await _digest(demo_db, "priya@example.com", clock()))
-    if not GOLDEN.exists():  # pragma: no cover - writes the golden file once, to be read and committed
+    if not GOLDEN.exists():  # pragma: no cover - a new golden file is written, read by a person, committed
         GOLDEN.write_text(text + "\n", encoding="utf-8")
+        raise AssertionError(f"wrote {GOLDEN.name}: read it, and commit it if it is right")
     assert text + "\n" == GOLDEN.read_text(encoding="utf-8")
 
 
