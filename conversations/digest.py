@@ -180,7 +180,7 @@ async def gather(store: Store, scope: Scope, *, week: Week, tz: ZoneInfo, now: d
     this, last, d.new_top = await store.digest.new_demand(scope, start=start, end=end, limit=TOP)
     d.new = (this, last)
     d.pipeline = await store.digest.pipeline(scope, at=at, prev=prev)
-    d.oldest = await store.digest.oldest_per_status(scope)
+    d.oldest = await store.digest.oldest_per_status(scope, at=at)
     this, last, d.stuck_top = await store.digest.stuck(scope, at=at, prev=prev, limit_days=DEFAULT_STATUS_LIMIT_DAYS,
                                                        limit=TOP)
     d.stuck = (this, last)

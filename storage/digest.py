@@ -193,11 +193,12 @@ class Digests:
             pair[1] -= int(after_prev or 0)
         return {s: (max(a, 0), max(b, 0)) for s, (a, b) in counts.items()}
 
-    async def oldest_per_status(self, scope: Scope) -> dict[str, Item]:
-        """The open request longest in each status (one indexed look-up per status)."""
+    async def oldest_per_status(self, scope: Scope, *, at: datetime) -> dict[str, Item]:
+        """The open request longest in each status, among those already in it at ``at`` (one indexed
+        look-up per status)."""
         parts = [
             _item_select(REQUEST.c.updated_at)
-            .where(REQUEST.c.status == status, scope.requests())
+            .where(REQUEST.c.status == status, scope.requests(), REQUEST.c.updated_at <= at)
             .order_by(REQUEST.c.updated_at, REQUEST.c.id)
             .limit(1)
             .subquery()
