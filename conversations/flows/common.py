@@ -15,7 +15,7 @@ SKIP_WORDS = frozenset({"skip", "none", "no", "n/a", "na", "-", "nothing", "not 
 def pick(text: str, options: tuple[Option, ...]) -> Option | None:
     """The option the person meant: its number, its label, its id, or a unique label prefix."""
     said = " ".join(text.casefold().split()).rstrip(".")
-    if said.isdigit():
+    if said.isascii() and said.isdigit():  # "²" is a digit to Python, not a number to int()
         n = int(said)
         return options[n - 1] if 1 <= n <= len(options) else None
     for option in options:
