@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
+
 from adapters.console.render import render as console_render
 from adapters.slack.render import MESSAGE_BLOCKS, SECTION_CHARS
 from adapters.slack.render import render as slack_render
@@ -254,3 +256,16 @@ async def test_the_pipeline_shows_connected_demand_to_the_brm(engine: Engine, cl
     assert "Connected demand" in text
     assert "Finance, Operations and Sales & Marketing each asked for invoice automation: DR-13, DR-14, DR-15" in text
     assert Status.SHAPING.value.capitalize() in text
+
+
+async def test_the_runs_min_group_is_respected_and_never_below_three(demo_db: Database, clock: FakeClock) -> None:
+    await fixed_set(demo_db, clock())
+    run = SurveyRun.__table__  # type: ignore[attr-defined]
+    for floor, shown, hidden in ((1, "• Finance", "• Sales & Marketing"), (4, "• Operations", "• Finance")):
+        definition = {"title": "Partner pulse", "min_group": floor,
+                      "questions": [{"id": "satisfaction", "type": "rating", "text": "How satisfied are you?"}]}
+        async with demo_db.transaction() as store:
+            await store.rows(sa.update(run).values(definition=definition))
+        text = (await _digest(demo_db, "priya@example.com", clock())).plain_text()
+        pulse = text.split("*Pulse*", 1)[1].split("*Demand mix*", 1)[0]
+        assert shown in pulse and hidden not in pulse, (floor, pulse)
