@@ -518,7 +518,7 @@ def _json_default(value: object) -> str:
     return str(value)
 
 
-jobs_app = typer.Typer(help="Scheduled jobs: nudges, draft reminders, survey invitations and reminders.",
+jobs_app = typer.Typer(help="Scheduled jobs: nudges, draft reminders, surveys, the digest, value checks.",
                        no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 
@@ -542,7 +542,7 @@ async def _jobs_list(settings: Settings) -> int:
 
 @jobs_app.command("run")
 def jobs_run(
-    name: Annotated[str, typer.Argument(help="nudges, draft-reminders, survey-invitations or survey-reminders")],
+    name: Annotated[str, typer.Argument(help="a job of `brm-bot jobs list`, e.g. nudges or digest")],
 ) -> None:
     """Run a job now, whatever its period claims say, and deliver what it queued before exiting."""
     _run(_jobs_run(_settings(), name))
@@ -717,11 +717,13 @@ async def _list(settings: Settings, kind: str) -> int:
 
 
 from bot import people_cli, surveys_cli  # noqa: E402
+from bot.digest_cli import app as digest_app  # noqa: E402
 from bot.slack_cli import app as slack_app  # noqa: E402 - registered after the core commands
 from bot.teams_cli import app as teams_app  # noqa: E402
 
 people_app.command("forget")(people_cli.forget)
 app.add_typer(surveys_cli.app, name="surveys")
+app.add_typer(digest_app, name="digest")
 app.add_typer(slack_app, name="slack")
 app.add_typer(teams_app, name="teams")
 

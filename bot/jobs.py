@@ -32,12 +32,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.delivery import zone
 from conversations import codec
+from conversations.digest import KIND as DIGEST_KIND
+from conversations.digest import Week, gather, render, scope_for
 from conversations.engine import STATE_TTL
 from conversations.flows.relationships import nudge_choices
+from conversations.flows.value import KIND as VALUE_KIND
+from conversations.flows.value import value_question
 from conversations.health import judge
 from conversations.messages import Choices, Option, Reply, Text, TextStyle
 from storage.db import Database
-from storage.models import Person
+from storage.models import Person, Role
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -45,7 +49,9 @@ log = logging.getLogger(__name__)
 JOB_LEASE = timedelta(minutes=10)
 MISFIRE_GRACE = timedelta(hours=12)
 RESUME_EVERY = timedelta(minutes=5)
+DIGEST_PRIORITY = 3
 NUDGE_PRIORITY = 2
+VALUE_PRIORITY = 1
 REMINDER_PRIORITY = 1
 _SCHEDULE = re.compile(r"^\s*([a-z]{3}(?:-[a-z]{3})?(?:,[a-z]{3}(?:-[a-z]{3})?)*|\*)\s+(\d{1,2}):(\d{2})\s*$")
 
@@ -171,6 +177,65 @@ async def build_draft_reminders(store: Store, person: Person, now: datetime, per
     return added
 
 
+async def build_digest(store: Store, leader: Person, now: datetime, period: str) -> int:
+    """The leader's digest of the last complete week in their zone: once per (leader, ISO week).
+
+    The outbox key carries the week, so a schedule that fires more often than weekly, a second
+    replica or a re-run queues nothing twice.
+    """
+    assert leader.id is not None
+    scope = scope_for(leader)
+    if scope is None:
+        return 0
+    tz = zone(leader.time_zone)
+    week = Week.last_complete(now, tz)
+    if await store.outbox.find(kind=DIGEST_KIND, subject=f"leader:{leader.id}", recipient_id=leader.id,
+                               period=str(week)) is not None:
+        return 0  # sent already: spare the figures
+    digest = await gather(store, scope, week=week, tz=tz, now=now, whose="Everyone's demand")
+    reply = render(digest, tz=tz, now=now)
+    added = await store.outbox.enqueue(kind=DIGEST_KIND, subject=f"leader:{leader.id}", period=str(week),
+                                       recipient_id=leader.id, payload=codec.reply_to_json(reply), now=now,
+                                       priority=DIGEST_PRIORITY)
+    return int(added)
+
+
+def value_checks_builder(*, after: timedelta, remind_after: timedelta) -> Builder:
+    """The ``value-checks`` job for one requester: ask about requests delivered ``after`` ago, and
+    remind once ``remind_after`` later. The value check row (unique per request) and the outbox
+    key make a replica or a retry ask nothing twice."""
+
+    async def build(store: Store, person: Person, now: datetime, period: str) -> int:
+        assert person.id is not None
+        added = 0
+        for request in await store.values.to_ask(requester_id=person.id, delivered_before=now - after):
+            assert request.id is not None
+            if await store.values.ask(request_id=request.id, requester_id=person.id, now=now):
+                added += int(await store.outbox.enqueue(
+                    kind=VALUE_KIND, subject=request.key, period="ask", recipient_id=person.id,
+                    payload=codec.reply_to_json(value_question(request)), now=now, priority=VALUE_PRIORITY))
+        for request_id, _, _ in await store.values.to_remind(requester_id=person.id, asked_before=now - remind_after):
+            delivered = await store.requests.get(request_id)
+            if delivered is not None and await store.values.remind(request_id=request_id, now=now):
+                added += int(await store.outbox.enqueue(
+                    kind=VALUE_KIND, subject=delivered.key, period="reminder", recipient_id=person.id,
+                    payload=codec.reply_to_json(value_question(delivered, reminder=True)), now=now,
+                    priority=VALUE_PRIORITY))
+        return added
+
+    return build
+
+
+async def _leaders(store: Store, now: datetime) -> list[Person]:
+    """Leaders get the digest. Admins run the bot rather than the BRM practice, so they do not;
+    ``brm-bot digest preview --leader ADMIN`` shows them the same message."""
+    return await store.directory.with_role(Role.LEADER)
+
+
+async def _requesters_of_delivered(store: Store, now: datetime) -> list[Person]:
+    return await store.values.requesters()
+
+
 async def _brms(store: Store, now: datetime) -> list[Person]:
     return await store.relationships.brms()
 
@@ -179,12 +244,24 @@ async def _everyone(store: Store, now: datetime) -> list[Person]:
     return await store.people.all()
 
 
-def default_jobs(*, nudges: str = "mon-fri 09:00", draft_reminders: str = "mon-fri 09:30") -> list[Job]:
+def default_jobs(
+    *,
+    nudges: str = "mon-fri 09:00",
+    draft_reminders: str = "mon-fri 09:30",
+    digest: str = "mon 08:00",
+    value_checks: str = "mon-fri 10:00",
+    value_check_days: int = 30,
+    value_reminder_days: int = 7,
+) -> list[Job]:
     from bot.survey_jobs import survey_jobs
 
     return [
         Job("nudges", Schedule.parse(nudges), _brms, build_nudge),
         Job("draft-reminders", Schedule.parse(draft_reminders), _everyone, build_draft_reminders),
+        Job("digest", Schedule.parse(digest), _leaders, build_digest),
+        Job("value-checks", Schedule.parse(value_checks), _requesters_of_delivered,
+            value_checks_builder(after=timedelta(days=value_check_days),
+                                 remind_after=timedelta(days=value_reminder_days))),
         *survey_jobs(),
     ]
 

@@ -81,8 +81,11 @@ class Runtime:
 
     def scheduler(self) -> Scheduler:
         """The scheduled jobs on this runtime's database, waking its delivery worker."""
+        s = self.settings
         jobs = default_jobs(
-            nudges=self.settings.nudges_schedule, draft_reminders=self.settings.draft_reminders_schedule
+            nudges=s.nudges_schedule, draft_reminders=s.draft_reminders_schedule, digest=s.digest_schedule,
+            value_checks=s.value_checks_schedule, value_check_days=s.value_check_days,
+            value_reminder_days=s.value_reminder_days,
         )
         return Scheduler(self.db, jobs, clock=utcnow, on_queued=self.worker.wake,
                          default_timezone=self.settings.timezone)

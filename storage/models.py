@@ -136,6 +136,12 @@ class DemandRequest(SQLModel, table=True):
     """A demand request. Its human key is ``DR-<id>``."""
 
     __tablename__ = "demand_request"
+    __table_args__ = (
+        # the digest's figures: demand of a week, time in a status (issue 14)
+        sa.Index("ix_demand_request_created_at", "created_at"),
+        sa.Index("ix_demand_request_status_updated", "status", "updated_at", "id"),
+        sa.Index("ix_demand_request_partner_status", "partner_id", "status", "updated_at"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     title: str = Field(max_length=200)
     description: str | None = Field(default=None, sa_type=sa.Text)
@@ -161,6 +167,7 @@ class DemandRequest(SQLModel, table=True):
 
 class StatusChange(SQLModel, table=True):
     __tablename__ = "status_change"
+    __table_args__ = (sa.Index("ix_status_change_at", "at"),)  # the digest's week-on-week pipeline
     id: int | None = Field(default=None, primary_key=True)
     request_id: int = Field(foreign_key="demand_request.id", index=True)
     by_person_id: int | None = Field(default=None, foreign_key="person.id")
@@ -463,3 +470,32 @@ class SurveyFollowUp(SQLModel, table=True):
     by_person_id: int = Field(foreign_key="person.id")
     text: str = Field(sa_type=sa.Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# --- value realization (issue 14) -----------------------------------------------------------------
+
+
+class ValueAnswer(StrEnum):
+    YES = "yes"
+    PARTLY = "partly"
+    NO = "no"
+
+
+class ValueCheck(SQLModel, table=True):
+    """The question to a requester whether a delivered request brought its business outcome.
+
+    One row per request (unique): a replica or a retry of the ``value-checks`` job finds it
+    there and asks nothing twice. ``reminded_at`` is the one reminder; ``answer`` yes moves the
+    request to value realized, partly or no notifies its BRM.
+    """
+
+    __tablename__ = "value_check"
+    __table_args__ = (sa.UniqueConstraint("request_id", name="uq_value_check_request"),)
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="demand_request.id")
+    requester_id: int = Field(foreign_key="person.id", index=True)
+    asked_at: datetime = Field(sa_type=UTCDateTime)
+    reminded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    answer: str | None = Field(default=None, max_length=10)
+    answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    comment: str | None = Field(default=None, max_length=1000)

@@ -28,6 +28,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
+from storage.digest import Digests, ValueChecks
 from storage.models import (
     OPEN_STATUSES,
     BusinessPartner,
@@ -1374,6 +1375,7 @@ class Store:
     """Everything storage offers, on one transaction (``db.transaction()`` yields it)."""
 
     __slots__ = (
+        "digest",
         "directory",
         "events",
         "jobs",
@@ -1388,6 +1390,7 @@ class Store:
         "survey_results",
         "surveys",
         "tx",
+        "values",
         "workflow",
     )
 
@@ -1407,6 +1410,8 @@ class Store:
         self.workflow = Workflow(tx)
         self.surveys = Surveys(tx)
         self.survey_results = SurveyResults(tx)
+        self.digest = Digests(tx)
+        self.values = ValueChecks(tx)
 
     async def add(self, obj: SQLModel) -> Any:
         """Insert any model object (demo data, imports); its new id."""

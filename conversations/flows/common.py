@@ -56,7 +56,7 @@ def pick(text: str, options: tuple[Option, ...]) -> Option | None:
     """The option the person meant: its number, its label, its id, a unique label prefix, or a
     label typed with a small typo (``projcet``)."""
     said = _said(text)
-    if said.isdigit():
+    if said.isascii() and said.isdigit():  # "²" is a digit to Python, not a number to int()
         n = int(said)
         return options[n - 1] if 1 <= n <= len(options) else None
     for option in options:

@@ -25,9 +25,12 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from conversations.catalog import Command, HomeButton
+from conversations.digest import CONNECTED_DAYS, CONNECTED_SCAN
 from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import refuse, warn
+from conversations.matching import connected
 from conversations.messages import Choices, Facts, Inbound, Option, Reply, Text, TextStyle
+from storage.digest import Scope
 from storage.models import OPEN_STATUSES, DemandRequest, NoteKind, Person, Role, Status
 
 FLOW = "work"
@@ -172,6 +175,15 @@ async def move(turn: Turn, request: DemandRequest, to: Status, note: str | None)
                                   reply=update)
     told = " The requester has been told." if to in TOLD and request.requester_id != turn.person.id else ""
     return Reply.text(f"{request.key} moved from {before} to {to.value}.{told}", TextStyle.SUCCESS)
+
+
+async def _connected_demand(turn: Turn, mine: set[int | None]) -> list[str]:
+    """Look-alike open requests of different partners (the intake's duplicate rule, across
+    partners) that include at least one of the pipeline's own requests."""
+    recent = await turn.store.digest.recent_open(Scope(), at=turn.now, days=CONNECTED_DAYS, limit=CONNECTED_SCAN)
+    groups = [o for o in connected(recent) if mine.intersection(o.request_ids)]
+    shown = [f"• {o.sentence()}" for o in groups[:OLDEST_PER_STATUS]]
+    return shown + ([f"… and {len(groups) - len(shown)} more"] if len(groups) > len(shown) else [])
 
 
 class WorkflowFlow:
@@ -515,4 +527,8 @@ class WorkflowFlow:
         blocks: list[Text | Facts] = [Text(f"Pipeline of {whose}", TextStyle.HEADING), Facts(items=counts)]
         if lines:
             blocks.append(Text("Oldest open items, by time in their status:\n" + "\n".join(lines)))
+        connected_lines = await _connected_demand(turn, {r.id for r in requests})
+        if connected_lines:
+            blocks.append(Text("Connected demand (look-alike requests from different partners):\n"
+                               + "\n".join(connected_lines)))
         return Reply(blocks=tuple(blocks))

@@ -37,7 +37,9 @@ def test_current_and_history_follow_the_schema(tmp_path: Path) -> None:
     history = run(["db", "history"], tmp_path)
     assert history.returncode == 0
     assert history.stdout.strip().splitlines() == [
-        "0006 -> 0007 (head, current): outbox messages to a channel: the BRM team's channel (BRM_BOT_BRM_CHANNEL)",
+        "0007 -> 0008 (head, current): the weekly digest and value realization: value checks; indexes for "
+        "the digest's figures",
+        "0006 -> 0007: outbox messages to a channel: the BRM team's channel (BRM_BOT_BRM_CHANNEL)",
         "0005 -> 0006: pulse surveys: definitions, runs, invitations, respondents kept apart, answers, "
         "follow-ups",
         "0004 -> 0005: identities the platform can no longer reach (the app was uninstalled, "
