@@ -177,27 +177,35 @@ async def build_draft_reminders(store: Store, person: Person, now: datetime, per
     return added
 
 
-async def build_digest(store: Store, leader: Person, now: datetime, period: str) -> int:
-    """The leader's digest of the last complete week in their zone: once per (leader, ISO week).
+def digest_builder(*, channel: str | None = None) -> Builder:
+    """The ``digest`` job for one leader: the last complete week in their zone, once per ISO week.
 
     The outbox key carries the week, so a schedule that fires more often than weekly, a second
-    replica or a re-run queues nothing twice.
+    replica or a re-run queues nothing twice. With ``channel`` (``BRM_BOT_LEADERSHIP_CHANNEL``) the
+    digest goes to that channel instead, once a week: the first leader whose run gets there queues
+    it (in their zone; every leader's scope is the whole organisation), the others find it queued.
     """
-    assert leader.id is not None
-    scope = scope_for(leader)
-    if scope is None:
-        return 0
-    tz = zone(leader.time_zone)
-    week = Week.last_complete(now, tz)
-    if await store.outbox.find(kind=DIGEST_KIND, subject=f"leader:{leader.id}", recipient_id=leader.id,
-                               period=str(week)) is not None:
-        return 0  # sent already: spare the figures
-    digest = await gather(store, scope, week=week, tz=tz, now=now, whose="Everyone's demand")
-    reply = render(digest, tz=tz, now=now)
-    added = await store.outbox.enqueue(kind=DIGEST_KIND, subject=f"leader:{leader.id}", period=str(week),
-                                       recipient_id=leader.id, payload=codec.reply_to_json(reply), now=now,
-                                       priority=DIGEST_PRIORITY)
-    return int(added)
+
+    async def build(store: Store, leader: Person, now: datetime, period: str) -> int:
+        assert leader.id is not None
+        scope = scope_for(leader)
+        if scope is None:
+            return 0
+        tz = zone(leader.time_zone)
+        week = Week.last_complete(now, tz)
+        subject = "leadership" if channel is not None else f"leader:{leader.id}"
+        if await store.outbox.find(kind=DIGEST_KIND, subject=subject, recipient_id=None if channel else leader.id,
+                                   channel=channel, period=str(week)) is not None:
+            return 0  # sent already: spare the figures
+        digest = await gather(store, scope, week=week, tz=tz, now=now, whose="Everyone's demand")
+        reply = render(digest, tz=tz, now=now)
+        added = await store.outbox.enqueue(
+            kind=DIGEST_KIND, subject=subject, period=str(week), payload=codec.reply_to_json(reply), now=now,
+            priority=DIGEST_PRIORITY, **({"channel": channel} if channel else {"recipient_id": leader.id}),
+        )
+        return int(added)
+
+    return build
 
 
 def value_checks_builder(*, after: timedelta, remind_after: timedelta) -> Builder:
@@ -252,13 +260,14 @@ def default_jobs(
     value_checks: str = "mon-fri 10:00",
     value_check_days: int = 30,
     value_reminder_days: int = 7,
+    leadership_channel: str | None = None,
 ) -> list[Job]:
     from bot.survey_jobs import survey_jobs
 
     return [
         Job("nudges", Schedule.parse(nudges), _brms, build_nudge),
         Job("draft-reminders", Schedule.parse(draft_reminders), _everyone, build_draft_reminders),
-        Job("digest", Schedule.parse(digest), _leaders, build_digest),
+        Job("digest", Schedule.parse(digest), _leaders, digest_builder(channel=leadership_channel)),
         Job("value-checks", Schedule.parse(value_checks), _requesters_of_delivered,
             value_checks_builder(after=timedelta(days=value_check_days),
                                  remind_after=timedelta(days=value_reminder_days))),

@@ -85,7 +85,7 @@ class Runtime:
         jobs = default_jobs(
             nudges=s.nudges_schedule, draft_reminders=s.draft_reminders_schedule, digest=s.digest_schedule,
             value_checks=s.value_checks_schedule, value_check_days=s.value_check_days,
-            value_reminder_days=s.value_reminder_days,
+            value_reminder_days=s.value_reminder_days, leadership_channel=s.leadership_channel,
         )
         return Scheduler(self.db, jobs, clock=utcnow, on_queued=self.worker.wake,
                          default_timezone=self.settings.timezone)

@@ -59,10 +59,11 @@ class Settings(BaseSettings):
     draft_reminders_schedule: str = Field(default="mon-fri 09:30", alias="BRM_BOT_DRAFT_REMINDERS_SCHEDULE")
     brm_channel: str | None = Field(default=None, alias="BRM_BOT_BRM_CHANNEL")
 
-    @field_validator("brm_channel", mode="before")
+    @field_validator("brm_channel", "leadership_channel", mode="before")
     @classmethod
-    def _brm_channel(cls, value: object) -> object:
-        """``slack:C0123ABCD`` or ``teams:19:…@thread.tacv2``: where unowned requests are announced."""
+    def _channel(cls, value: object) -> object:
+        """``slack:C0123ABCD`` or ``teams:19:…@thread.tacv2``: where unowned requests are announced
+        (``BRM_BOT_BRM_CHANNEL``), where the weekly digest goes (``BRM_BOT_LEADERSHIP_CHANNEL``)."""
         if not isinstance(value, str) or not value.strip():
             return None
         text = value.strip()
@@ -92,16 +93,6 @@ class Settings(BaseSettings):
         from bot.jobs import Schedule
 
         Schedule.parse(value)
-        return value
-
-    @field_validator("leadership_channel")
-    @classmethod
-    def _leadership_channel(cls, value: str | None) -> str | None:
-        if value is not None:  # the outbox addresses people only so far (docs/digest.md)
-            raise ValueError(
-                "posting the digest to a channel is not supported yet (the outbox addresses people only): "
-                "unset it; each leader gets the digest as a direct message"
-            )
         return value
 
     @field_validator("database_url")
@@ -181,13 +172,15 @@ class Settings(BaseSettings):
             raise ValueError("MICROSOFT_APP_ID is set: set MICROSOFT_APP_PASSWORD too")
         if self.microsoft_app_type == "SingleTenant" and self.microsoft_app_id and not self.microsoft_app_tenant_id:
             raise ValueError("MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_TENANT_ID")
-        platform = (self.brm_channel or "").partition(":")[0]
-        if platform == "slack" and not self.slack_enabled:
-            raise ValueError("BRM_BOT_BRM_CHANNEL is a Slack channel, but Slack is not configured "
-                             "(set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET, or unset BRM_BOT_BRM_CHANNEL)")
-        if platform == "teams" and not self.teams_enabled:
-            raise ValueError("BRM_BOT_BRM_CHANNEL is a Teams channel, but Teams is not configured "
-                             "(set MICROSOFT_APP_ID, or unset BRM_BOT_BRM_CHANNEL)")
+        for name, channel in (("BRM_BOT_BRM_CHANNEL", self.brm_channel),
+                              ("BRM_BOT_LEADERSHIP_CHANNEL", self.leadership_channel)):
+            platform = (channel or "").partition(":")[0]
+            if platform == "slack" and not self.slack_enabled:
+                raise ValueError(f"{name} is a Slack channel, but Slack is not configured "
+                                 f"(set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET, or unset {name})")
+            if platform == "teams" and not self.teams_enabled:
+                raise ValueError(f"{name} is a Teams channel, but Teams is not configured "
+                                 f"(set MICROSOFT_APP_ID, or unset {name})")
         return self
 
     @field_validator("state_dir", mode="before")

@@ -879,6 +879,14 @@ _FIND_OUTBOX = Statement(
         OUTBOX.c.recipient_id == P("rid"),
     )
 )
+_FIND_CHANNEL_OUTBOX = Statement(
+    sa.select(OUTBOX).where(
+        OUTBOX.c.kind == P("kind"),
+        OUTBOX.c.subject == P("subject"),
+        OUTBOX.c.period == P("period"),
+        OUTBOX.c.channel == P("channel"),
+    )
+)
 _RETRY_UNREACHABLE = Statement(
     sa.update(OUTBOX)
     .where(
@@ -1016,8 +1024,16 @@ class Outbox:
     async def all(self) -> list[OutboxMessage]:
         return await self.tx.models(OutboxMessage, _ALL_OUTBOX)
 
-    async def find(self, *, kind: str, subject: str, recipient_id: int, period: str = "") -> OutboxMessage | None:
-        """The message queued for (kind, subject, period, recipient), to say how its delivery went."""
+    async def find(
+        self, *, kind: str, subject: str, recipient_id: int | None = None, channel: str | None = None, period: str = ""
+    ) -> OutboxMessage | None:
+        """The message queued for (kind, subject, period, recipient or channel), to say how its delivery went."""
+        if channel is not None:
+            return await self.tx.model(
+                OutboxMessage, _FIND_CHANNEL_OUTBOX, kind=kind, subject=subject[:120], period=period, channel=channel
+            )
+        if recipient_id is None:
+            raise ValueError("find needs a recipient_id or a channel")
         return await self.tx.model(
             OutboxMessage, _FIND_OUTBOX, kind=kind, subject=subject[:120], period=period, rid=recipient_id
         )

@@ -36,7 +36,9 @@ def test_a_wrong_digest_schedule_stops_the_start(tmp_path: Path) -> None:
     assert result.stderr.strip().startswith("brm-bot: BRM_BOT_DIGEST_SCHEDULE: 'mondays at 8' is not like")
 
 
-def test_a_leadership_channel_is_refused_until_channels_can_be_addressed(tmp_path: Path) -> None:
+def test_a_leadership_channel_needs_its_platform_configured(tmp_path: Path) -> None:
     result = run(["jobs", "list"], tmp_path, env={"BRM_BOT_LEADERSHIP_CHANNEL": "slack:C0LEADERS"})
     assert result.returncode == 2
-    assert result.stderr.startswith("brm-bot: BRM_BOT_LEADERSHIP_CHANNEL: posting the digest to a channel is not")
+    assert result.stderr.startswith("brm-bot: BRM_BOT_LEADERSHIP_CHANNEL is a Slack channel, but Slack is not")
+    result = run(["jobs", "list"], tmp_path, env={"BRM_BOT_LEADERSHIP_CHANNEL": "#leaders"})
+    assert result.returncode == 2 and "is not a channel: use slack:C0123ABCD" in result.stderr

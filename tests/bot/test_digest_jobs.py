@@ -39,6 +39,21 @@ async def test_the_digest_goes_to_each_leader_once_a_week_with_two_replicas(engi
     assert await first.run_now("digest") == 0  # a forced run finds this week's digest queued already
 
 
+async def test_with_a_leadership_channel_the_digest_goes_there_once_a_week(engine: Engine, clock: FakeClock) -> None:
+    async with engine.db.transaction() as store:  # a second leader, in the same zone
+        await store.people.add(name="Lee Chen", email="lee@example.com", role="leader", time_zone=KOLKATA,
+                               now=clock())
+    jobs = default_jobs(leadership_channel="slack:C0LEADERS")
+    first, second = Scheduler(engine.db, jobs, clock=clock), Scheduler(engine.db, jobs, clock=clock)
+    monday = datetime(2026, 11, 23, 2, 30, tzinfo=UTC)
+    clock.now = monday
+    assert await first.tick("digest", KOLKATA, monday) + await second.tick("digest", KOLKATA, monday) == 1
+    (digest,) = await _sent(engine, "digest")
+    assert (digest.channel, digest.recipient_id, digest.period) == ("slack:C0LEADERS", None, "2026-W47")
+    assert "Weekly digest, 16 Nov – 22 Nov 2026 (2026-W47)" in reply_from_json(digest.payload).plain_text()
+    assert await first.run_now("digest") == 0, "not once per leader: once for the channel"
+
+
 async def test_the_digest_fires_monday_at_eight_in_each_leaders_zone(engine: Engine, clock: FakeClock) -> None:
     scheduler = Scheduler(engine.db, default_jobs(), clock=clock)
     job = scheduler.jobs["digest"]
