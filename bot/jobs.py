@@ -315,14 +315,32 @@ class Scheduler:
 
     async def start(self) -> None:
         """Register every (job, zone) trigger, catch up what was missed, and start ticking."""
-        for job in self.jobs.values():
-            for tz in await self.zones(job):
-                self.aps.add_job(self.tick, job.schedule.trigger(tz), args=(job.name, tz), id=f"{job.name}@{tz}",
-                                 name=job.name, replace_existing=True)
-        self.aps.add_job(self.resume, IntervalTrigger(seconds=int(RESUME_EVERY.total_seconds())), id="resume")
+        await self.register()
+        self.aps.add_job(self.maintain, IntervalTrigger(seconds=int(RESUME_EVERY.total_seconds())), id="resume")
         await self.catch_up()
         await self.resume()
         self.aps.start()
+
+    async def register(self) -> list[str]:
+        """Add a trigger for each (job, zone) that has none yet; returns their ids.
+
+        Called at start and every few minutes: people imported (or moved to a new time zone)
+        while the bot runs get their schedules without a restart.
+        """
+        added = []
+        for job in self.jobs.values():
+            for tz in await self.zones(job):
+                trigger_id = f"{job.name}@{tz}"
+                if self.aps.get_job(trigger_id) is None:
+                    self.aps.add_job(self.tick, job.schedule.trigger(tz), args=(job.name, tz), id=trigger_id,
+                                     name=job.name)
+                    added.append(trigger_id)
+        return added
+
+    async def maintain(self) -> None:
+        """The periodic tick: schedules for new time zones, then runs that died half-way."""
+        await self.register()
+        await self.resume()
 
     def shutdown(self) -> None:
         if self.aps.running:

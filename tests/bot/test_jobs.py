@@ -78,6 +78,20 @@ async def test_the_nudges_fire_at_nine_in_each_brms_zone(engine: Engine, clock: 
     assert madrid.get_next_fire_time(None, saturday).astimezone(UTC) == datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 
+async def test_a_brm_in_a_new_time_zone_gets_a_schedule_without_a_restart(engine: Engine, clock: FakeClock) -> None:
+    scheduler = _scheduler(engine, clock)
+    first = await scheduler.register()
+    assert "nudges@Europe/Madrid" in first and "nudges@America/Chicago" not in first
+    async with engine.db.transaction() as store:  # imported while the bot runs
+        carla = await store.people.add(name="Carla Ruiz", email="carla@example.com", role="brm",
+                                       time_zone="America/Chicago", now=clock())
+        await store.directory.set_primary_brm(partner_id=3, brm_id=carla.id or 0, cadence_days=14, now=clock())
+    assert "nudges@America/Chicago" in await scheduler.register()  # the next maintenance tick
+    assert await scheduler.register() == [], "registered once"
+    chicago = scheduler.aps.get_job("nudges@America/Chicago")
+    assert chicago is not None and chicago.args == ("nudges", "America/Chicago")
+
+
 async def test_a_run_missed_while_down_is_caught_up_once_at_start(engine: Engine, clock: FakeClock) -> None:
     clock.now = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)  # the process was down at 09:00 local
     scheduler = _scheduler(engine, clock)
