@@ -215,9 +215,16 @@ class DeliveryWorker:
                 log.exception("delivery round failed; trying again in %.0f s", interval)
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=self._idle(interval))
             except TimeoutError:
                 pass
+
+    def _idle(self, interval: float) -> float:
+        """How long to wait for work: ``interval``, or less when a platform's pause ends sooner
+        (what it paused was put back due at that moment, so the worker is there when it is)."""
+        now = self._clock()
+        ends = [(until - now).total_seconds() for until in self._paused.values() if until > now]
+        return min([interval, *ends]) if ends else interval
 
     async def _recipient(self, message: OutboxMessage) -> tuple[Person | None, list[tuple[Outbound, Address]]]:
         """The person and where to reach them, best first: their platform identities, then
