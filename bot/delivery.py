@@ -22,21 +22,22 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as clock_time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conversations.codec import reply_from_json
-from conversations.messages import Address
+from conversations.messages import Address, Delivered
 from conversations.observe import NO_OBSERVER, Observer
-from conversations.ports import DeliveryError, Outbound, Unreachable
+from conversations.ports import RENDERED, DeliveryError, Outbound, SendsRendered, Unreachable
 from storage.db import Database
 from storage.models import OutboxHold, OutboxMessage, OutboxStatus, Person
 from storage.tx import DATABASE_ERRORS
@@ -254,6 +255,9 @@ class DeliveryWorker:
         if message.attempts > self._max_attempts:
             await self._finish(message, OutboxStatus.FAILED, now, error=f"gave up after {self._max_attempts} attempts")
             return 0
+        rendered = message.payload.get(RENDERED)
+        if isinstance(rendered, str):
+            return await self._deliver_rendered(message, rendered, now)
         person, targets = await self._recipient(message)
         tz = zone(person.time_zone if person else self._default_tz, self._default_tz)
         if self._hours is not None:
@@ -275,29 +279,14 @@ class DeliveryWorker:
             error = "the recipient has no identity on a configured platform"
         errors: list[str] = []
         for adapter, address in targets:
-            paused = self._paused.get(adapter.platform)
-            if paused is not None and paused > now:
-                await self._defer(message, until=paused, reason=f"{adapter.platform} asked for a pause")
+            if await self._wait_for(adapter.platform, message, now):
                 return 0
-            pace = self._paces.setdefault(adapter.platform, _Pace(self._rates.get(adapter.platform)))
-            await pace.wait()
-            try:
-                delivered = await adapter.send(address, reply_from_json(message.payload))
-            except Unreachable as exc:
-                errors.append(str(exc))
+            send = functools.partial(adapter.send, address, reply_from_json(message.payload))
+            outcome = await self._attempt(message, now, send, adapter.platform)
+            if isinstance(outcome, str):
+                errors.append(outcome)
                 continue
-            except DeliveryError as exc:
-                status, error = self._retry_or_fail(message, exc.retryable), str(exc)
-                retry_at = now + backoff(message.attempts, retry_after=exc.retry_after)
-                if exc.retry_after is not None:
-                    self._paused[adapter.platform] = now + timedelta(seconds=exc.retry_after)
-                break
-            except Exception as exc:
-                log.warning("sending outbox message %s failed: %s", message.id, type(exc).__name__)
-                status, error = self._retry_or_fail(message, True), type(exc).__name__
-                retry_at = now + backoff(message.attempts)
-                break
-            status, platform_id, error = OutboxStatus.SENT, delivered.message_id, None
+            status, error, retry_at, platform_id = outcome
             break
         else:
             if errors:
@@ -308,6 +297,52 @@ class DeliveryWorker:
             log.info("outbox message %s (%s %s): %s", message.id, message.kind, message.subject, status)
         written = await self._finish(message, status, now, retry_at=retry_at, error=error, platform_id=platform_id)
         return int(status == OutboxStatus.SENT and written)
+
+    async def _deliver_rendered(self, message: OutboxMessage, platform: str, now: datetime) -> int:
+        """A reply an adapter rendered and addressed itself (Teams throttled it inside a turn):
+        sent back through that adapter as it is, at once (a reply is awaited, so no delivery
+        calendar and no budget apply), with the same retries and pauses as everything else."""
+        adapter = self._adapters.get(platform)
+        if not isinstance(adapter, SendsRendered):
+            await self._finish(message, OutboxStatus.UNREACHABLE, now, error=f"{platform} is not configured here")
+            return 0
+        if await self._wait_for(platform, message, now):
+            return 0
+        outcome = await self._attempt(message, now, functools.partial(adapter.send_rendered, message.payload), platform)
+        if isinstance(outcome, str):
+            status, error, retry_at, platform_id = OutboxStatus.UNREACHABLE, outcome, None, None
+        else:
+            status, error, retry_at, platform_id = outcome
+        self._observer.delivery(platform, result="retry" if status == OutboxStatus.PENDING else status.value)
+        written = await self._finish(message, status, now, retry_at=retry_at, error=error, platform_id=platform_id)
+        return int(status == OutboxStatus.SENT and written)
+
+    async def _wait_for(self, platform: str, message: OutboxMessage, now: datetime) -> bool:
+        """Put ``message`` back until ``platform``'s pause ends (True), or wait for its pace (False)."""
+        paused = self._paused.get(platform)
+        if paused is not None and paused > now:
+            await self._defer(message, until=paused, reason=f"{platform} asked for a pause")
+            return True
+        await self._paces.setdefault(platform, _Pace(self._rates.get(platform))).wait()
+        return False
+
+    async def _attempt(
+        self, message: OutboxMessage, now: datetime, send: Callable[[], Awaitable[Delivered]], platform: str
+    ) -> tuple[OutboxStatus, str | None, datetime | None, str | None] | str:
+        """One send: (status, error, retry at, platform id), or the reason this target cannot reach them."""
+        try:
+            delivered = await send()
+        except Unreachable as exc:
+            return str(exc)
+        except DeliveryError as exc:
+            if exc.retry_after is not None:
+                self._paused[platform] = now + timedelta(seconds=exc.retry_after)
+            retry_at = now + backoff(message.attempts, retry_after=exc.retry_after)
+            return self._retry_or_fail(message, exc.retryable), str(exc), retry_at, None
+        except Exception as exc:
+            log.warning("sending outbox message %s failed: %s", message.id, type(exc).__name__)
+            return self._retry_or_fail(message, True), type(exc).__name__, now + backoff(message.attempts), None
+        return OutboxStatus.SENT, None, None, delivered.message_id
 
     async def _finish(
         self,
