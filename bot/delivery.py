@@ -167,6 +167,7 @@ class DeliveryWorker:
         self._paused: dict[str, datetime] = {}
         self._lease = lease
         self._wake = asyncio.Event()
+        self._put_back: list[datetime] = []  # when what this worker put back is due again
 
     def register(self, adapter: Outbound, *, fallback: bool = False) -> None:
         """Deliver to ``adapter.platform`` identities through ``adapter``.
@@ -221,11 +222,17 @@ class DeliveryWorker:
                 pass
 
     def _idle(self, interval: float) -> float:
-        """How long to wait for work: ``interval``, or less when a platform's pause ends sooner
-        (what it paused was put back due at that moment, so the worker is there when it is)."""
+        """How long to wait for work: ``interval``, or less when something this worker put back
+        (a platform's pause, a retry) is due sooner, so the worker is there when it is."""
         now = self._clock()
-        ends = [(until - now).total_seconds() for until in self._paused.values() if until > now]
-        return min([interval, *ends]) if ends else interval
+        self._put_back = [at for at in self._put_back if at > now]
+        if not self._put_back:
+            return interval
+        return min(interval, (min(self._put_back) - now).total_seconds())
+
+    def _due_again(self, at: datetime | None) -> None:
+        if at is not None and len(self._put_back) < 10_000:
+            self._put_back.append(at)
 
     async def _recipient(self, message: OutboxMessage) -> tuple[Person | None, list[tuple[Outbound, Address]]]:
         """The person and where to reach them, best first: their platform identities, then
@@ -355,6 +362,8 @@ class DeliveryWorker:
         platform_id: str | None = None,
     ) -> bool:
         assert message.id is not None
+        if status == OutboxStatus.PENDING:
+            self._due_again(retry_at)
         async with self._db.transaction() as store:
             written = await store.outbox.finish(
                 message.id,
@@ -371,6 +380,7 @@ class DeliveryWorker:
 
     async def _defer(self, message: OutboxMessage, *, until: datetime, reason: str, held: bool = False) -> None:
         assert message.id is not None
+        self._due_again(until)
         async with self._db.transaction() as store:
             await store.outbox.defer(message.id, token=message.lease_token, until=until, reason=reason, held=held)
 
