@@ -168,6 +168,7 @@ class DeliveryWorker:
         self._lease = lease
         self._wake = asyncio.Event()
         self._put_back: list[datetime] = []  # when what this worker put back is due again
+        self._stopping = False
 
     def register(self, adapter: Outbound, *, fallback: bool = False) -> None:
         """Deliver to ``adapter.platform`` identities through ``adapter``.
@@ -185,12 +186,22 @@ class DeliveryWorker:
 
     async def run_once(self, limit: int = 50) -> int:
         """Deliver what is due now; returns how many messages were sent."""
+        if self._stopping:
+            return 0
         now = self._clock()
         token = uuid.uuid4().hex
         async with self._db.transaction() as store:
             claimed = await store.outbox.claim(now=now, lease_until=now + self._lease, limit=limit, token=token)
+        return await self._deliver_all(claimed)
+
+    async def _deliver_all(self, claimed: list[OutboxMessage]) -> int:
+        """Send a claimed batch in order; once asked to stop, give the rest back at once (due now,
+        the attempt returned) so the next worker need not wait for this one's lease to run out."""
         sent = 0
         for message in claimed:
+            if self._stopping:
+                await self._defer(message, until=self._clock(), reason="the worker stopped before sending it")
+                continue
             sent += await self._deliver(message)
         return sent
 
@@ -201,20 +212,30 @@ class DeliveryWorker:
             now = self._clock()
             async with self._db.transaction() as store:
                 claimed = await store.outbox.claim(now=now, lease_until=now + self._lease, limit=limit)
-            if not claimed:
-                return total
-            for message in claimed:
-                total += await self._deliver(message)
+            if not claimed or self._stopping:
+                return total + await self._deliver_all(claimed)
+            total += await self._deliver_all(claimed)
+
+    def stop(self) -> None:
+        """Finish the message being sent, give the rest of the batch back, and leave ``run_forever``.
+
+        ``brm-bot serve`` calls this on SIGTERM and waits for ``run_forever`` to return, so a
+        stop never cuts a send between the platform's answer and the record of it.
+        """
+        self._stopping = True
+        self._wake.set()
 
     async def run_forever(self, *, interval: float = 5.0) -> None:
-        while True:
+        while not self._stopping:
             try:
-                while await self.run_once():
+                while await self.run_once() and not self._stopping:
                     pass
             except Exception as exc:
                 if isinstance(exc, DATABASE_ERRORS):
                     self._observer.database_error("delivery")
                 log.exception("delivery round failed; trying again in %.0f s", interval)
+            if self._stopping:
+                return
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._idle(interval))

@@ -58,7 +58,8 @@ def teams_user(n: int) -> str:
 
 async def seed(db: Database, *, people: int, messages: int, platform: str, service_url: str = "") -> None:
     """``people`` people on ``platform`` (Teams: with a stored personal-chat reference at
-    ``service_url``) and ``messages`` queued messages to them in turn, each text naming its number."""
+    ``service_url``; any other platform: no identity) and ``messages`` queued messages to them in
+    turn, each text naming its number."""
     now = datetime.now(UTC)
     async with db.transaction() as store:
         ids: list[int] = []
@@ -70,7 +71,7 @@ async def seed(db: Database, *, people: int, messages: int, platform: str, servi
             if platform == "slack":
                 await store.people.link(person_id=person.id, platform="slack", workspace=TEAM_ID,
                                         user_id=slack_user(n), now=now)
-            else:
+            elif platform == "teams":
                 user = teams_user(n)
                 await store.people.link(person_id=person.id, platform="teams", workspace=TENANT, user_id=user, now=now)
                 reference = {"user": {"id": user}, "bot": {"id": BOT_ID}, "channelId": "msteams",

@@ -18,9 +18,11 @@ from bot.delivery import DeliveryWorker
 from bot.runtime import utcnow
 from conversations.engine import Engine
 from conversations.flows import default_flows
+from conversations.messages import Address, Delivered, Reply
 from storage.db import Database
 from storage.models import OutboxMessage
 from tests.bot.outbox_worker import seed, slack_user, tally
+from tests.bot.test_delivery import Recorder
 from tests.conftest import FakeClock
 from tests.helpers import rows_of
 from tests.slack.fake_slack import FakeSlack
@@ -115,3 +117,25 @@ async def test_teams_throttling_sends_the_message_back_to_the_outbox_and_it_goes
         await server.close()
 
 
+
+
+async def test_a_stopping_worker_finishes_the_send_in_flight_and_gives_the_rest_back_at_once(
+    db: Database, clock: FakeClock
+) -> None:
+    await seed(db, people=PEOPLE, messages=6, platform="console")
+    clock.now = utcnow() + timedelta(seconds=1)
+    worker = DeliveryWorker(db, {}, clock=clock, hours=None)
+
+    class StopsOnTheSecond(Recorder):
+        async def send(self, to: Address, reply: Reply) -> Delivered:
+            if len(self.sent) == 1:
+                worker.stop()  # SIGTERM arrives while the second message is on its way
+            return await super().send(to, reply)
+
+    recorder = StopsOnTheSecond()
+    worker.register(recorder, fallback=True)
+    await asyncio.wait_for(worker.run_forever(interval=30), 10)  # returns instead of polling on
+    assert len(recorder.sent) == 2
+    messages = await _by_number(db)
+    assert [m.status for m in messages] == ["sent"] * 2 + ["pending"] * 4
+    assert all(m.attempts == 0 and m.next_attempt_at <= clock() for m in messages[2:]), "due now, no attempt used"
