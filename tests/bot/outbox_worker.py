@@ -27,9 +27,6 @@ import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 
-from adapters.slack import SlackAdapter
-from adapters.slack.journal import Journal
-from adapters.teams import RetryPolicy, TeamsAdapter, TeamsConfig
 from bot.delivery import DeliveryWorker
 from bot.runtime import utcnow
 from conversations import codec
@@ -169,11 +166,16 @@ async def work(args: argparse.Namespace) -> None:
     worker = DeliveryWorker(db, {}, clock=utcnow, hours=None, weekly_budget=-1, rates=rates,
                             lease=timedelta(seconds=args.lease))
     async with aiohttp.ClientSession() as http:
-        if args.slack_api:
+        if args.slack_api:  # each platform's libraries are imported only when used: a restart is quicker
+            from adapters.slack import SlackAdapter
+            from adapters.slack.journal import Journal
+
             journal = Journal.open(Path(tempfile.mkdtemp(prefix="outbox-worker-")) / "journal.jsonl")
             worker.register(SlackAdapter(engine, bot_token=BOT_TOKEN, signing_secret="unused-in-this-process",
                                          http=http, clock=utcnow, api_url=args.slack_api, journal=journal))
         if args.teams:
+            from adapters.teams import RetryPolicy, TeamsAdapter, TeamsConfig
+
             # The adapter's own quick retries stay short: the outbox owns the waiting (Retry-After).
             retry = RetryPolicy(attempts=2, budget=1.0)
             worker.register(TeamsAdapter(engine=engine, db=db, config=TeamsConfig(local_mode=True), http=http,
