@@ -160,7 +160,7 @@ async def leg(args: argparse.Namespace, platform_name: str, db_kind: str, *, kil
         await seed(db, people=args.people, messages=args.messages, platform=platform_name, service_url=service_url)
 
         def arrived() -> int:
-            return len(fake.texts()) if isinstance(fake, LimitedConnector) else fake.count("chat.postMessage")
+            return fake.delivered if isinstance(fake, LimitedConnector) else fake.count("chat.postMessage")
 
         worker = await Worker.start(url, worker_args)
         first = last = 0.0

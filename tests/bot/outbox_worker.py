@@ -142,6 +142,7 @@ class LimitedConnector(FakeConnector):
     def __init__(self, rate: float) -> None:
         super().__init__()
         self.bucket = Bucket(rate)
+        self.delivered = 0  # messages accepted (cheap to read: the benchmark polls it)
 
     async def _send(self, request: web.Request) -> web.Response:
         wait = self.bucket.take()
@@ -149,7 +150,9 @@ class LimitedConnector(FakeConnector):
             self.calls.append(_refused(request))
             return web.json_response({"error": {"code": "TooManyRequests", "message": "slow down"}}, status=429,
                                      headers={"Retry-After": str(wait)})
-        return await super()._send(request)
+        response = await super()._send(request)
+        self.delivered += int(response.status == 200)
+        return response
 
     def texts(self) -> list[str]:
         return [c.text for c in self.messages]
