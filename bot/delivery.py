@@ -120,21 +120,23 @@ def zone(name: str, default: str = "UTC") -> ZoneInfo:
 
 
 class _Pace:
-    """At most ``rate`` sends a second on one platform, so a burst never runs into its limit."""
+    """At most ``rate`` sends a second on one platform, on average, with bursts of up to one
+    second's worth (as the platforms' own limits allow): a worker that fell behind for a moment
+    (a slow database write, a busy machine) catches up instead of losing that time for good."""
 
     def __init__(self, rate: float | None) -> None:
-        self._gap = 1.0 / rate if rate else 0.0
-        self._next = 0.0
+        self._rate = rate or 0.0
+        self._tokens = self._rate
+        self._at = time.monotonic()
 
     async def wait(self) -> None:
-        if not self._gap:
+        if not self._rate:
             return
         now = time.monotonic()
-        self._next = max(self._next, now)
-        delay = self._next - now
-        self._next += self._gap
-        if delay > 0:
-            await asyncio.sleep(delay)
+        self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate) - 1
+        self._at = now
+        if self._tokens < 0:
+            await asyncio.sleep(-self._tokens / self._rate)
 
 
 class DeliveryWorker:
