@@ -870,11 +870,13 @@ class Outbox:
         now: datetime,
         period: str = "",
         priority: int = 0,
+        due: datetime | None = None,
     ) -> bool:
         """Queue a message; False if that (kind, subject, period, recipient) exists already.
 
         ``priority`` above 0 marks a proactive message (a nudge, a survey, a digest): it counts
         against the recipient's weekly budget, and higher priorities are delivered first.
+        ``due``: not before then (a platform asked to wait); default at once.
         """
         message = OutboxMessage(
             kind=kind,
@@ -884,7 +886,7 @@ class Outbox:
             payload=payload,
             status=OutboxStatus.PENDING.value,
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=max(due, now) if due is not None else now,
             created_at=now,
             priority=priority,
         )

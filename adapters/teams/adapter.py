@@ -683,7 +683,7 @@ class TeamsAdapter:
                     payload = rendered_reply(reference.serialize(), messages[first:], key=subject, first=first,
                                              recipient=person.id)
                     await store.outbox.enqueue(kind=REPLY_KIND, subject=f"{subject}:{first}", recipient_id=person.id,
-                                               payload=payload, now=now + timedelta(seconds=delay))
+                                               payload=payload, now=now, due=now + timedelta(seconds=delay))
                     log.info("Teams is slow or throttling: %d replies wait in the outbox for %.1f s",
                              len(messages) - first, delay)
                     return
@@ -712,14 +712,17 @@ class TeamsAdapter:
         try:
             await self._cloud.continue_conversation(reference, logic, self._config.app_id or "")
         except Exception as exc:
+            error = _delivery_error(exc)
             if not ids:
-                raise _delivery_error(exc) from None
+                raise error from None
             first = int(payload.get("first", 0)) + len(ids)
             rest = rendered_reply(payload["reference"], activities[len(ids):], key=str(payload["key"]), first=first,
                                   recipient=int(payload["recipient"]))
+            now = self._clock()
             async with self._db.transaction() as store:
                 await store.outbox.enqueue(kind=REPLY_KIND, subject=f"{payload['key']}:{first}",
-                                           recipient_id=int(payload["recipient"]), payload=rest, now=self._clock())
+                                           recipient_id=int(payload["recipient"]), payload=rest, now=now,
+                                           due=now + timedelta(seconds=error.retry_after or 0))
         return Delivered(next((i for i in ids if i), None))
 
     def _follow_up(self, context: TurnContext, messages: Sequence[JSON], *, delay: float) -> None:
