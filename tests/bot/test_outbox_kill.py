@@ -5,14 +5,17 @@ The worker runs in a process of its own (``tests/bot/outbox_worker.py``: the wor
 ``brm-bot serve`` with the real adapters), and is killed while one of its posts is on the wire
 and unanswered: that post never reached the platform, the rest of its claimed batch is still
 leased to it. The restarted worker takes the batch over when the lease runs out and sends each
-message that was not sent, and none that was.
+message that was not sent, and none that was. The last test shows the one case that sends a
+message twice (docs/operations.md: "The outbox: what is guaranteed").
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -141,3 +144,39 @@ async def _at_least(connector: LimitedConnector, count: int) -> bool:
 async def _waiting(connector: _HoldingConnector) -> bool:
     return connector.waiting >= 1
 
+
+
+async def test_the_one_duplicate_a_kill_can_cause_is_the_message_the_platform_took_just_before(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """The honest limit: killed after Slack accepted a message and before the worker recorded it,
+    that message (and only it) goes again after the restart. The test holds SQLite's write lock
+    so the worker's record of a post Slack accepted waits, and kills the worker in that window."""
+    path = tmp_path / "brm.db"
+    await asyncio.to_thread(shutil.copy, sqlite_template, path)
+    db = Database.connect(f"sqlite+aiosqlite:///{path}")
+    fake = LimitedSlack({slack_user(n): {"email": f"p{n}@example.com", "name": f"Person {n}"}
+                         for n in range(PEOPLE)}, rate=1000)
+    await fake.start()
+    lock = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    try:
+        await seed(db, people=PEOPLE, messages=MESSAGES, platform="slack")
+        async with worker(db, slack_api=fake.api_url) as pid:
+            await fake.wait_for("chat.postMessage", KILL_AFTER, within=START_SECONDS)
+            await asyncio.to_thread(lock.execute, "BEGIN IMMEDIATE")  # nobody else writes until the rollback
+
+            async def accepted_but_not_recorded() -> bool:
+                return fake.count("chat.postMessage") == MESSAGES - await unsent(db) + 1
+
+            await _until(accepted_but_not_recorded)
+            os.kill(pid, signal.SIGKILL)
+        await asyncio.to_thread(lock.rollback)
+        async with worker(db, slack_api=fake.api_url):
+            await _until(lambda: _none_unsent(db))
+        counted = tally(fake.texts())
+        assert sorted(counted) == list(range(MESSAGES)), "nothing is lost"
+        assert sorted(counted.values()) == [1] * (MESSAGES - 1) + [2], "exactly one message went twice"
+    finally:
+        lock.close()
+        await db.dispose()
+        await fake.close()
