@@ -224,7 +224,11 @@ async def _serve(settings: Settings) -> int:
             log.info("shutting down")
         finally:
             scheduler.shutdown()
-            worker.cancel()
+            runtime.worker.stop()  # the message being sent is finished and recorded, the rest given back
+            try:
+                await asyncio.wait_for(worker, OUTBOUND_TIMEOUT_SECONDS + 5)
+            except TimeoutError:
+                log.warning("the delivery worker did not stop in time; its claimed messages go after their lease")
             janitor.cancel()
             for adapter in adapters:
                 await adapter.close()

@@ -22,21 +22,22 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as clock_time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conversations.codec import reply_from_json
-from conversations.messages import Address
+from conversations.messages import Address, Delivered
 from conversations.observe import NO_OBSERVER, Observer
-from conversations.ports import DeliveryError, Outbound, Unreachable
+from conversations.ports import RENDERED, DeliveryError, Outbound, SendsRendered, Unreachable
 from storage.db import Database
 from storage.models import OutboxHold, OutboxMessage, OutboxStatus, Person
 from storage.tx import DATABASE_ERRORS
@@ -119,21 +120,23 @@ def zone(name: str, default: str = "UTC") -> ZoneInfo:
 
 
 class _Pace:
-    """At most ``rate`` sends a second on one platform, so a burst never runs into its limit."""
+    """At most ``rate`` sends a second on one platform, on average, with bursts of up to one
+    second's worth (as the platforms' own limits allow): a worker that fell behind for a moment
+    (a slow database write, a busy machine) catches up instead of losing that time for good."""
 
     def __init__(self, rate: float | None) -> None:
-        self._gap = 1.0 / rate if rate else 0.0
-        self._next = 0.0
+        self._rate = rate or 0.0
+        self._tokens = self._rate
+        self._at = time.monotonic()
 
     async def wait(self) -> None:
-        if not self._gap:
+        if not self._rate:
             return
         now = time.monotonic()
-        self._next = max(self._next, now)
-        delay = self._next - now
-        self._next += self._gap
-        if delay > 0:
-            await asyncio.sleep(delay)
+        self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate) - 1
+        self._at = now
+        if self._tokens < 0:
+            await asyncio.sleep(-self._tokens / self._rate)
 
 
 class DeliveryWorker:
@@ -166,6 +169,8 @@ class DeliveryWorker:
         self._paused: dict[str, datetime] = {}
         self._lease = lease
         self._wake = asyncio.Event()
+        self._put_back: list[datetime] = []  # when what this worker put back is due again
+        self._stopping = False
 
     def register(self, adapter: Outbound, *, fallback: bool = False) -> None:
         """Deliver to ``adapter.platform`` identities through ``adapter``.
@@ -183,12 +188,22 @@ class DeliveryWorker:
 
     async def run_once(self, limit: int = 50) -> int:
         """Deliver what is due now; returns how many messages were sent."""
+        if self._stopping:
+            return 0
         now = self._clock()
         token = uuid.uuid4().hex
         async with self._db.transaction() as store:
             claimed = await store.outbox.claim(now=now, lease_until=now + self._lease, limit=limit, token=token)
+        return await self._deliver_all(claimed)
+
+    async def _deliver_all(self, claimed: list[OutboxMessage]) -> int:
+        """Send a claimed batch in order; once asked to stop, give the rest back at once (due now,
+        the attempt returned) so the next worker need not wait for this one's lease to run out."""
         sent = 0
         for message in claimed:
+            if self._stopping:
+                await self._defer(message, until=self._clock(), reason="the worker stopped before sending it")
+                continue
             sent += await self._deliver(message)
         return sent
 
@@ -199,25 +214,48 @@ class DeliveryWorker:
             now = self._clock()
             async with self._db.transaction() as store:
                 claimed = await store.outbox.claim(now=now, lease_until=now + self._lease, limit=limit)
-            if not claimed:
-                return total
-            for message in claimed:
-                total += await self._deliver(message)
+            if not claimed or self._stopping:
+                return total + await self._deliver_all(claimed)
+            total += await self._deliver_all(claimed)
+
+    def stop(self) -> None:
+        """Finish the message being sent, give the rest of the batch back, and leave ``run_forever``.
+
+        ``brm-bot serve`` calls this on SIGTERM and waits for ``run_forever`` to return, so a
+        stop never cuts a send between the platform's answer and the record of it.
+        """
+        self._stopping = True
+        self._wake.set()
 
     async def run_forever(self, *, interval: float = 5.0) -> None:
-        while True:
+        while not self._stopping:
             try:
-                while await self.run_once():
+                while await self.run_once() and not self._stopping:
                     pass
             except Exception as exc:
                 if isinstance(exc, DATABASE_ERRORS):
                     self._observer.database_error("delivery")
                 log.exception("delivery round failed; trying again in %.0f s", interval)
+            if self._stopping:
+                return
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=self._idle(interval))
             except TimeoutError:
                 pass
+
+    def _idle(self, interval: float) -> float:
+        """How long to wait for work: ``interval``, or less when something this worker put back
+        (a platform's pause, a retry) is due sooner, so the worker is there when it is."""
+        now = self._clock()
+        self._put_back = [at for at in self._put_back if at > now]
+        if not self._put_back:
+            return interval
+        return min(interval, (min(self._put_back) - now).total_seconds())
+
+    def _due_again(self, at: datetime | None) -> None:
+        if at is not None and len(self._put_back) < 10_000:
+            self._put_back.append(at)
 
     async def _recipient(self, message: OutboxMessage) -> tuple[Person | None, list[tuple[Outbound, Address]]]:
         """The person and where to reach them, best first: their platform identities, then
@@ -262,6 +300,9 @@ class DeliveryWorker:
         if message.attempts > self._max_attempts:
             await self._finish(message, OutboxStatus.FAILED, now, error=f"gave up after {self._max_attempts} attempts")
             return 0
+        rendered = message.payload.get(RENDERED)
+        if isinstance(rendered, str):
+            return await self._deliver_rendered(message, rendered, now)
         person, targets = await self._recipient(message)
         tz = zone(person.time_zone if person else self._default_tz, self._default_tz)
         if self._hours is not None:
@@ -284,29 +325,14 @@ class DeliveryWorker:
                      else "the recipient has no identity on a configured platform")
         errors: list[str] = []
         for adapter, address in targets:
-            paused = self._paused.get(adapter.platform)
-            if paused is not None and paused > now:
-                await self._defer(message, until=paused, reason=f"{adapter.platform} asked for a pause")
+            if await self._wait_for(adapter.platform, message, now):
                 return 0
-            pace = self._paces.setdefault(adapter.platform, _Pace(self._rates.get(adapter.platform)))
-            await pace.wait()
-            try:
-                delivered = await adapter.send(address, reply_from_json(message.payload))
-            except Unreachable as exc:
-                errors.append(str(exc))
+            send = functools.partial(adapter.send, address, reply_from_json(message.payload))
+            outcome = await self._attempt(message, now, send, adapter.platform)
+            if isinstance(outcome, str):
+                errors.append(outcome)
                 continue
-            except DeliveryError as exc:
-                status, error = self._retry_or_fail(message, exc.retryable), str(exc)
-                retry_at = now + backoff(message.attempts, retry_after=exc.retry_after)
-                if exc.retry_after is not None:
-                    self._paused[adapter.platform] = now + timedelta(seconds=exc.retry_after)
-                break
-            except Exception as exc:
-                log.warning("sending outbox message %s failed: %s", message.id, type(exc).__name__)
-                status, error = self._retry_or_fail(message, True), type(exc).__name__
-                retry_at = now + backoff(message.attempts)
-                break
-            status, platform_id, error = OutboxStatus.SENT, delivered.message_id, None
+            status, error, retry_at, platform_id = outcome
             break
         else:
             if errors:
@@ -317,6 +343,52 @@ class DeliveryWorker:
             log.info("outbox message %s (%s %s): %s", message.id, message.kind, message.subject, status)
         written = await self._finish(message, status, now, retry_at=retry_at, error=error, platform_id=platform_id)
         return int(status == OutboxStatus.SENT and written)
+
+    async def _deliver_rendered(self, message: OutboxMessage, platform: str, now: datetime) -> int:
+        """A reply an adapter rendered and addressed itself (Teams throttled it inside a turn):
+        sent back through that adapter as it is, at once (a reply is awaited, so no delivery
+        calendar and no budget apply), with the same retries and pauses as everything else."""
+        adapter = self._adapters.get(platform)
+        if not isinstance(adapter, SendsRendered):
+            await self._finish(message, OutboxStatus.UNREACHABLE, now, error=f"{platform} is not configured here")
+            return 0
+        if await self._wait_for(platform, message, now):
+            return 0
+        outcome = await self._attempt(message, now, functools.partial(adapter.send_rendered, message.payload), platform)
+        if isinstance(outcome, str):
+            status, error, retry_at, platform_id = OutboxStatus.UNREACHABLE, outcome, None, None
+        else:
+            status, error, retry_at, platform_id = outcome
+        self._observer.delivery(platform, result="retry" if status == OutboxStatus.PENDING else status.value)
+        written = await self._finish(message, status, now, retry_at=retry_at, error=error, platform_id=platform_id)
+        return int(status == OutboxStatus.SENT and written)
+
+    async def _wait_for(self, platform: str, message: OutboxMessage, now: datetime) -> bool:
+        """Put ``message`` back until ``platform``'s pause ends (True), or wait for its pace (False)."""
+        paused = self._paused.get(platform)
+        if paused is not None and paused > now:
+            await self._defer(message, until=paused, reason=f"{platform} asked for a pause")
+            return True
+        await self._paces.setdefault(platform, _Pace(self._rates.get(platform))).wait()
+        return False
+
+    async def _attempt(
+        self, message: OutboxMessage, now: datetime, send: Callable[[], Awaitable[Delivered]], platform: str
+    ) -> tuple[OutboxStatus, str | None, datetime | None, str | None] | str:
+        """One send: (status, error, retry at, platform id), or the reason this target cannot reach them."""
+        try:
+            delivered = await send()
+        except Unreachable as exc:
+            return str(exc)
+        except DeliveryError as exc:
+            if exc.retry_after is not None:
+                self._paused[platform] = now + timedelta(seconds=exc.retry_after)
+            retry_at = now + backoff(message.attempts, retry_after=exc.retry_after)
+            return self._retry_or_fail(message, exc.retryable), str(exc), retry_at, None
+        except Exception as exc:
+            log.warning("sending outbox message %s failed: %s", message.id, type(exc).__name__)
+            return self._retry_or_fail(message, True), type(exc).__name__, now + backoff(message.attempts), None
+        return OutboxStatus.SENT, None, None, delivered.message_id
 
     async def _finish(
         self,
@@ -329,6 +401,8 @@ class DeliveryWorker:
         platform_id: str | None = None,
     ) -> bool:
         assert message.id is not None
+        if status == OutboxStatus.PENDING:
+            self._due_again(retry_at)
         async with self._db.transaction() as store:
             written = await store.outbox.finish(
                 message.id,
@@ -345,6 +419,7 @@ class DeliveryWorker:
 
     async def _defer(self, message: OutboxMessage, *, until: datetime, reason: str, held: bool = False) -> None:
         assert message.id is not None
+        self._due_again(until)
         async with self._db.transaction() as store:
             await store.outbox.defer(message.id, token=message.lease_token, until=until, reason=reason, held=held)
 

@@ -11,7 +11,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 from conversations.messages import Address, Delivered, Platform, Reply
 
@@ -40,3 +41,16 @@ class Outbound(Protocol):
     platform: Platform
 
     async def send(self, to: Address, reply: Reply) -> Delivered: ...
+
+
+RENDERED = "rendered"  # outbox payload key: the platform whose adapter rendered and addressed the message itself
+
+
+@runtime_checkable
+class SendsRendered(Protocol):
+    """An adapter that queues a reply the platform throttled as it rendered it (``payload[RENDERED]``
+    names its platform, the rest is the adapter's own) and sends such payloads again later."""
+
+    platform: Platform
+
+    async def send_rendered(self, payload: Mapping[str, Any]) -> Delivered: ...

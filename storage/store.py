@@ -927,6 +927,7 @@ class Outbox:
         channel: str | None = None,
         period: str = "",
         priority: int = 0,
+        due: datetime | None = None,
     ) -> bool:
         """Queue a message; False if that (kind, subject, period, recipient) exists already.
 
@@ -934,6 +935,7 @@ class Outbox:
         ``slack:C0123ABCD`` that the delivery worker understands), never both.
         ``priority`` above 0 marks a proactive message (a nudge, a survey, a digest): it counts
         against the recipient's weekly budget, and higher priorities are delivered first.
+        ``due``: not before then (a platform asked to wait); default at once.
         """
         if (recipient_id is None) == (channel is None):
             raise ValueError("an outbox message goes to a person or to a channel: give exactly one")
@@ -946,7 +948,7 @@ class Outbox:
             payload=payload,
             status=OutboxStatus.PENDING.value,
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=max(due, now) if due is not None else now,
             created_at=now,
             priority=priority,
         )

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 import aiohttp
@@ -73,7 +73,7 @@ from conversations.messages import (
     Source,
 )
 from conversations.observe import Observer
-from conversations.ports import DeliveryError, Unreachable
+from conversations.ports import RENDERED, DeliveryError, Unreachable
 from storage.db import Database
 from storage.models import utcnow
 from storage.tx import DATABASE_ERRORS
@@ -653,14 +653,15 @@ class TeamsAdapter:
     async def _send(self, context: TurnContext, messages: Sequence[JSON], *, quiet: bool = False) -> list[str | None]:
         """Send ``messages`` in order, retrying throttled calls.
 
-        Inside a turn (``quiet``), what cannot be sent before the turn's deadline goes to a
-        follow-up task that sends it through the stored reference once Teams lets it.
+        Inside a turn (``quiet``), what cannot be sent before the turn's deadline goes to the
+        outbox (:meth:`_hand_over`), which sends it into the same conversation once Teams lets it,
+        after a restart too.
         """
         deadline: float | None = context.turn_state.get(DEADLINE)
         ids: list[str | None] = []
         for index, message in enumerate(messages):
             if deadline is not None and time.monotonic() > deadline:
-                self._follow_up(context, messages[index:], delay=0.0)
+                await self._hand_over(context, messages, first=index, delay=0.0)
                 break
             activity = _activity(message)
             try:
@@ -670,7 +671,7 @@ class TeamsAdapter:
             except RetriesExhausted as exc:
                 if not quiet:
                     raise
-                self._follow_up(context, messages[index:], delay=exc.retry_after or self._retry.cap)
+                await self._hand_over(context, messages, first=index, delay=exc.retry_after or self._retry.cap)
                 break
             except Exception:
                 if not quiet:
@@ -679,6 +680,66 @@ class TeamsAdapter:
                 continue
             ids.append(sent.id if sent is not None else None)
         return ids
+
+    async def _hand_over(self, context: TurnContext, messages: Sequence[JSON], *, first: int, delay: float) -> None:
+        """Queue ``messages[first:]`` in the outbox as one reply to this activity (its id is the
+        unique key), due after ``delay``: the delivery worker sends it with backoff, and a
+        restart meanwhile loses nothing. Only when the sender is not a known person (no row to
+        address it to) does an in-memory follow-up send it instead."""
+        raw = context.activity.serialize()
+        key = teams_in.key_of(raw)
+        reference = TurnContext.get_conversation_reference(context.activity)
+        reference.activity_id = None
+        subject = f"{PLATFORM}:{teams_in.event_id_of(raw)}"
+        now = self._clock()
+        try:
+            async with self._db.transaction() as store:
+                person = await store.people.by_identity(platform=PLATFORM, workspace=key.workspace, user_id=key.user)
+                if person is not None and person.id is not None:
+                    payload = rendered_reply(reference.serialize(), messages[first:], key=subject, first=first,
+                                             recipient=person.id)
+                    await store.outbox.enqueue(kind=REPLY_KIND, subject=f"{subject}:{first}", recipient_id=person.id,
+                                               payload=payload, now=now, due=now + timedelta(seconds=delay))
+                    log.info("Teams is slow or throttling: %d replies wait in the outbox for %.1f s",
+                             len(messages) - first, delay)
+                    return
+        except DATABASE_ERRORS:
+            log.warning("the outbox could not take a throttled Teams reply; it follows from memory")
+        self._follow_up(context, messages[first:], delay=delay)
+
+    async def send_rendered(self, payload: Mapping[str, Any]) -> Delivered:
+        """Send a reply :meth:`_hand_over` queued, into its conversation, as it was rendered.
+
+        When Teams stops it part-way, what went is done and the rest is queued as a reply of its
+        own (so nothing is sent twice), and this one counts as sent.
+        """
+        reference = ConversationReference().deserialize(payload["reference"])
+        if self._config.local_mode and not teams_in.is_local_service_url(reference.service_url):
+            raise Unreachable("local mode sends only to service URLs on this machine")
+        activities: list[JSON] = list(payload["activities"])
+        ids: list[str | None] = []
+
+        async def logic(context: TurnContext) -> None:
+            context.activity.id = None
+            for message in activities:
+                sent = await with_retries(functools.partial(context.send_activity, _activity(message)), self._retry)
+                ids.append(sent.id if sent is not None else None)
+
+        try:
+            await self._cloud.continue_conversation(reference, logic, self._config.app_id or "")
+        except Exception as exc:
+            error = _delivery_error(exc)
+            if not ids:
+                raise error from None
+            first = int(payload.get("first", 0)) + len(ids)
+            rest = rendered_reply(payload["reference"], activities[len(ids):], key=str(payload["key"]), first=first,
+                                  recipient=int(payload["recipient"]))
+            now = self._clock()
+            async with self._db.transaction() as store:
+                await store.outbox.enqueue(kind=REPLY_KIND, subject=f"{payload['key']}:{first}",
+                                           recipient_id=int(payload["recipient"]), payload=rest, now=now,
+                                           due=now + timedelta(seconds=error.retry_after or 0))
+        return Delivered(next((i for i in ids if i), None))
 
     def _follow_up(self, context: TurnContext, messages: Sequence[JSON], *, delay: float) -> None:
         """Send ``messages`` after the turn, into the same conversation, once ``delay`` has passed."""
@@ -750,19 +811,35 @@ class TeamsAdapter:
 
         try:
             await self._cloud.continue_conversation(reference, logic, self._config.app_id or "")
-        except RetriesExhausted as exc:
-            raise DeliveryError(str(exc), retry_after=exc.retry_after) from None
-        except ServiceUrlRefused as exc:
-            raise Unreachable(str(exc)) from None
         except Exception as exc:
-            status, retry_after = http_status(exc)
-            if status in (403, 404):
-                raise Unreachable(
-                    f"Teams refused the message (HTTP {status}): the app was removed or the bot blocked"
-                ) from None
-            raise DeliveryError(
-                f"sending to Teams failed ({type(exc).__name__}{f', HTTP {status}' if status else ''})",
-                retry_after=retry_after,
-            ) from None
+            raise _delivery_error(exc) from None
         return Delivered(next((i for i in ids if i), None))
+
+
+REPLY_KIND = "reply"
+
+
+def rendered_reply(
+    reference: Mapping[str, Any], activities: Sequence[JSON], *, key: str, first: int, recipient: int
+) -> dict[str, Any]:
+    """The outbox payload of a reply Teams throttled: where it goes and what it says, as rendered."""
+    return {RENDERED: PLATFORM, "reference": dict(reference), "activities": list(activities), "key": key,
+            "first": first, "recipient": recipient}
+
+
+def _delivery_error(exc: Exception) -> DeliveryError:
+    """What a failed Bot Connector call means for the outbox: unreachable, or try again (when Teams said)."""
+    if isinstance(exc, DeliveryError):
+        return exc
+    if isinstance(exc, RetriesExhausted):
+        return DeliveryError(str(exc), retry_after=exc.retry_after)
+    if isinstance(exc, ServiceUrlRefused):
+        return Unreachable(str(exc))
+    status, retry_after = http_status(exc)
+    if status in (403, 404):
+        return Unreachable(f"Teams refused the message (HTTP {status}): the app was removed or the bot blocked")
+    return DeliveryError(
+        f"sending to Teams failed ({type(exc).__name__}{f', HTTP {status}' if status else ''})",
+        retry_after=retry_after,
+    )
 

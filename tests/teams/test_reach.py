@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -89,13 +89,15 @@ async def test_throttled_replies_are_retried_honouring_retry_after(teams: TeamsH
 
 
 async def test_a_reply_throttled_for_long_follows_after_the_turn_instead_of_holding_teams(
-    teams: TeamsHarness,
+    teams: TeamsHarness, demo_db: Database
 ) -> None:
     teams.fake.fail_next(429, retry_after="40")  # far longer than a turn may take
     response = await teams.post(teams.personal(DANA, "hello"))
     assert response.status == 201  # Teams got its answer in time
-    await teams.adapter.idle()
-    assert 40 in teams.sleeps
+    assert teams.fake.messages == []  # the replies wait in the outbox, not in the process's memory
+    later = datetime.now(UTC) + timedelta(seconds=41)
+    worker = DeliveryWorker(demo_db, {"teams": teams.adapter}, clock=lambda: later)
+    assert await worker.run_once() == 1
     texts = [m.text for m in teams.fake.messages]
     assert texts[0].startswith("Hi Dana Whitfield!") and "What would you like to do?" in texts[1]
     assert all(m.kind == "send" and m.conversation == DANA.conversation for m in teams.fake.messages)
