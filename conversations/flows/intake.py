@@ -801,7 +801,7 @@ class IntakeFlow:
         return question("intake:edit_field", "Which field do you want to change?", self._field_options())
 
     @staticmethod
-    def _facts(data: Mapping[str, Any], ctx: _Context) -> Facts:
+    def _facts(data: Mapping[str, Any], ctx: _Context, *, yours: bool = True) -> Facts:
         desired = data.get("desired_date")
         return Facts(
             items=(
@@ -810,7 +810,7 @@ class IntakeFlow:
                 (LABELS["outcome"], data.get("outcome") or ""),
                 (LABELS["category"], str(data.get("category", "")).capitalize()),
                 (LABELS["urgency"], str(data.get("urgency", "")).capitalize()),
-                (LABELS["partner"], ctx.partner_name(data.get("partner"), yours=True)),
+                (LABELS["partner"], ctx.partner_name(data.get("partner"), yours=yours)),
                 (LABELS["desired_date"], show_date(date.fromisoformat(desired)) if desired else "No particular date"),
             )
         )
@@ -885,7 +885,7 @@ class IntakeFlow:
         # each BRM), so it reaches someone.
         notification = Reply.of(
             Text(f"New demand request {request.key} from {turn.person.name}", TextStyle.HEADING),
-            facts,
+            self._facts(data, ctx, yours=False),  # "(yours)" is the requester's, not the BRM's
             *(() if brm is not None else (Text("No BRM owns it yet: the first to act takes it.", TextStyle.MUTED),)),
             triage_choices(request),
             Text(f"Type *status {request.key}* to see it.", TextStyle.MUTED),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from conversations.codec import reply_from_json
 from conversations.engine import Engine
 from conversations.messages import ConversationKey, Sender
 from storage.models import DemandRequest, OutboxMessage, RequestNote, RequestWatcher
@@ -46,6 +47,9 @@ async def test_five_messages_from_the_command_to_the_filed_request(engine: Engin
     )
     assert (stored.category, stored.urgency, stored.partner_id) == ("project", "high", 1)
     assert stored.desired_date == date(2027, 3, 31)
+    [notice] = [m for m in await rows_of(engine.db, OutboxMessage) if m.kind == "request_submitted"]
+    told = reply_from_json(notice.payload).plain_text()
+    assert "Business partner: Finance" in told and "(yours)" not in told, "Finance is Dana's, not her BRM's"
 
 
 async def test_with_the_title_in_the_command_and_one_answer_per_question_it_is_five_too(engine: Engine) -> None:
