@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from conversations.catalog import Command, HomeButton
-from conversations.digest import ACTION, ASK_KIND, ask_for_update
+from conversations.digest import ACTION, ASK_KIND, Week, ask_for_update, gather, render, scope_for
 from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import warn
 from conversations.flows.requests import describe
@@ -28,7 +28,16 @@ class DigestFlow:
     title: ClassVar[str] = "weekly digest"
     keeps_draft: ClassVar[bool] = False
     version: ClassVar[int] = 1
-    commands: ClassVar[tuple[Command, ...]] = ()
+    commands: ClassVar[tuple[Command, ...]] = (
+        Command(
+            words=("digest", "weekly digest"),
+            help="*digest* to see last week's digest now (demand, pipeline, relationships, pulse), or "
+                 "*digest 2026-W47* for another week",
+            roles=ASKERS,
+            slash=("digest",),
+            example="digest",
+        ),
+    )
     home: ClassVar[HomeButton | None] = None
     form_id: ClassVar[str | None] = None
     form_words: ClassVar[frozenset[str]] = frozenset()
@@ -38,7 +47,21 @@ class DigestFlow:
         self.actions: Mapping[str, ActionHandler] = {ACTION: self._act}
 
     async def start(self, turn: Turn, argument: str) -> Step:
-        return Step.end(Reply.text("The weekly digest comes from me on Monday mornings; its buttons act on it."))
+        """The digest the person would get for a week (the last complete one unless named):
+        leaders and admins everyone's, a BRM their partners'."""
+        scope = scope_for(turn.person)
+        if scope is None:
+            return Step.end(warn("The weekly digest is for leaders and BRMs. Type *help* to see what you can do."))
+        try:
+            week = Week.parse(argument) if argument.strip() else Week.last_complete(turn.now, turn.tz)
+        except ValueError as exc:
+            return Step.end(warn(f"{exc}. Try *digest* for last week, or *digest 2026-W47*."))
+        if week.start(turn.tz) > turn.now:
+            return Step.end(warn(f"{week} has not started yet. Try *digest* for last week."))
+        everyone = turn.person.role in (Role.LEADER, Role.ADMIN)
+        whose = "Everyone's demand" if everyone else f"{turn.person.name}'s partners"
+        digest = await gather(turn.store, scope, week=week, tz=turn.tz, now=turn.now, whose=whose)
+        return Step.end(render(digest, tz=turn.tz, now=turn.now))
 
     async def _act(self, turn: Turn, inbound: Inbound) -> Step:
         assert inbound.action is not None

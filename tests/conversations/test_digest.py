@@ -269,3 +269,13 @@ async def test_the_runs_min_group_is_respected_and_never_below_three(demo_db: Da
         text = (await _digest(demo_db, "priya@example.com", clock())).plain_text()
         pulse = text.split("*Pulse*", 1)[1].split("*Demand mix*", 1)[0]
         assert shown in pulse and hidden not in pulse, (floor, pulse)
+
+
+async def test_digest_in_chat_for_leaders_and_brms_refused_to_requesters(engine: Engine) -> None:
+    shown = await Chat(engine, email="priya@example.com").say("digest")
+    assert "Weekly digest," in shown and "Everyone's demand" in shown and "Pipeline by status" in shown
+    brm = await Chat(engine, email="alice@example.com").say("digest 2026-W47")
+    assert "(2026-W47)" in brm and "Alice Moreno's partners" in brm
+    assert "has no week 60" in await Chat(engine, email="priya@example.com").say("digest 2026-W60")
+    refused = await Chat(engine, email="dana@example.com").say("digest")
+    assert "is for leaders and BRMs" in refused and "Weekly digest," not in refused
