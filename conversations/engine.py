@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -165,6 +166,25 @@ class Flow(Protocol):
     async def start(self, turn: Turn, argument: str) -> Step: ...
 
     async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]: ...
+
+
+class FlowBase:
+    """What most flows declare alike, so a flow declares only what is its own: it keeps no
+    draft, is at version 1, has no commands, home button, form, steps or actions, and has
+    nothing to ask again after an interruption. A flow subclasses it and overrides the rest.
+    """
+
+    keeps_draft: ClassVar[bool] = False
+    version: ClassVar[int] = 1
+    commands: ClassVar[tuple[Command, ...]] = ()
+    home: ClassVar[HomeButton | None] = None
+    form_id: ClassVar[str | None] = None
+    form_words: ClassVar[frozenset[str]] = frozenset()
+    steps: Mapping[str, StepHandler] = MappingProxyType({})
+    actions: Mapping[str, ActionHandler] = MappingProxyType({})
+
+    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
+        return ()
 
 
 class FormFlow(Flow, Protocol):

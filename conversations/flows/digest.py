@@ -9,12 +9,11 @@ asker a day (its outbox key), so a second press or a retry asks nothing twice.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import ClassVar
 
-from conversations.catalog import Command, HomeButton
+from conversations.catalog import Command
 from conversations.digest import ACTION, ASK_KIND, Week, ask_for_update, gather, render, scope_for
-from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
+from conversations.engine import ActionHandler, FlowBase, Step, Turn
 from conversations.flows.common import warn
 from conversations.flows.requests import describe
 from conversations.messages import Inbound, Reply, TextStyle
@@ -23,11 +22,9 @@ from storage.models import Role
 ASKERS = frozenset({Role.LEADER.value, Role.ADMIN.value, Role.BRM.value})
 
 
-class DigestFlow:
+class DigestFlow(FlowBase):
     name: ClassVar[str] = "digest"
     title: ClassVar[str] = "weekly digest"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
     commands: ClassVar[tuple[Command, ...]] = (
         Command(
             words=("digest", "weekly digest"),
@@ -38,10 +35,6 @@ class DigestFlow:
             example="digest",
         ),
     )
-    home: ClassVar[HomeButton | None] = None
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
-    steps: Mapping[str, StepHandler] = MappingProxyType({})
 
     def __init__(self) -> None:
         self.actions: Mapping[str, ActionHandler] = {ACTION: self._act}
@@ -87,6 +80,3 @@ class DigestFlow:
         if not added:
             return Step.end(Reply.text(f"You asked {brm.name} about {request.key} today already."))
         return Step.end(Reply.text(f"Asked {brm.name} for an update on {request.key}.", TextStyle.SUCCESS))
-
-    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
-        return ()

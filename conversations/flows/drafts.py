@@ -5,22 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from conversations.catalog import Command, HomeButton
-from conversations.engine import MENU, ActionHandler, Flow, FlowState, Step, StepHandler, Turn
+from conversations.engine import MENU, ActionHandler, Flow, FlowBase, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import warn
 from conversations.messages import Inbound, Reply
 from storage.store import SavedState, StateKey
 
 
-class DraftsFlow:
+class DraftsFlow(FlowBase):
     name: ClassVar[str] = "drafts"
     title: ClassVar[str] = "draft reminder"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
-    commands: ClassVar[tuple[Command, ...]] = ()
-    home: ClassVar[HomeButton | None] = None
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, intake: Flow) -> None:
         self._intake = intake
@@ -56,6 +49,3 @@ class DraftsFlow:
             await turn.store.state.save(key, empty, expected_version=saved.version)
             return Step.end(Reply.text("Discarded your draft. Nothing was submitted."))
         return Step.end(warn("That button is not one I know."))
-
-    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
-        return ()

@@ -13,14 +13,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from types import MappingProxyType
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from rapidfuzz import fuzz, process, utils
 
 from conversations.catalog import FORM_SUBMIT, Command, HomeButton
-from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
+from conversations.engine import FlowBase, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import (
     SKIP_WORDS,
     USE_SCORE,
@@ -261,7 +260,7 @@ def already_submitted() -> Reply:
                  ignored_action=True)
 
 
-class IntakeFlow:
+class IntakeFlow(FlowBase):
     name: ClassVar[str] = "intake"
     title: ClassVar[str] = "demand request"
     keeps_draft: ClassVar[bool] = True
@@ -278,7 +277,6 @@ class IntakeFlow:
     home: ClassVar[HomeButton | None] = HomeButton("New request", primary=True)
     form_id: ClassVar[str | None] = "intake"
     form_words: ClassVar[frozenset[str]] = frozenset({"form", "request form", "new request form", "open form"})
-    actions: Mapping[str, ActionHandler] = MappingProxyType({})
 
     def __init__(self) -> None:
         handlers: dict[str, StepHandler] = {name: self._step for name in (*FIELDS, *ORDER)}

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from conversations.catalog import Command, HomeButton
+from conversations.catalog import Command
 from conversations.digest import CONNECTED_DAYS, CONNECTED_SCAN
-from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
+from conversations.engine import ActionHandler, FlowBase, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import refuse, warn
 from conversations.matching import connected
 from conversations.messages import Choices, Facts, Inbound, Option, Reply, Text, TextStyle
@@ -186,13 +186,11 @@ async def _connected_demand(turn: Turn, mine: set[int | None]) -> list[str]:
     return shown + ([f"… and {len(groups) - len(shown)} more"] if len(groups) > len(shown) else [])
 
 
-class WorkflowFlow:
+class WorkflowFlow(FlowBase):
     """Typed lifecycle commands, the triage queue, the pipeline, and the notification's buttons."""
 
     name: ClassVar[str] = FLOW
     title: ClassVar[str] = "request update"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
     commands: ClassVar[tuple[Command, ...]] = (
         Command(
             words=("triage",),
@@ -225,9 +223,6 @@ class WorkflowFlow:
         Command(words=("comment",), help="*comment DR-13 …* to add a note to a request",
                 example="comment DR-13 the deadline moved to May"),
     )
-    home: ClassVar[HomeButton | None] = None
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         self.steps: Mapping[str, StepHandler] = {

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import ClassVar
 
-from conversations.catalog import GLOBAL_CANCEL, GLOBAL_HELP, Catalog, Command, HomeButton
-from conversations.engine import ActionHandler, Flow, FlowState, Step, StepHandler, Turn
+from conversations.catalog import GLOBAL_CANCEL, GLOBAL_HELP, Catalog, Command
+from conversations.engine import Flow, FlowBase, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import (
     OFFER_SCORE,
     USE_SCORE,
@@ -32,20 +31,14 @@ NOT_A_NEED = re.compile(
 YES_NO = (Option("yes", "Yes", primary=True), Option("no", "No"))
 
 
-class MenuFlow:
+class MenuFlow(FlowBase):
     """Says hello, lists what the other flows offer (from their declarations) and hands over."""
 
     name: ClassVar[str] = "menu"
     title: ClassVar[str] = "menu"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
     commands: ClassVar[tuple[Command, ...]] = (
         Command(words=("hello", "hi", "hey", "start"), help="", slash=("", "help")),
     )
-    home: ClassVar[HomeButton | None] = None
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
-    actions: Mapping[str, ActionHandler] = MappingProxyType({})
 
     def __init__(self, flows: Sequence[Flow] = ()) -> None:
         self._catalog = Catalog([*flows, self])

@@ -15,12 +15,11 @@ once: a second follow-up of the same run and partner is refused with what was se
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import ClassVar
 
 from conversations import codec
-from conversations.catalog import Command, HomeButton
-from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
+from conversations.catalog import Command
+from conversations.engine import FlowBase, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import check_text, warn
 from conversations.messages import Choices, Field, Form, Inbound, Option, Reply, Text, TextStyle
 from storage.models import BusinessPartner, QuestionKind, Role, Survey, SurveyFollowUp, SurveyRun
@@ -133,11 +132,9 @@ async def _own_partners(turn: Turn) -> list[BusinessPartner]:
     return await turn.store.partners.all()
 
 
-class PulseFlow:
+class PulseFlow(FlowBase):
     name: ClassVar[str] = "pulse"
     title: ClassVar[str] = "pulse results"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
     commands: ClassVar[tuple[Command, ...]] = (
         Command(
             words=("pulse", "pulse results", "survey results"),
@@ -148,10 +145,6 @@ class PulseFlow:
             example="pulse Finance",
         ),
     )
-    home: ClassVar[HomeButton | None] = None
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
-    actions: Mapping[str, ActionHandler] = MappingProxyType({})
 
     def __init__(self) -> None:
         self.steps: Mapping[str, StepHandler] = {}
@@ -215,8 +208,6 @@ class PulseFlow:
                                "heard and what you will do.", TextStyle.MUTED))
         return Reply(blocks=tuple(blocks))
 
-    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
-        return ()
 
 
 # --- you said, we did ---------------------------------------------------------------------------
@@ -250,13 +241,12 @@ def _said(heard: str, doing: str) -> tuple[Text, Text]:
     return Text(f"*What we heard*\n{heard}"), Text(f"*What we will do*\n{doing}")
 
 
-class FollowUpFlow:
+class FollowUpFlow(FlowBase):
     """*follow up Finance*: what we heard, what we will do; sent once per run and partner."""
 
     name: ClassVar[str] = "followup"
     title: ClassVar[str] = "follow-up to a pulse"
     keeps_draft: ClassVar[bool] = True
-    version: ClassVar[int] = 1
     commands: ClassVar[tuple[Command, ...]] = (
         Command(
             words=("follow up", "follow-up", "you said we did"),
@@ -267,11 +257,8 @@ class FollowUpFlow:
             example="follow up Finance",
         ),
     )
-    home: ClassVar[HomeButton | None] = None
     form_id: ClassVar[str | None] = "followup"
     # No typed form word: adapters show form words to everyone, and this form is for BRMs only.
-    form_words: ClassVar[frozenset[str]] = frozenset()
-    actions: Mapping[str, ActionHandler] = MappingProxyType({})
 
     def __init__(self) -> None:
         self.steps: Mapping[str, StepHandler] = {"heard": self._heard, "doing": self._doing,

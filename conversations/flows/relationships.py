@@ -13,11 +13,10 @@ import re
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
-from types import MappingProxyType
 from typing import ClassVar
 
 from conversations.catalog import QUOTED_LINK, QUOTED_PLACE, QUOTED_TEXT, Command, HomeButton, MessageShortcut
-from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
+from conversations.engine import ActionHandler, FlowBase, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import warn
 from conversations.flows.intake import safe_link
 from conversations.flows.requests import describe
@@ -121,11 +120,9 @@ def parse_touchpoint(
     return {"partner_id": partner.id, "partner": partner.name, "kind": kind, "on": when, "note": note}, None
 
 
-class RelationshipsFlow:
+class RelationshipsFlow(FlowBase):
     name: ClassVar[str] = "relationships"
     title: ClassVar[str] = "relationship list"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
     commands: ClassVar[tuple[Command, ...]] = (
         Command(
             words=("relationships", "my relationships", "partners", "my partners"),
@@ -136,9 +133,6 @@ class RelationshipsFlow:
         ),
     )
     home: ClassVar[HomeButton | None] = HomeButton("Relationships", roles=BRM_ROLES)
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
-    actions: Mapping[str, ActionHandler] = MappingProxyType({})
 
     def __init__(self) -> None:
         self.steps: Mapping[str, StepHandler] = {}
@@ -170,15 +164,10 @@ class RelationshipsFlow:
                            TextStyle.MUTED))
         return Step.end(Reply(blocks=tuple(blocks)))
 
-    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
-        return ()
 
-
-class TouchpointFlow:
+class TouchpointFlow(FlowBase):
     name: ClassVar[str] = "touchpoint"
     title: ClassVar[str] = "touchpoint"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
     commands: ClassVar[tuple[Command, ...]] = (
         Command(
             words=("touchpoint", "log touchpoint", "log a touchpoint", "met", "called"),
@@ -295,15 +284,10 @@ class TouchpointFlow:
         return await self._record(turn, {"partner_id": partner.id, "partner": partner.name, "kind": kind, "on": on,
                                          "note": note or None, "link": safe_link(values.get("link"))})
 
-    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
-        return ()
 
-
-class MaturityFlow:
+class MaturityFlow(FlowBase):
     name: ClassVar[str] = "maturity"
     title: ClassVar[str] = "maturity stage"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
     commands: ClassVar[tuple[Command, ...]] = (
         Command(
             words=("maturity",),
@@ -314,10 +298,6 @@ class MaturityFlow:
             example="maturity Finance trusted advisor",
         ),
     )
-    home: ClassVar[HomeButton | None] = None
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
-    actions: Mapping[str, ActionHandler] = MappingProxyType({})
 
     def __init__(self) -> None:
         self.steps: Mapping[str, StepHandler] = {}
@@ -341,21 +321,12 @@ class MaturityFlow:
         return Step.end(Reply.text(f"{partner.name}: {before} → *{stage}* (set by {turn.person.name}, "
                                    f"{turn.local(turn.now)})."))
 
-    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
-        return ()
 
-
-class NudgeFlow:
+class NudgeFlow(FlowBase):
     """The buttons of the nudge message: log a touchpoint, open a request, snooze (1 or 2 weeks)."""
 
     name: ClassVar[str] = "nudge"
     title: ClassVar[str] = "snooze"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
-    commands: ClassVar[tuple[Command, ...]] = ()
-    home: ClassVar[HomeButton | None] = None
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, touchpoint: TouchpointFlow) -> None:
         self._touchpoint = touchpoint

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 from conversations.catalog import Command, HomeButton
-from conversations.engine import MENU, ActionHandler, FlowState, Step, StepHandler, Turn
+from conversations.engine import MENU, FlowBase, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import pick, question, show_date, show_time, warn
 from conversations.flows.menu import menu_question
 from conversations.messages import Choices, Facts, Inbound, Option, Reply, Text, TextStyle
@@ -36,11 +35,9 @@ def request_list(title: str, requests: Sequence[DemandRequest], tz: ZoneInfo) ->
     return Reply.of(Text(title, TextStyle.HEADING), Text("\n".join(f"• {line}" for line in lines)))
 
 
-class MyRequestsFlow:
+class MyRequestsFlow(FlowBase):
     name: ClassVar[str] = "mine"
     title: ClassVar[str] = "request list"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
     commands: ClassVar[tuple[Command, ...]] = (
         Command(
             words=("my requests", "mine", "list", "my demand", "requests"),
@@ -50,9 +47,6 @@ class MyRequestsFlow:
         ),
     )
     home: ClassVar[HomeButton | None] = HomeButton("My requests")
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
-    actions: Mapping[str, ActionHandler] = MappingProxyType({})
 
     def __init__(self) -> None:
         self.steps: Mapping[str, StepHandler] = {}
@@ -80,15 +74,10 @@ class MyRequestsFlow:
         replies.append(Reply.text("Type *status DR-…* with a key for the details.", TextStyle.MUTED))
         return Step.end(*replies)
 
-    async def reprompt(self, turn: Turn, state: FlowState) -> tuple[Reply, ...]:
-        return ()
 
-
-class StatusFlow:
+class StatusFlow(FlowBase):
     name: ClassVar[str] = "status"
     title: ClassVar[str] = "status check"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
     commands: ClassVar[tuple[Command, ...]] = (
         Command(
             words=("status", "show", "track"),
@@ -98,9 +87,6 @@ class StatusFlow:
         ),
     )
     home: ClassVar[HomeButton | None] = HomeButton("Check a status")
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
-    actions: Mapping[str, ActionHandler] = MappingProxyType({})
 
     def __init__(self) -> None:
         self.steps: Mapping[str, StepHandler] = {"key": self._key}

@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
-from conversations.catalog import Command, HomeButton
-from conversations.engine import MENU, ActionHandler, FlowState, Step, StepHandler, Turn
+from conversations.catalog import Command
+from conversations.engine import MENU, ActionHandler, FlowBase, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import check_text, not_an_option, pick, warn
 from conversations.messages import Choices, Inbound, Option, Reply, Text, TextStyle
 from conversations.surveys import Question, SurveyDefinition
@@ -168,13 +168,12 @@ def _closed(run: SurveyRun, now: datetime) -> bool:
     return run.closed_at is not None or now >= run.closes_at
 
 
-class SurveyFlow:
+class SurveyFlow(FlowBase):
     """``survey``: go on with an open survey; its buttons answer, beside whatever else goes on."""
 
     name: ClassVar[str] = FLOW
     title: ClassVar[str] = "survey"
     keeps_draft: ClassVar[bool] = False  # every answer is saved as it is given
-    version: ClassVar[int] = 1
     commands: ClassVar[tuple[Command, ...]] = (
         Command(
             words=("survey", "my survey", "answer survey"),
@@ -182,9 +181,6 @@ class SurveyFlow:
             example="survey",
         ),
     )
-    home: ClassVar[HomeButton | None] = None
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         self.steps: Mapping[str, StepHandler] = {"answer": self._answer, "replace": self._replace_typed}

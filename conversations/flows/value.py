@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from conversations.catalog import Command, HomeButton
-from conversations.engine import ActionHandler, FlowState, Step, StepHandler, Turn
+from conversations.engine import ActionHandler, FlowBase, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import warn
 from conversations.messages import Choices, Inbound, Option, Reply, Text, TextStyle
 from storage.models import DemandRequest, Status, ValueAnswer
@@ -36,15 +35,9 @@ def value_question(request: DemandRequest, *, reminder: bool = False) -> Reply:
     )
 
 
-class ValueFlow:
+class ValueFlow(FlowBase):
     name: ClassVar[str] = "value"
     title: ClassVar[str] = "value check"
-    keeps_draft: ClassVar[bool] = False
-    version: ClassVar[int] = 1
-    commands: ClassVar[tuple[Command, ...]] = ()
-    home: ClassVar[HomeButton | None] = None
-    form_id: ClassVar[str | None] = None
-    form_words: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         self.steps: Mapping[str, StepHandler] = {"comment": self._comment}
