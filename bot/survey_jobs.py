@@ -112,7 +112,7 @@ class Invitations:
 
     Why: the Scheduler builds one person per transaction (a crash keeps what was queued), and
     re-reading the partners and surveys, re-computing each schedule and re-rendering the same
-    invitation for each of 10,000 recipients cost about 8 ms a person on PostgreSQL. A run
+    invitation for each of 10,000 recipients cost about 5 ms a person on PostgreSQL. A run
     shares its ``now``: the surveys (checked each person, one cheap read: a changed definition
     is seen at once), the audiences, when each schedule fired in each zone, the runs and the
     invitation of each (run, zone) are kept for that ``now`` only. A run is kept once it is seen
