@@ -388,6 +388,9 @@ async def invitations_leg(args: argparse.Namespace, folder: Path) -> tuple[str, 
                         f"| {rate:.2f} ({100 * rate / args.rate:.1f}%) "
                         f"| {running:.2f} ({100 * running / args.rate:.1f}%) "
                         f"| {lost} | {duplicates} | {strays} | {fake.bucket.refused} | {left} |")
+        if lost or duplicates or strays or left or running < 0.95 * args.rate or again or any(forced):
+            delivery_row += ("\n\nTARGET MISSED: at least 95% of the allowed rate, zero lost, zero duplicates, "
+                             "nothing queued twice")
         return job_row, delivery_row
     finally:
         await db.dispose()
