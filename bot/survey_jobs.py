@@ -17,14 +17,16 @@ delivery hours and counted in the weekly budget, after nudges.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.delivery import zone
 from bot.jobs import Every, Job, last_fire
 from conversations import codec
 from conversations.flows.surveys import invitation
 from conversations.surveys import SurveyDefinition
-from storage.models import BusinessPartner, Person, Role, Survey
+from storage.models import BusinessPartner, Person, Role, Survey, SurveyRun
 from storage.store import Store
 
 SURVEY_PRIORITY = 1  # below nudges (2): a pulse can wait a day, a BRM's nudge should not
@@ -105,40 +107,82 @@ def _fired(survey: Survey, definition: SurveyDefinition, tz: str, now: datetime)
     return last_fire(definition.trigger(tz), now, max(now - window, survey.created_at))
 
 
-async def build_invitations(store: Store, person: Person, now: datetime, period: str) -> int:
-    """Invite ``person`` to each survey whose schedule fired in their zone and whose run is open."""
-    assert person.id is not None
-    surveys = await _active(store)
-    if not surveys:
-        return 0
-    audiences = await Audiences.load(store)
-    tz = person.time_zone or "UTC"
-    added = 0
-    for survey, definition in surveys:
-        assert survey.id is not None
-        member, partner_id = audiences.partner_of(definition, person)
-        if not member:
-            continue
-        window = timedelta(days=definition.window_days)
-        fired = _fired(survey, definition, tz, now)
-        if fired is None:
-            continue
-        run_period = fired.astimezone(zone(tz)).date().isoformat()
-        run = await store.surveys.run_of(survey_id=survey.id, period=run_period)
-        if run is None:
-            run = await store.surveys.start_run(survey_id=survey.id, period=run_period, definition=survey.definition,
-                                                opens_at=fired, closes_at=fired + window)
-        assert run.id is not None
-        if run.closed_at is not None or now >= run.closes_at:
-            continue
-        if not await store.surveys.invite(run_id=run.id, person_id=person.id, partner_id=partner_id, now=now):
-            continue
-        reply = invitation(run, zone(tz))
-        added += int(await store.outbox.enqueue(
-            kind="survey-invitation", subject=f"survey-run:{run.id}", period=run.period, recipient_id=person.id,
-            payload=codec.reply_to_json(reply), now=now, priority=SURVEY_PRIORITY,
-        ))
-    return added
+class Invitations:
+    """The ``survey-invitations`` builder, reading once per run what every recipient shares.
+
+    Why: the Scheduler builds one person per transaction (a crash keeps what was queued), and
+    re-reading the partners and surveys, re-computing each schedule and re-rendering the same
+    invitation for each of 10,000 recipients cost about 5 ms a person on PostgreSQL. A run
+    shares its ``now``: the surveys (checked each person, one cheap read: a changed definition
+    is seen at once), the audiences, when each schedule fired in each zone, the runs and the
+    invitation of each (run, zone) are kept for that ``now`` only. A run is kept once it is seen
+    committed (found, not started, by this transaction), so a rolled-back start is never kept.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[object, ...] | None = None
+        self._context: _Context | None = None
+
+    async def _for(self, store: Store, now: datetime) -> _Context:
+        surveys = await store.surveys.active()
+        key = (now, *((s.id, s.fingerprint, s.updated_at) for s in surveys))
+        if self._context is None or key != self._key:
+            pairs = [(s, SurveyDefinition.from_json(s.definition)) for s in surveys]
+            self._key, self._context = key, _Context(pairs, await Audiences.load(store) if pairs else None)
+        return self._context
+
+    async def build(self, store: Store, person: Person, now: datetime, period: str) -> int:
+        """Invite ``person`` to each survey whose schedule fired in their zone and whose run is open."""
+        assert person.id is not None
+        context = await self._for(store, now)
+        if context.audiences is None:
+            return 0
+        tz = person.time_zone or "UTC"
+        added = 0
+        for survey, definition in context.surveys:
+            assert survey.id is not None
+            member, partner_id = context.audiences.partner_of(definition, person)
+            if not member:
+                continue
+            if (survey.id, tz) not in context.fired:
+                context.fired[survey.id, tz] = _fired(survey, definition, tz, now)
+            fired = context.fired[survey.id, tz]
+            if fired is None:
+                continue
+            run_period = fired.astimezone(zone(tz)).date().isoformat()
+            run = context.runs.get((survey.id, run_period))
+            if run is None:
+                run = await store.surveys.run_of(survey_id=survey.id, period=run_period)
+                if run is not None:
+                    context.runs[survey.id, run_period] = run
+                else:
+                    window = timedelta(days=definition.window_days)
+                    run = await store.surveys.start_run(survey_id=survey.id, period=run_period,
+                                                        definition=survey.definition, opens_at=fired,
+                                                        closes_at=fired + window)
+            assert run.id is not None
+            if run.closed_at is not None or now >= run.closes_at:
+                continue
+            if not await store.surveys.invite(run_id=run.id, person_id=person.id, partner_id=partner_id, now=now):
+                continue
+            if (run.id, tz) not in context.payloads:
+                context.payloads[run.id, tz] = codec.reply_to_json(invitation(run, zone(tz)))
+            added += int(await store.outbox.enqueue(
+                kind="survey-invitation", subject=f"survey-run:{run.id}", period=run.period, recipient_id=person.id,
+                payload=context.payloads[run.id, tz], now=now, priority=SURVEY_PRIORITY,
+            ))
+        return added
+
+
+@dataclass
+class _Context:
+    """What one run of ``survey-invitations`` knows (see :class:`Invitations`)."""
+
+    surveys: list[tuple[Survey, SurveyDefinition]]
+    audiences: Audiences | None
+    fired: dict[tuple[int, str], datetime | None] = field(default_factory=dict)
+    runs: dict[tuple[int, str], SurveyRun] = field(default_factory=dict)
+    payloads: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
 
 
 async def _to_remind(store: Store, now: datetime) -> list[Person]:
@@ -184,6 +228,6 @@ async def close_runs(store: Store, now: datetime) -> int:
 
 def survey_jobs() -> list[Job]:
     return [
-        Job("survey-invitations", INVITATIONS_EVERY, _due, build_invitations),
+        Job("survey-invitations", INVITATIONS_EVERY, _due, Invitations().build),
         Job("survey-reminders", REMINDERS_EVERY, _to_remind, build_reminders, prepare=close_runs),
     ]

@@ -333,3 +333,24 @@ async def test_help_in_the_middle_of_a_survey_asks_the_same_question_again(engin
     said = await eli.say("help")
     assert "*survey* to answer" in said and "2/4" in said
     assert "3/4" in await eli.say("order taker")
+
+
+async def test_one_scheduler_running_for_months_sees_newcomers_and_changed_definitions(
+    engine: Engine, clock: FakeClock
+) -> None:
+    jobs = await invite_everyone(engine, clock)  # the same scheduler from here on, as in `brm-bot serve`
+    [dana] = await rows_of(engine.db, Person, Person.email == "dana@example.com")
+    async with engine.db.transaction() as store:
+        await store.people.add(name="Nova Newcomer", email="nova@example.com", role="requester",
+                               time_zone="Europe/Prague", partner_id=dana.partner_id, now=clock())
+    clock.now += timedelta(minutes=15)
+    assert await jobs.tick("survey-invitations", "UTC") == 1  # joined the same afternoon: the December run
+    changed = parse_definition(PULSE.format(anonymous="true").replace("title: Contact pulse", "title: Winter pulse"))
+    async with engine.db.transaction() as store:
+        await store.surveys.apply(name=changed.name, title=changed.title, definition=changed.to_json(),
+                                  fingerprint=changed.fingerprint(), now=clock())
+    clock.now = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    assert await jobs.tick("survey-invitations", "UTC") == 4  # Prague, Stockholm, Casablanca and Nova
+    december, january = await sent_to(engine.db, "nova@example.com")
+    assert "*Contact pulse*" in december.plain_text() and "*Winter pulse*" in january.plain_text()
+    assert "Sat 09 Jan 10:00 CET" in january.plain_text()  # January's window, in Nova's zone
