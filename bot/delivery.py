@@ -5,8 +5,11 @@ marked sent, retried with backoff and jitter, or given up on. Every write after 
 checks the token: a worker whose lease ran out and was taken over writes nothing, so it
 cannot mark a message another worker is sending. A crash mid-send leaves the lease to run
 out and the message goes again; attempts count at claim time, so a message that kills its
-worker stops at the retry limit. The outbox row's unique (kind, subject, period, recipient)
-keeps a job that runs twice from queueing it twice.
+worker stops at the retry limit. A message claimed again (``attempts`` above one) is sent with
+``Address.maybe_sent_since``: Slack looks for the copy an earlier claim may have posted before
+posting (exactly once); the Bot Connector cannot be asked, so Teams stays at least once.
+The outbox row's unique (kind, subject, period, recipient) keeps a job that runs twice from
+queueing it twice.
 
 Before sending, the delivery calendar (``BRM_BOT_DELIVERY_HOURS``, in the recipient's own
 time zone) and the weekly budget of proactive messages (``priority`` above 0) are checked: a
@@ -22,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import random
@@ -324,9 +328,13 @@ class DeliveryWorker:
             error = (f"{message.channel}: that platform is not configured here" if message.channel
                      else "the recipient has no identity on a configured platform")
         errors: list[str] = []
+        # attempts counts this claim: more than one means an earlier claim may have posted it
+        # (its worker died, or the platform never answered), so an adapter that can look does.
+        maybe_sent_since = message.created_at if message.attempts > 1 else None
         for adapter, address in targets:
             if await self._wait_for(adapter.platform, message, now):
                 return 0
+            address = dataclasses.replace(address, outbox_id=message.id, maybe_sent_since=maybe_sent_since)
             send = functools.partial(adapter.send, address, reply_from_json(message.payload))
             outcome = await self._attempt(message, now, send, adapter.platform)
             if isinstance(outcome, str):

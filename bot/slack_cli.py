@@ -76,8 +76,10 @@ MANIFEST: dict[str, Any] = {
         "scopes": {
             "bot": [
                 "app_mentions:read",
+                "channels:history",
                 "chat:write",
                 "commands",
+                "groups:history",
                 "im:history",
                 "im:write",
                 "users:read",

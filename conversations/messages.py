@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -209,6 +210,11 @@ class Address:
     user: str | None = None
     channel: str | None = None
     email: str | None = None  # a person the platform has not linked yet (Slack finds them by email)
+    # The queued (outbox) message this send delivers. A platform that can read its own messages
+    # back tags the message with it and, when ``maybe_sent_since`` is set (an earlier attempt,
+    # begun no earlier than that moment, may have posted it), looks for it before posting again.
+    outbox_id: int | None = None
+    maybe_sent_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

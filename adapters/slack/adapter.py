@@ -106,6 +106,9 @@ AUTH_TIMEOUT_SECONDS = 10.0
 AUTH_RETRY_SECONDS = 30.0
 MARK_PATIENCE_SECONDS = 10.0
 SIGNATURE_MAX_AGE_SECONDS = 5 * 60
+OUTBOX_EVENT = "brm_bot_outbox"  # message metadata event_type: which outbox message a post delivers
+HISTORY_LIMIT = 50  # messages read back when looking for an earlier attempt's post
+CLOCK_MARGIN = timedelta(minutes=1)  # our clock and Slack's may differ a little
 JOURNALED = frozenset({"event_callback", "block_actions"})
 ENTRY = "brm_journal_entry"
 _entry: contextvars.ContextVar[int | None] = contextvars.ContextVar("slack_journal_entry", default=None)
@@ -710,6 +713,11 @@ class SlackAdapter:
 
         A person who never wrote to the bot (``to.email`` only) is found with
         ``users.lookupByEmail`` and messaged in a DM; not found is :class:`Unreachable`.
+
+        An outbox message (``to.outbox_id``) carries its id in the message's metadata. When an
+        earlier attempt may have posted it (``to.maybe_sent_since``: its worker died after Slack
+        took it, or Slack never answered), the channel's recent history is read first and a
+        post found there is reported as delivered instead of posting it twice.
         """
         if to.workspace in self._removed_from:
             raise Unreachable("the app was uninstalled from this Slack workspace")
@@ -726,10 +734,17 @@ class SlackAdapter:
                 channel = await self._dm_channel(to.workspace, user_id)
             else:
                 raise Unreachable("the address names neither a user nor a channel")
+            metadata = None
+            if to.outbox_id is not None:
+                if to.maybe_sent_since is not None:
+                    earlier = await self._posted_before(channel, to.outbox_id, since=to.maybe_sent_since)
+                    if earlier:
+                        return Delivered(message_id=f"{channel}:{earlier}")
+                metadata = {"event_type": OUTBOX_EVENT, "event_payload": {"outbox_id": to.outbox_id}}
             paused = self.rate_limits.remaining("chat.postMessage")
             if paused > 0:
                 raise DeliveryError("Slack asked for a pause in posting messages", retry_after=paused)
-            posted = await self._post(channel, [reply], client=self._proactive)
+            posted = await self._post(channel, [reply], client=self._proactive, metadata=metadata)
         except SlackApiError as exc:
             code = _error_code(exc)
             if code in UNREACHABLE_ERRORS:
@@ -739,6 +754,32 @@ class SlackAdapter:
         except (SlackClientError, aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryError(f"Slack could not be reached: {type(exc).__name__}") from None
         return Delivered(message_id=f"{channel}:{posted}" if posted else None)
+
+    async def _posted_before(self, channel: str, outbox_id: int, *, since: datetime) -> str | None:
+        """The ts of the bot's post of outbox message ``outbox_id`` in ``channel`` since ``since``
+        (found by its metadata among the latest ``HISTORY_LIMIT`` messages), or None.
+
+        A history Slack refuses to show (a scope the installation lacks, a channel the bot
+        cannot read) is logged and treated as not found: the message is posted, at least once
+        as before. A pause or an unreachable Slack goes back to the worker (tried again later).
+        """
+        oldest = f"{(since - CLOCK_MARGIN).timestamp():.6f}"
+        try:
+            history = await self._proactive.conversations_history(
+                channel=channel, oldest=oldest, limit=HISTORY_LIMIT, include_all_metadata=True
+            )
+        except SlackApiError as exc:
+            if exc.response.status_code == 429:
+                raise
+            log.warning("Slack: cannot read back %s to find an earlier post (%s); posting it",
+                        channel, _error_code(exc))
+            return None
+        for message in history.get("messages") or ():
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == OUTBOX_EVENT and payload.get("outbox_id") == outbox_id:
+                return str(message.get("ts") or "") or None
+        return None
 
     # --- shared -------------------------------------------------------------------------------------
 
@@ -801,6 +842,7 @@ class SlackAdapter:
         thread: str | None = None,
         owner: str | None = None,
         client: AsyncWebClient | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> str | None:
         """Post the replies of a turn (``owner``: whose questions they ask); returns the first message's ts.
 
@@ -818,6 +860,8 @@ class SlackAdapter:
             args: dict[str, Any] = {"channel": channel, "blocks": message.blocks, "text": message.text}
             if thread:
                 args["thread_ts"] = thread
+            if metadata:
+                args["metadata"] = metadata
             posted = await (client or self.client).api_call("chat.postMessage", json=args)
             first = first or posted.get("ts")
         return first

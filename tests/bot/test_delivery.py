@@ -40,9 +40,10 @@ async def test_a_submitted_request_reaches_the_brm_on_their_platform(engine: Eng
     worker = DeliveryWorker(engine.db, {"slack": slack}, clock=clock)
     assert await worker.run_once() == 1
     (address, reply) = slack.sent[0]
-    assert address == Address("slack", "local", user="alice@example.com")
-    assert "New demand request DR-13" in reply.plain_text()
     (message,) = await _outbox(engine)
+    assert address == Address("slack", "local", user="alice@example.com", outbox_id=message.id)
+    assert address.maybe_sent_since is None, "a first attempt cannot have been posted before"
+    assert "New demand request DR-13" in reply.plain_text()
     assert (message.status, message.platform_message_id, message.attempts) == ("sent", "m1", 1)
     assert await worker.run_once() == 0  # nothing is sent twice
 
@@ -59,6 +60,9 @@ async def test_a_failed_send_is_retried_after_the_wait_the_platform_asked_for(en
     clock.advance(timedelta(hours=2))
     assert await worker.run_once() == 1
     assert flaky.sent and (await _outbox(engine))[0].status == "sent"
+    ((address, _),) = flaky.sent
+    assert (address.outbox_id, address.maybe_sent_since) == (message.id, message.created_at), (
+        "a second attempt tells the adapter an earlier one may have posted it (since it was queued)")
 
 
 async def test_an_unreachable_recipient_is_marked_and_not_retried(engine: Engine, clock) -> None:

@@ -6,7 +6,8 @@ The worker runs in a process of its own (``tests/bot/outbox_worker.py``: the wor
 and unanswered: that post never reached the platform, the rest of its claimed batch is still
 leased to it. The restarted worker takes the batch over when the lease runs out and sends each
 message that was not sent, and none that was. The last test shows the one case that sends a
-message twice (docs/operations.md: "The outbox: what is guaranteed").
+message twice on Teams, and that Slack finds such a message instead of sending it again
+(docs/operations.md: "The outbox: what is guaranteed").
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from storage.db import Database
+from storage.models import OutboxStatus
 from tests.bot.outbox_worker import READY, LimitedConnector, LimitedSlack, seed, slack_user, tally, unsent
 
 MESSAGES = 120
@@ -145,38 +148,99 @@ async def _waiting(connector: _HoldingConnector) -> bool:
     return connector.waiting >= 1
 
 
-
-async def test_the_one_duplicate_a_kill_can_cause_is_the_message_the_platform_took_just_before(
-    tmp_path: Path, sqlite_template: Path
-) -> None:
-    """The honest limit: killed after Slack accepted a message and before the worker recorded it,
-    that message (and only it) goes again after the restart. The test holds SQLite's write lock
-    so the worker's record of a post Slack accepted waits, and kills the worker in that window."""
+@asynccontextmanager
+async def _sqlite(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[tuple[Database, sqlite3.Connection]]:
+    """A migrated SQLite database, and a second connection to hold its write lock with."""
     path = tmp_path / "brm.db"
     await asyncio.to_thread(shutil.copy, sqlite_template, path)
     db = Database.connect(f"sqlite+aiosqlite:///{path}")
-    fake = LimitedSlack({slack_user(n): {"email": f"p{n}@example.com", "name": f"Person {n}"}
-                         for n in range(PEOPLE)}, rate=1000)
-    await fake.start()
     lock = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
     try:
-        await seed(db, people=PEOPLE, messages=MESSAGES, platform="slack")
-        async with worker(db, slack_api=fake.api_url) as pid:
-            await fake.wait_for("chat.postMessage", KILL_AFTER, within=START_SECONDS)
-            await asyncio.to_thread(lock.execute, "BEGIN IMMEDIATE")  # nobody else writes until the rollback
-
-            async def accepted_but_not_recorded() -> bool:
-                return fake.count("chat.postMessage") == MESSAGES - await unsent(db) + 1
-
-            await _until(accepted_but_not_recorded)
-            os.kill(pid, signal.SIGKILL)
-        await asyncio.to_thread(lock.rollback)
-        async with worker(db, slack_api=fake.api_url):
-            await _until(lambda: _none_unsent(db))
-        counted = tally(fake.texts())
-        assert sorted(counted) == list(range(MESSAGES)), "nothing is lost"
-        assert sorted(counted.values()) == [1] * (MESSAGES - 1) + [2], "exactly one message went twice"
+        yield db, lock
     finally:
         lock.close()
         await db.dispose()
+
+
+async def _kill_after_accepted_before_recorded(
+    db: Database, lock: sqlite3.Connection, accepted: Callable[[], int], **platform: Any
+) -> set[int]:
+    """Run a worker, hold SQLite's write lock so its record of a post the platform accepted
+    waits, kill it in that window, and let go of the lock; returns the message numbers the
+    platform took that the database has not recorded as sent (the one in the window)."""
+    async with worker(db, **platform) as pid:
+        await _until(lambda: _at_least_posted(accepted, KILL_AFTER))
+        await asyncio.to_thread(lock.execute, "BEGIN IMMEDIATE")  # nobody else writes until the rollback
+
+        async def accepted_but_not_recorded() -> bool:
+            return accepted() == MESSAGES - await unsent(db) + 1
+
+        await _until(accepted_but_not_recorded)
+        os.kill(pid, signal.SIGKILL)
+    await asyncio.to_thread(lock.rollback)
+    async with db.transaction() as store:
+        unsent_numbers = {int(m.subject[1:]) for m in await store.outbox.all() if m.status != OutboxStatus.SENT}
+    return unsent_numbers
+
+
+async def _at_least_posted(accepted: Callable[[], int], count: int) -> bool:
+    return accepted() >= count
+
+
+async def test_slack_finds_the_message_it_took_just_before_a_kill_and_does_not_send_it_again(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """Killed after Slack accepted a message and before the worker recorded it: the restarted
+    worker reads the DM back, finds that message by its metadata (the outbox id), and marks it
+    sent with the ts Slack gave it, instead of posting it a second time."""
+    fake = LimitedSlack({slack_user(n): {"email": f"p{n}@example.com", "name": f"Person {n}"}
+                         for n in range(PEOPLE)}, rate=1000)
+    await fake.start()
+    try:
+        async with _sqlite(tmp_path, sqlite_template) as (db, lock):
+            await seed(db, people=PEOPLE, messages=MESSAGES, platform="slack")
+            unsent_then = await _kill_after_accepted_before_recorded(
+                db, lock, lambda: fake.count("chat.postMessage"), slack_api=fake.api_url)
+            (in_window,) = set(tally(fake.texts())) & unsent_then
+            (first,) = [c for c in fake.called("chat.postMessage") if f"outbox message {in_window} of" in c.text]
+            async with worker(db, slack_api=fake.api_url):
+                await _until(lambda: _none_unsent(db))
+            counted = tally(fake.texts())
+            assert sorted(counted) == list(range(MESSAGES)), "nothing is lost"
+            assert set(counted.values()) == {1}, f"sent twice: {[m for m, n in counted.items() if n > 1]}"
+            async with db.transaction() as store:
+                (row,) = [m for m in await store.outbox.all() if m.subject == f"m{in_window}"]
+            assert row.status == OutboxStatus.SENT
+            assert row.platform_message_id == f"{first.args['channel']}:{first.result['ts']}"
+            looked = fake.called("conversations.history")
+            assert looked and all(c.args.get("include_all_metadata") in {"1", "true", True} for c in looked)
+            assert first.args["metadata"] == {"event_type": "brm_bot_outbox",
+                                              "event_payload": {"outbox_id": row.id}}
+    finally:
         await fake.close()
+
+
+async def test_teams_sends_the_message_it_took_just_before_a_kill_once_more(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """The honest limit on Teams: the Bot Connector cannot be asked what a conversation holds,
+    so a worker killed after Teams accepted a message and before it recorded it sends that
+    message (and only it) again after the restart (docs/operations.md: "The outbox: what is
+    guaranteed")."""
+    connector = LimitedConnector(rate=1000)
+    runner = web.AppRunner(connector.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    service_url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    try:
+        async with _sqlite(tmp_path, sqlite_template) as (db, lock):
+            await seed(db, people=PEOPLE, messages=MESSAGES, platform="teams", service_url=service_url)
+            await _kill_after_accepted_before_recorded(db, lock, lambda: connector.delivered, teams=True)
+            async with worker(db, teams=True):
+                await _until(lambda: _none_unsent(db))
+            counted = tally(connector.texts())
+            assert sorted(counted) == list(range(MESSAGES)), "nothing is lost"
+            assert sorted(counted.values()) == [1] * (MESSAGES - 1) + [2], "exactly one message went twice"
+    finally:
+        await runner.cleanup()

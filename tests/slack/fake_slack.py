@@ -16,12 +16,12 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -77,7 +77,8 @@ class FakeSlack:
         self._changed = asyncio.Condition()
         self._ok: dict[str, int] = {}
         self._failures: dict[str, list[_Failure]] = {}
-        self._ts = itertools.count(1)
+        self._last_ts = 0  # microseconds: each post's ts is the wall clock's, later than the last
+        self.history: dict[str, list[dict[str, Any]]] = {}  # channel -> messages posted there, oldest first
         self._runner: web.AppRunner | None = None
         self._envelopes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._limits: dict[str, tuple[int, float]] = {}
@@ -292,9 +293,17 @@ class FakeSlack:
                     return {"ok": False, "error": "message_not_found"}
                 if channel.startswith("C0GONE"):
                     return {"ok": False, "error": "channel_not_found"}
-                ts = str(args.get("ts") or f"1700000000.{next(self._ts):06d}")
+                ts = str(args.get("ts") or self._next_ts())
+                if method == "chat.postMessage":
+                    posted = {"type": "message", "ts": ts, "text": args.get("text"), "blocks": args.get("blocks"),
+                              "bot_id": "B0BOT"}
+                    if isinstance(args.get("metadata"), dict):
+                        posted["metadata"] = args["metadata"]
+                    self.history.setdefault(channel, []).append(posted)
                 return {"ok": True, "channel": channel, "ts": ts,
                         "message": {"text": args.get("text"), "blocks": args.get("blocks")}}
+            case "conversations.history":
+                return self._history(args)
             case "chat.getPermalink":
                 ts = str(args.get("message_ts", "")).replace(".", "")
                 return {"ok": True, "channel": args.get("channel"),
@@ -304,6 +313,23 @@ class FakeSlack:
             case "apps.connections.open":
                 return {"ok": True, "url": self.url.replace("http://", "ws://") + "/socket"}
         return {"ok": False, "error": "unknown_method"}
+
+    def _next_ts(self) -> str:
+        """A message ts as Slack makes them: the epoch time in microseconds, unique and rising."""
+        self._last_ts = max(time.time_ns() // 1000, self._last_ts + 1)
+        return f"{self._last_ts // 1_000_000}.{self._last_ts % 1_000_000:06d}"
+
+    def _history(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """``conversations.history``: newest first, after ``oldest``, at most ``limit``; each message's
+        ``metadata`` (``event_type``, ``event_payload``) only with ``include_all_metadata``."""
+        channel = str(args.get("channel") or "")
+        oldest = Decimal(str(args.get("oldest") or "0"))
+        limit = int(args.get("limit") or 100)
+        with_metadata = str(args.get("include_all_metadata")).lower() in {"1", "true"}
+        found = [m for m in reversed(self.history.get(channel, [])) if Decimal(m["ts"]) > oldest]
+        messages = [m if with_metadata else {k: v for k, v in m.items() if k != "metadata"} for m in found[:limit]]
+        return {"ok": True, "messages": messages, "has_more": len(found) > limit, "pin_count": 0,
+                "response_metadata": {"next_cursor": ""}}
 
     async def _response_url(self, request: web.Request) -> web.Response:
         await self._record(Call(f"response:{request.match_info['hook']}", await request.json()))

@@ -21,6 +21,9 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "chat.update": {"chat:write"},
     "chat.getPermalink": set(),
     "conversations.open": {"im:write"},
+    # reading back an outbox post: in a DM, a public channel, a private channel (the BRM channel may be either)
+    "conversations.history": {"im:history", "channels:history", "groups:history"},
+    "users.lookupByEmail": {"users:read.email"},
     "users.info": {"users:read", "users:read.email"},  # the email needs users:read.email
     "views.open": set(),
     "views.publish": set(),
@@ -36,10 +39,11 @@ def manifest() -> dict[str, Any]:
 
 
 def called_methods() -> set[str]:
-    """Every Web API method named in the adapter's source: ``client.chat_update(`` or
+    """Every Web API method named in the adapter's source: ``client.chat_update(``,
+    ``_proactive.conversations_history(`` (the delivery worker's client) or
     ``client.api_call("chat.postMessage"`` (but not ``api_call`` itself)."""
     source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "adapters" / "slack").glob("*.py"))
-    names = set(re.findall(r"client\.([a-z]+_[A-Za-z_]+)\(", source)) - {"api_call"}
+    names = set(re.findall(r"(?:client|_proactive)\.([a-z]+_[A-Za-z_]+)\(", source)) - {"api_call"}
     direct = set(re.findall(r"client\.api_call\(\s*\"([a-z]+\.[A-Za-z]+)\"", source))
     return {name.replace("_", ".", 1) for name in names} | direct
 

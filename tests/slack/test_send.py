@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from bot.delivery import DeliveryWorker
@@ -63,3 +66,45 @@ async def test_a_rate_limit_that_outlasts_the_retries_asks_the_worker_to_wait(sl
         await slack.adapter.send(Address("slack", TEAM_ID, channel="C0DIGEST"), Reply.text("hi"))
     assert refused.value.retryable and refused.value.retry_after == 0
     assert "xoxb" not in str(refused.value)
+
+
+async def test_a_message_an_earlier_attempt_posted_is_found_in_the_dm_not_posted_again(slack: SlackHarness) -> None:
+    queued = datetime.now(UTC)
+    first = await slack.adapter.send(Address("slack", TEAM_ID, user=NEWBIE, outbox_id=7), Reply.text("Pulse survey"))
+    (posted,) = slack.fake.called("chat.postMessage")
+    assert posted.args["metadata"] == {"event_type": "brm_bot_outbox", "event_payload": {"outbox_id": 7}}
+    assert not slack.fake.called("conversations.history"), "a first attempt posts without looking"
+
+    again = Address("slack", TEAM_ID, user=NEWBIE, outbox_id=7, maybe_sent_since=queued)
+    delivered = await slack.adapter.send(again, Reply.text("Pulse survey"))
+    assert len(slack.fake.called("chat.postMessage")) == 1, "not posted twice"
+    assert delivered.message_id == first.message_id == f"{dm_of(NEWBIE)}:{posted.result['ts']}"
+    (looked,) = slack.fake.called("conversations.history")
+    assert looked.args["channel"] == dm_of(NEWBIE)
+    assert looked.args["include_all_metadata"] in {"1", "true"}
+    assert float(looked.args["oldest"]) < queued.timestamp()
+
+
+async def test_a_retried_message_slack_does_not_have_is_posted(slack: SlackHarness) -> None:
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    await slack.adapter.send(Address("slack", TEAM_ID, channel="C0BRM", outbox_id=7), Reply.text("Request DR-1"))
+    retried = Address("slack", TEAM_ID, channel="C0BRM", outbox_id=8, maybe_sent_since=since)
+    delivered = await slack.adapter.send(retried, Reply.text("Request DR-2"))
+    first, second = slack.fake.called("chat.postMessage")
+    assert first.args["metadata"]["event_payload"] == {"outbox_id": 7}, "another message is not this one"
+    assert "Request DR-2" in second.text and second.args["metadata"]["event_payload"] == {"outbox_id": 8}
+    assert delivered.message_id == f"C0BRM:{second.result['ts']}"
+
+
+async def test_a_history_slack_will_not_show_means_posting_and_a_pause_means_waiting(slack: SlackHarness) -> None:
+    since = datetime.now(UTC)
+    retried = Address("slack", TEAM_ID, channel="C0PRIVATE", outbox_id=9, maybe_sent_since=since)
+    slack.fake.fail_once("conversations.history", 200, {"ok": False, "error": "missing_scope"})
+    await slack.adapter.send(retried, Reply.text("Request DR-3"))
+    assert len(slack.fake.called("chat.postMessage")) == 1, "not knowing, it posts (at least once)"
+
+    slack.fake.rate_limit_once("conversations.history", retry_after=30)
+    with pytest.raises(DeliveryError) as paused:
+        await slack.adapter.send(dataclasses.replace(retried, outbox_id=10), Reply.text("Request DR-4"))
+    assert paused.value.retry_after == 30
+    assert len(slack.fake.called("chat.postMessage")) == 1, "nothing posted before Slack could be asked"
