@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import os
 import platform
@@ -139,6 +140,8 @@ async def run(url: str, label: str, users: int, rate: float) -> list[str]:
     db = await _fresh(url)
     engine = Engine(db, default_flows(), clock=lambda: datetime.now(UTC))
     await _burst(engine, 20, [], tag="warm-up")
+    gc.collect()
+    gc.freeze()  # as `brm-bot serve` does after start: full collections no longer walk the libraries
     lines = []
     for mode in ("burst", "paced"):
         latencies: list[float] = []
