@@ -13,12 +13,20 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process, utils
 
-DUPLICATE_SCORE = 85.0  # the intake's DUPLICATE_SCORE (conversations/flows/intake.py)
+DUPLICATE_SCORE = 85.0  # how alike two titles must be to count as the same need
+
+
+def most_alike(title: str, titles: Mapping[int, str]) -> int | None:
+    """The id of the title most like ``title`` at or above ``DUPLICATE_SCORE`` (the intake's
+    duplicate check), or None."""
+    best = process.extractOne(title, titles, scorer=fuzz.token_set_ratio, processor=utils.default_process,
+                              score_cutoff=DUPLICATE_SCORE)
+    return int(best[2]) if best else None
 
 
 def similarity(a: str, b: str) -> float:

@@ -871,22 +871,17 @@ _OUTBOX_FAILURES = Statement(
 )
 _ALL_OUTBOX = Statement(sa.select(OUTBOX).order_by(OUTBOX.c.id))
 UNREACHABLE_KEPT = timedelta(days=14)  # an unreachable message older than this is no longer worth sending
-_FIND_OUTBOX = Statement(
-    sa.select(OUTBOX).where(
-        OUTBOX.c.kind == P("kind"),
-        OUTBOX.c.subject == P("subject"),
-        OUTBOX.c.period == P("period"),
-        OUTBOX.c.recipient_id == P("rid"),
+def _find_outbox(to: sa.ColumnElement[Any]) -> Statement:
+    """The message of (kind, subject, period) for one recipient column (``to`` = :to)."""
+    return Statement(
+        sa.select(OUTBOX).where(
+            OUTBOX.c.kind == P("kind"), OUTBOX.c.subject == P("subject"), OUTBOX.c.period == P("period"), to == P("to")
+        )
     )
-)
-_FIND_CHANNEL_OUTBOX = Statement(
-    sa.select(OUTBOX).where(
-        OUTBOX.c.kind == P("kind"),
-        OUTBOX.c.subject == P("subject"),
-        OUTBOX.c.period == P("period"),
-        OUTBOX.c.channel == P("channel"),
-    )
-)
+
+
+_FIND_OUTBOX = _find_outbox(OUTBOX.c.recipient_id)
+_FIND_CHANNEL_OUTBOX = _find_outbox(OUTBOX.c.channel)
 _RETRY_UNREACHABLE = Statement(
     sa.update(OUTBOX)
     .where(
@@ -1032,12 +1027,12 @@ class Outbox:
         """The message queued for (kind, subject, period, recipient or channel), to say how its delivery went."""
         if channel is not None:
             return await self.tx.model(
-                OutboxMessage, _FIND_CHANNEL_OUTBOX, kind=kind, subject=subject[:120], period=period, channel=channel
+                OutboxMessage, _FIND_CHANNEL_OUTBOX, kind=kind, subject=subject[:120], period=period, to=channel
             )
         if recipient_id is None:
             raise ValueError("find needs a recipient_id or a channel")
         return await self.tx.model(
-            OutboxMessage, _FIND_OUTBOX, kind=kind, subject=subject[:120], period=period, rid=recipient_id
+            OutboxMessage, _FIND_OUTBOX, kind=kind, subject=subject[:120], period=period, to=recipient_id
         )
 
     async def reachable_again(self, *, recipient_id: int, now: datetime) -> int:

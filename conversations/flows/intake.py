@@ -16,8 +16,6 @@ from datetime import date, timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from rapidfuzz import fuzz, process, utils
-
 from conversations.catalog import FORM_SUBMIT, Command, HomeButton
 from conversations.engine import FlowBase, FlowState, Step, StepHandler, Turn
 from conversations.flows.common import (
@@ -35,6 +33,7 @@ from conversations.flows.common import (
     warn,
 )
 from conversations.flows.lifecycle import NOTE_MAX, UPDATE_KIND, triage_choices
+from conversations.matching import most_alike
 from conversations.messages import Choices, Facts, Field, Form, Inbound, Option, Reply, Text, TextStyle
 from storage.models import BusinessPartner, Category, DemandRequest, NoteKind, Urgency
 from storage.store import NewRequest, Store
@@ -42,7 +41,6 @@ from storage.store import NewRequest, Store
 TITLE_MAX = 200
 DESCRIPTION_MAX = 4000
 OUTCOME_MAX = 2000
-DUPLICATE_SCORE = 85.0
 NO_PARTNER = "none"
 SOURCE_LINK_MAX = 1000  # the columns' lengths (storage/models.py DemandRequest)
 SOURCE_CHANNEL_MAX = 128
@@ -823,15 +821,8 @@ class IntakeFlow(FlowBase):
 
     async def _duplicate(self, turn: Turn, title: str, partner_id: int | None) -> DemandRequest | None:
         """The open request most like ``title``: of the partner, or of every partner when unknown."""
-        titles = dict(await turn.store.requests.open_titles(partner_id))
-        best = process.extractOne(
-            title,
-            titles,
-            scorer=fuzz.token_set_ratio,
-            processor=utils.default_process,
-            score_cutoff=DUPLICATE_SCORE,
-        )
-        return await turn.store.requests.get(best[2]) if best else None
+        found = most_alike(title, dict(await turn.store.requests.open_titles(partner_id)))
+        return await turn.store.requests.get(found) if found is not None else None
 
     async def _similar(self, turn: Turn, duplicate: DemandRequest) -> Facts | None:
         """The close match, shown (and offered to follow) to someone who may see it, or who belongs
